@@ -1,0 +1,31 @@
+# Two entry points (README): `make demo` and `make test`. Both install first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CORES  ?= 2
+
+.PHONY: install demo report test benchmark clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml envs/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade-strategy only-if-needed -e '.[test]'
+	touch $@
+
+# The main job on the embedded default (config.yaml): offline, CPU.
+demo: install
+	$(BIN)/snakemake --cores $(CORES) all
+	$(BIN)/snakemake --report results/report.html
+
+report: install
+	$(BIN)/snakemake --report results/report.html
+
+test: install
+	$(BIN)/python -m pytest
+
+benchmark: install
+	$(BIN)/python benchmarks/potential_engine.py
+
+clean:
+	rm -rf results .snakemake

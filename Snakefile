@@ -1,0 +1,28 @@
+# Reproduces "How Diffusion Prior Landscapes Shape the Posterior in Blind
+# Deconvolution" (Nguyen, Pauwels, Weiss): see README.md.
+#
+#   snakemake --cores 2 all                       # the demo (config.yaml), offline
+#   snakemake --cores 2 results/figures/fig07.png # one figure, from cached artefacts
+#   snakemake --report results/report.html        # captioned HTML report
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/priors.smk"
+include: "workflow/rules/sweeps.smk"
+include: "workflow/rules/figures.smk"
+
+
+report: "workflow/report/workflow.rst"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

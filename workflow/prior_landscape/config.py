@@ -1,0 +1,44 @@
+"""Configuration checks: the JSON schema, with errors that name the offending key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of range."""
+
+
+def _key_path(error) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "<top level>"
+
+
+def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, source: str = "config") -> dict:
+    """Validate ``config`` against the workflow's JSON schema.
+
+    Raises :class:`ConfigError` listing every problem as ``key.path: message``.
+    """
+    import jsonschema
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for err in errors:
+            # an if/then failure hides the useful message in its context
+            leaves = [e for e in err.context] if err.context else [err]
+            for leaf in leaves or [err]:
+                lines.append(f"  {_key_path(leaf)}: {leaf.message}")
+        raise ConfigError(f"invalid {source} ({len(lines)} problem(s)):\n" + "\n".join(dict.fromkeys(lines)))
+    return config
+
+
+def theta_grid(spec: dict) -> np.ndarray:
+    """The θ grid of a sweep: ``numpy.linspace(start, stop, num)``."""
+    return np.linspace(float(spec["start"]), float(spec["stop"]), int(spec["num"]))

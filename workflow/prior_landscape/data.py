@@ -1,0 +1,167 @@
+"""Images that ship inside installed packages, and the crops the demo priors see.
+
+The demo runs offline: its "natural images" are the photographs bundled with
+scikit-image and scikit-learn, converted to grayscale in [0, 1] and downscaled.
+Any entry that is not a bundled name is read as an image file, so a user can
+point the demo at their own pictures.
+
+Crops are taken at deterministic positions (seeded), and blur is applied to the
+whole photograph before cropping (``blurred_crops``): circular or zero-padded
+blur of a small crop would wrap or darken its borders, create edges and raise q
+enough to hide the effect P §2.3 measures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+
+def _skimage(name: str) -> Callable[[], np.ndarray]:
+    def load():
+        import skimage.data
+
+        return getattr(skimage.data, name)()
+
+    return load
+
+
+def _sklearn(filename: str) -> Callable[[], np.ndarray]:
+    def load():
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(filename)
+
+    return load
+
+
+#: Photographs bundled with scikit-image and scikit-learn (no download needed).
+BUNDLED_PHOTOGRAPHS: dict[str, Callable[[], np.ndarray]] = {
+    **{
+        n: _skimage(n)
+        for n in (
+            "astronaut",
+            "camera",
+            "coffee",
+            "chelsea",
+            "rocket",
+            "coins",
+            "moon",
+            "clock",
+            "brick",
+            "grass",
+            "gravel",
+            "immunohistochemistry",
+            "hubble_deep_field",
+            "page",
+            "text",
+        )
+    },
+    "china": _sklearn("china.jpg"),
+    "flower": _sklearn("flower.jpg"),
+}
+
+
+def to_gray_unit(img: np.ndarray) -> np.ndarray:
+    """Any uint8/bool/float image (H, W[, 3|4]) to float64 grayscale in [0, 1]."""
+    from skimage.color import rgb2gray, rgba2rgb
+    from skimage.util import img_as_float
+
+    img = img_as_float(np.asarray(img))
+    if img.ndim == 3:
+        if img.shape[2] == 4:
+            img = rgba2rgb(img)
+        img = rgb2gray(img)
+    if img.ndim != 2:
+        raise ValueError(f"expected a 2-D or RGB(A) image, got shape {img.shape}")
+    return np.clip(img, 0.0, 1.0)
+
+
+def load_photograph(name_or_path: str, downscale: int = 1) -> np.ndarray:
+    """A bundled photograph by name, or an image file by path: grayscale float64 in [0, 1].
+
+    Raises FileNotFoundError / ValueError naming the input when it is missing or unreadable.
+    """
+    if name_or_path in BUNDLED_PHOTOGRAPHS:
+        img = BUNDLED_PHOTOGRAPHS[name_or_path]()
+    else:
+        path = Path(name_or_path)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"input image {name_or_path!r} is neither a bundled photograph "
+                f"({', '.join(sorted(BUNDLED_PHOTOGRAPHS))}) nor an existing file"
+            )
+        import skimage.io
+
+        try:
+            img = skimage.io.imread(path)
+        except Exception as err:  # noqa: BLE001 - any decoder error means unreadable
+            raise ValueError(f"input image {str(path)!r} could not be read as an image: {err}") from err
+    img = to_gray_unit(img)
+    if downscale > 1:
+        from skimage.transform import rescale
+
+        img = rescale(img, 1.0 / downscale, anti_aliasing=True, order=1)
+    return img
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    """Where a crop comes from: image name, top-left corner, size."""
+
+    image: str
+    row: int
+    col: int
+    size: int
+
+
+def crop_positions(
+    images: dict[str, np.ndarray], n: int, size: int, seed: int, margin: int = 0, min_std: float = 0.0
+) -> list[CropSpec]:
+    """n crop positions spread evenly over the images, at least ``margin`` px from each border,
+    keeping only crops whose standard deviation is at least ``min_std`` (textured crops)."""
+    rng = np.random.default_rng(seed)
+    names = sorted(images)
+    out: list[CropSpec] = []
+    attempts = 0
+    while len(out) < n:
+        attempts += 1
+        if attempts > 200 * n + 1000:
+            raise ValueError(f"could not find {n} crops of size {size} with std >= {min_std} in {names}")
+        name = names[len(out) % len(names)]
+        img = images[name]
+        H, W = img.shape
+        if H - size - 2 * margin < 1 or W - size - 2 * margin < 1:
+            raise ValueError(f"image {name!r} ({H}×{W}) is too small for {size}-px crops with margin {margin}")
+        r = int(rng.integers(margin, H - size - margin + 1))
+        c = int(rng.integers(margin, W - size - margin + 1))
+        if img[r : r + size, c : c + size].std() >= min_std:
+            out.append(CropSpec(name, r, c, size))
+    return out
+
+
+def extract_crops(images: dict[str, np.ndarray], specs: list[CropSpec]) -> torch.Tensor:
+    """Crops as a float32 tensor (N, 1, s, s)."""
+    arr = np.stack([images[s.image][s.row : s.row + s.size, s.col : s.col + s.size] for s in specs])
+    return torch.as_tensor(arr, dtype=torch.float32)[:, None]
+
+
+def blurred_crops(
+    images: dict[str, np.ndarray], specs: list[CropSpec], kernel: torch.Tensor, padding: str = "reflect"
+) -> torch.Tensor:
+    """Blur each whole photograph by ``kernel`` (P §2.3: h_θ ⋆ x), then take the crops."""
+    from .blur import blur
+
+    blurred = {}
+    for name in sorted({s.image for s in specs}):
+        x = torch.as_tensor(images[name], dtype=torch.float64)[None, None]
+        blurred[name] = blur(x, kernel.to(torch.float64), padding=padding)[0, 0].numpy()
+    return extract_crops(blurred, specs)
+
+
+def load_photographs(names: list[str], downscale: int) -> dict[str, np.ndarray]:
+    return {n: load_photograph(n, downscale) for n in names}

@@ -1,0 +1,32 @@
+"""Diffusion priors behind one interface (:class:`DiffusionPrior`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .base import DiffusionPrior
+from .mixture import GaussianMixturePrior
+
+__all__ = ["DiffusionPrior", "GaussianMixturePrior", "load_prior"]
+
+
+def load_prior(path: str | Path, device: str = "cpu") -> DiffusionPrior:
+    """Load any prior checkpoint written by this package, dispatching on its ``kind``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"prior checkpoint {path} does not exist")
+    try:
+        kind = torch.load(path, map_location="cpu", weights_only=True).get("kind")
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means not ours
+        raise ValueError(f"{path} is not a readable prior checkpoint: {err}") from err
+    if kind == "gaussian_mixture":
+        prior = GaussianMixturePrior.load(path)
+    elif kind == "score_network":
+        from .scorenet import ScoreNetworkPrior
+
+        prior = ScoreNetworkPrior.load(path)
+    else:
+        raise ValueError(f"{path} holds an unknown prior kind {kind!r}")
+    return prior.to(device)

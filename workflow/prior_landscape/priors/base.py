@@ -1,0 +1,72 @@
+"""The prior interface every potential, descent and deblurring routine uses.
+
+A prior is a diffusion model seen through four things (P §2.1):
+
+* ``score(x, sigma)``: ∇log p_σ(x) at any noise level of its schedule;
+* ``grad_potential(x)``: ∇q(x) = −score(x, σ(t_ε)), the "action of the network"
+  the paper differentiates and descends;
+* ``schedule``: σ(t), σ'(t), t_ε and T;
+* ``terminal_log_prob(x)``: log p_T, the density at the terminal time that closes
+  the change-of-variables formula (P eq. 7).
+
+Images are tensors of shape (B, C, H, W); ``sigma`` is a tensor of shape (B,)
+(or a scalar, broadcast over the batch).
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+
+import torch
+
+from ..schedules import Schedule
+
+
+class DiffusionPrior(abc.ABC):
+    """Abstract diffusion prior: subclasses implement ``score``."""
+
+    name: str
+    image_shape: tuple[int, int, int]
+    schedule: Schedule
+
+    @abc.abstractmethod
+    def score(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+        """∇_x log p_σ(x) for a batch x of shape (B, C, H, W)."""
+
+    @abc.abstractmethod
+    def num_parameters(self) -> int:
+        """Number of scalar parameters of the model (P Table 1)."""
+
+    @property
+    def dim(self) -> int:
+        return math.prod(self.image_shape)
+
+    @property
+    def sigma_eps(self) -> float:
+        return float(self.schedule.sigma(self.schedule.t_eps))
+
+    def grad_potential(self, x: torch.Tensor) -> torch.Tensor:
+        """∇q(x) with q = −log p_{t_ε} (P §2.1)."""
+        return -self.score(x, self.sigma_eps)
+
+    def terminal_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log p_T(x) per image, p_T ≈ N(0, σ(T)² I) as in score_sde (P eq. 7)."""
+        sigma_T = float(self.schedule.sigma(self.schedule.T))
+        d = x[0].numel()
+        sq = x.flatten(1).to(torch.float64).pow(2).sum(1)
+        return -0.5 * sq / sigma_T**2 - 0.5 * d * math.log(2 * math.pi * sigma_T**2)
+
+    def to(self, device: torch.device | str) -> "DiffusionPrior":
+        """Move the prior's tensors to ``device`` (in place); returns self."""
+        return self
+
+
+def sigma_batch(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """Broadcast a noise level to shape (B,) on x's device and dtype."""
+    sigma = torch.as_tensor(sigma, device=x.device, dtype=x.dtype)
+    if sigma.ndim == 0:
+        sigma = sigma.expand(x.shape[0])
+    if sigma.shape != (x.shape[0],):
+        raise ValueError(f"sigma must be a scalar or of shape ({x.shape[0]},), got {tuple(sigma.shape)}")
+    return sigma

@@ -1,0 +1,62 @@
+"""What every workflow job needs around the science: logging, threads, device, seeds,
+timing and provenance. Kept here so that the scripts under workflow/scripts stay thin."""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .artefacts import provenance
+
+
+def resolve_device(name: str) -> str:
+    """'auto' → 'cuda' when a GPU is visible, else 'cpu'; explicit CUDA without a GPU is an error."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but no CUDA GPU is visible; set device: cpu or auto")
+    return name
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Job:
+    """A running job: call ``provenance()`` when writing an artefact."""
+
+    config: dict
+    device: str
+    seeds: dict
+    started: float = field(default_factory=time.perf_counter)
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("prior_landscape"))
+
+    def provenance(self, **extra) -> dict:
+        return provenance(self.config, self.seeds, self.device, time.perf_counter() - self.started, **extra)
+
+
+def start_job(snakemake, config_slice: dict, seeds: dict | None = None, device: str = "cpu") -> Job:
+    """Set up a job run by a Snakemake ``script:``: log to its log file and stderr,
+    use its thread count, fix seeds, resolve the device."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if getattr(snakemake, "log", None):
+        handlers.append(logging.FileHandler(snakemake.log[0], mode="w"))
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", handlers=handlers, force=True
+    )
+    torch.set_num_threads(max(1, int(getattr(snakemake, "threads", 1))))
+    seeds = seeds or {}
+    if "seed" in seeds:
+        seed_everything(int(seeds["seed"]))
+    job = Job(config=config_slice, device=resolve_device(device), seeds=seeds)
+    job.log.info("rule %s started on %s with %d thread(s)", snakemake.rule, job.device, torch.get_num_threads())
+    return job

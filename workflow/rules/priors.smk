@@ -1,0 +1,50 @@
+# Demo priors: an analytic Gaussian mixture and a score network trained here,
+# both on crops of the bundled photographs (config: data).
+
+
+rule fit_mixture_prior:
+    output:
+        model=f"{RESULTS}/priors/{{prior}}/model.pt",
+        summary=f"{RESULTS}/priors/{{prior}}/fit_summary.parquet",
+    wildcard_constraints:
+        prior=priors_of_kind("gaussian_mixture"),
+    params:
+        prior=prior_config,
+        data=config["data"],
+        seed=config["seed"],
+    log:
+        f"{RESULTS}/logs/fit_mixture_prior/{{prior}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fit_mixture_prior/{{prior}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    script:
+        "../scripts/fit_mixture_prior.py"
+
+
+rule train_score_network:
+    output:
+        model=f"{RESULTS}/priors/{{prior}}/model.pt",
+        loss=f"{RESULTS}/priors/{{prior}}/training_loss.parquet",
+    wildcard_constraints:
+        prior=priors_of_kind("score_network"),
+    params:
+        prior=prior_config,
+        data=config["data"],
+        seed=config["seed"],
+        device=config["device"],
+        # resumable state, deliberately not an output: it survives a killed job
+        state=f"{RESULTS}/priors/{{prior}}/training_state.pt",
+    log:
+        f"{RESULTS}/logs/train_score_network/{{prior}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_score_network/{{prior}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=1 if config["scale"] == "paper" else 0,
+    script:
+        "../scripts/train_score_network.py"

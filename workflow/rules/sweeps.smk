@@ -1,0 +1,64 @@
+# P §2.3: the blur families, the likelihood sweeps q(h_θ ⋆ x), and the cost of each prior.
+
+
+rule blur_kernels:
+    output:
+        f"{RESULTS}/kernels/blur_families.parquet",
+    params:
+        families=config["sweep"]["families"],
+        theta=config["sweep"]["theta"],
+        kernel_size=config["blur"]["kernel_size"],
+    log:
+        f"{RESULTS}/logs/blur_kernels.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/blur_kernels.py"
+
+
+rule likelihood_sweep:
+    input:
+        model=f"{RESULTS}/priors/{{prior}}/model.pt",
+    output:
+        f"{RESULTS}/sweeps/{{prior}}.parquet",
+    params:
+        sweep=config["sweep"],
+        blur=config["blur"],
+        potential=config["potential"],
+        data=config["data"],
+        device=config["device"],
+    log:
+        f"{RESULTS}/logs/likelihood_sweep/{{prior}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/likelihood_sweep/{{prior}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=240,
+        gpu=1 if config["scale"] == "paper" else 0,
+    script:
+        "../scripts/likelihood_sweep.py"
+
+
+rule measure_prior_cost:
+    input:
+        model=f"{RESULTS}/priors/{{prior}}/model.pt",
+    output:
+        f"{RESULTS}/timing/{{prior}}.parquet",
+    params:
+        timing=config["timing"],
+        potential=config["potential"],
+        data=config["data"],
+        device=config["device"],
+        seed=config["seed"],
+    log:
+        f"{RESULTS}/logs/measure_prior_cost/{{prior}}.log",
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+        gpu=1 if config["scale"] == "paper" else 0,
+    script:
+        "../scripts/measure_prior_cost.py"

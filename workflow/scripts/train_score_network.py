@@ -1,0 +1,38 @@
+"""Train the demo score network by denoising score matching on the VE schedule (resumable)."""
+
+from pathlib import Path
+
+from prior_landscape.artefacts import write_table
+from prior_landscape.data import crop_positions, extract_crops, load_photographs
+from prior_landscape.priors.scorenet import train_dsm
+from prior_landscape.runtime import start_job
+from prior_landscape.schedules import schedule_from_config
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+cfg, data, seed = sm.params.prior, sm.params.data, sm.params.seed
+job = start_job(sm, {"prior": cfg, "data": data}, {"seed": seed}, device=sm.params.device)
+
+images = load_photographs(data["photographs"]["train"], data["downscale"])
+crops = extract_crops(images, crop_positions(images, data["n_train_crops"], data["crop_size"], seed))
+training = dict(cfg["training"])
+checkpoint_every = training.pop("checkpoint_every", 500)
+
+
+def progress(step, total, loss):
+    job.log.info("step %d/%d  loss %.4f", step, total, loss)
+
+
+prior, history = train_dsm(
+    crops,
+    schedule_from_config(cfg["schedule"]),
+    seed=seed,
+    checkpoint_path=sm.params.state,
+    checkpoint_every=checkpoint_every,
+    progress=progress,
+    name=sm.wildcards.prior,
+    device=job.device,
+    **training,
+)
+write_table(history, sm.output.loss, job.provenance(n_crops=len(crops)))
+prior.save(sm.output.model)
+Path(sm.params.state).unlink(missing_ok=True)  # finished: the resumable state is no longer needed
