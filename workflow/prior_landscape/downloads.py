@@ -1,0 +1,850 @@
+"""Downloading the paper's checkpoints and datasets: verified, resumable, atomic.
+
+Everything the paper-scale workflow needs from outside the repository (score
+networks, DRUNet weights, MNIST, FFHQ, AFHQ, Köhler, BSDS, RealBlur, …) is
+listed in ``resources.yaml`` beside this module (:func:`load_catalogue`), and
+obtained with :func:`ensure_resource`, which handles two kinds of source:
+
+``url``
+    An HTTP(S) address the workflow downloads itself (:func:`fetch`): retries
+    with exponential backoff on connection errors, timeouts, 5xx answers and
+    truncated transfers; resumes a partial download kept in ``<dest>.part``
+    with a ``Range`` request (and starts again from zero when a server ignores
+    ``Range`` or answers 416); then, optionally, unpacks a zip / tar archive
+    into a folder (extracted beside it and renamed into place; members that
+    would land outside the folder are refused).
+``manual``
+    A source that needs a login, a licence acceptance or a web interface that
+    cannot be scripted (Google Drive folders, FFHQ, ImageNet, RealBlur). The
+    call checks whether the expected files are already at their documented
+    place; if not it raises :class:`ManualDownloadRequired` saying which files,
+    from which page, what to accept and exactly where to put them. Once they
+    are placed, the same call picks them up.
+
+Checksum policy
+---------------
+* A **pinned** checksum (``sha256`` or ``md5`` in the catalogue) is used where
+  the source publishes one or a well-known library records one (torchvision's
+  MNIST md5s, deepinv's Köhler and BSDS500 md5s). It is verified on every
+  download and whenever an existing file is picked up.
+* Otherwise the **lock file** (``workflow/resources.lock.yaml`` by default, a
+  YAML or JSON mapping ``key -> {url, sha256, size}`` kept under version
+  control) is used: the first download records the sha256 and size of what it
+  received (trust on first use, atomic rewrite of the lock file); every later
+  download, and every existing file, is verified against that record. A
+  source that changed its content is then an error, not a silent change of the
+  experiment's input. To accept a deliberate change, delete the key from the
+  lock file.
+* On any checksum failure the downloaded bytes are deleted (no ``dest``, no
+  ``.part``) and :class:`ChecksumError` names the file, the expected and the
+  actual digest. A file already at ``dest`` that fails verification is never
+  overwritten: the error says to delete it.
+
+A file is renamed onto ``dest`` only after verification, so a file at its
+final path is always complete and checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import http.client
+import json
+import logging
+import os
+import posixpath
+import re
+import shutil
+import socket
+import stat
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Iterator
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+CATALOGUE_PATH = Path(__file__).resolve().with_name("resources.yaml")
+DEFAULT_LOCK_FILE = Path(__file__).resolve().parents[1] / "resources.lock.yaml"
+USER_AGENT = "prior-landscape-downloader/1 (+python urllib)"
+KINDS = ("url", "manual")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip")
+_RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+_MAX_BACKOFF_S = 60.0
+
+__all__ = [
+    "ArchiveError",
+    "ChecksumError",
+    "DownloadError",
+    "ManualDownloadRequired",
+    "CatalogueError",
+    "fetch",
+    "ensure_resource",
+    "resource_location",
+    "load_catalogue",
+    "read_lock",
+    "file_digest",
+    "unpack_archive",
+]
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+class DownloadError(RuntimeError):
+    """A source could not be downloaded (unreachable, refused, HTTP error, …)."""
+
+    def __init__(self, message: str, *, url: str | None = None, dest: Path | None = None):
+        super().__init__(message)
+        self.url = url
+        self.dest = dest
+
+
+class ChecksumError(RuntimeError):
+    """A downloaded or existing file does not have the expected digest."""
+
+    def __init__(self, message: str, *, path: Path, algorithm: str, expected: str, actual: str, existing: bool):
+        super().__init__(message)
+        self.path = path
+        self.algorithm = algorithm
+        self.expected = expected
+        self.actual = actual
+        self.existing = existing  # True: a file already at dest (kept); False: a download (deleted)
+
+
+class ManualDownloadRequired(RuntimeError):
+    """Files that must be obtained by hand (login, licence, web interface) are missing."""
+
+    def __init__(self, message: str, *, missing: list[Path]):
+        super().__init__(message)
+        self.missing = missing
+
+
+class ArchiveError(RuntimeError):
+    """An archive could not be unpacked safely (unknown format, unsafe member)."""
+
+
+class CatalogueError(ValueError):
+    """The resource catalogue is malformed."""
+
+
+class _Transient(Exception):
+    """Internal: a failure worth retrying."""
+
+
+class _Restart(Exception):
+    """Internal: drop the partial file and start again without waiting."""
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256", chunk_size: int = 1 << 20) -> str:
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk_size), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _digests(path: Path, algorithms: set[str], chunk_size: int = 1 << 20) -> dict[str, str]:
+    hs = {a: hashlib.new(a) for a in algorithms}
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk_size), b""):
+            for h in hs.values():
+                h.update(block)
+    return {a: h.hexdigest() for a, h in hs.items()}
+
+
+def _human(n: int | None) -> str:
+    if n is None:
+        return "?"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+@contextlib.contextmanager
+def _interprocess_lock(path: Path) -> Iterator[None]:
+    """Serialise processes working on ``path`` (POSIX advisory lock kept outside the repository)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    key = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:24]
+    lock_dir = Path(tempfile.gettempdir()) / "prior_landscape_locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{key}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ----------------------------------------------------------------------------- lock file
+
+_LOCK_HEADER = (
+    "# sha256 and size of downloaded files whose source publishes no checksum,\n"
+    "# recorded by prior_landscape.downloads on first download and verified on every\n"
+    "# later one. Keep this file under version control. To accept a deliberate change\n"
+    "# of a source, delete its key here and download again.\n"
+)
+
+
+def _is_json(path: Path) -> bool:
+    return path.suffix.lower() == ".json"
+
+
+def read_lock(lock_file: str | Path) -> dict[str, dict]:
+    """The lock file's mapping ``key -> {url, sha256, size}``; empty if the file does not exist."""
+    lock_file = Path(lock_file)
+    if not lock_file.exists():
+        return {}
+    text = lock_file.read_text(encoding="utf-8")
+    data = json.loads(text or "{}") if _is_json(lock_file) else yaml.safe_load(text)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise CatalogueError(f"lock file {lock_file} must hold a mapping key -> {{url, sha256, size}}")
+    return data
+
+
+def _record_lock(lock_file: Path, key: str, record: dict) -> None:
+    with _interprocess_lock(lock_file):
+        data = read_lock(lock_file)
+        data[key] = record
+        data = dict(sorted(data.items()))
+        if _is_json(lock_file):
+            text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+        else:
+            text = _LOCK_HEADER + yaml.safe_dump(data, sort_keys=True, default_flow_style=False)
+        _atomic_write_text(lock_file, text)
+    log.info("recorded %s in %s: sha256 %s, %s bytes", key, lock_file, record["sha256"], record["size"])
+
+
+# ----------------------------------------------------------------------------- verification
+
+
+def _expected(
+    sha256: str | None, md5: str | None, lock_file: Path | None, lock_key: str | None
+) -> tuple[dict[str, str], int | None, str]:
+    """(algorithm -> expected digest, expected size or None, where the expectation comes from)."""
+    pinned = {a: v.lower() for a, v in (("sha256", sha256), ("md5", md5)) if v}
+    if pinned:
+        return pinned, None, "pinned in the catalogue"
+    if lock_file is not None and lock_key:
+        rec = read_lock(lock_file).get(lock_key)
+        if rec:
+            return {"sha256": str(rec["sha256"]).lower()}, int(rec["size"]) if rec.get("size") is not None else None, (
+                f"recorded in {lock_file} under {lock_key!r}"
+            )
+    return {}, None, ""
+
+
+def _check(
+    path: Path, expected: dict[str, str], size: int | None, origin: str, *, existing: bool, url: str | None,
+    lock_key: str | None,
+) -> str:
+    """Verify ``path``; return its sha256. Raise ChecksumError (deleting it unless ``existing``)."""
+    digests = _digests(path, set(expected) | {"sha256"})
+    actual_size = path.stat().st_size
+    failure = None
+    if size is not None and actual_size != size:
+        failure = ("size", str(size), str(actual_size))
+    for algorithm, value in expected.items():
+        if failure is None and digests[algorithm] != value:
+            failure = (algorithm, value, digests[algorithm])
+    if failure is None:
+        return digests["sha256"]
+    algorithm, exp, act = failure
+    what = f"{algorithm} {exp}, got {act}" if algorithm != "size" else f"{exp} bytes, got {act} bytes"
+    if existing:
+        msg = (
+            f"{path} exists but fails verification: expected {what} ({origin}). It was left untouched. "
+            f"If it is a stale or corrupted copy, delete it ({path}) and run again to download it"
+            + (f" from {url}" if url else "")
+            + "."
+        )
+    else:
+        path.unlink(missing_ok=True)
+        msg = (
+            f"checksum mismatch for {path.name}"
+            + (f" downloaded from {url}" if url else "")
+            + f": expected {what} ({origin}). The downloaded data was deleted."
+        )
+        if "lock" not in origin or not lock_key:
+            msg += " The source may be corrupted or a proxy may have altered it; try again later or another mirror."
+        else:
+            msg += (
+                f" The source now serves different content than when it was first recorded; if that change is"
+                f" expected, delete the key {lock_key!r} from the lock file and run again."
+            )
+    raise ChecksumError(msg, path=path, algorithm=algorithm, expected=exp, actual=act, existing=existing)
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+class _Progress:
+    def __init__(self, name: str, callback: Callable[[int, int | None], Any] | None):
+        self.name = name
+        self.callback = callback
+        self.next_fraction = 0.1
+        self.next_bytes = 100 << 20
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.callback is not None:
+            self.callback(done, total)
+        if total:
+            while done >= self.next_fraction * total and self.next_fraction <= 1.0 + 1e-9:
+                log.info("%s: %3.0f%% (%s of %s)", self.name, 100 * self.next_fraction, _human(done), _human(total))
+                self.next_fraction += 0.1
+        elif done >= self.next_bytes:
+            log.info("%s: %s", self.name, _human(done))
+            self.next_bytes += 100 << 20
+
+
+# ----------------------------------------------------------------------------- fetch
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.I)
+_UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)", re.I)
+
+
+def _transfer(
+    url: str, part: Path, *, timeout: float, chunk_size: int, expected_size: int | None, progress: _Progress
+) -> None:
+    """One attempt: (re)start or resume ``part``. Raises _Transient, _Restart or DownloadError."""
+    offset = part.stat().st_size if part.exists() else 0
+    if expected_size is not None:
+        if offset == expected_size:
+            return
+        if offset > expected_size:
+            raise _Restart(f"partial file larger ({offset} B) than the recorded size ({expected_size} B)")
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        with contextlib.closing(err):
+            if err.code == 416 and offset:
+                m = _UNSATISFIED_RANGE.search(err.headers.get("Content-Range", "") or "")
+                if m and int(m.group(1)) == offset:
+                    return  # the partial file is already complete
+                raise _Restart(f"server refused the range {offset}- (HTTP 416)")
+            if err.code in _RETRY_STATUS:
+                raise _Transient(f"HTTP {err.code} {err.reason}") from err
+            raise DownloadError(f"HTTP {err.code} {err.reason}", url=url) from err
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise _Transient(f"{type(reason).__name__}: {reason}") from err
+
+    with contextlib.closing(response):
+        status = getattr(response, "status", 200)
+        length = response.headers.get("Content-Length")
+        length = int(length) if length and length.isdigit() else None
+        if status == 206:
+            m = _CONTENT_RANGE.search(response.headers.get("Content-Range", "") or "")
+            if not m or int(m.group(1)) != offset:
+                raise _Restart(f"server answered a different range ({response.headers.get('Content-Range')!r})")
+            total = int(m.group(3)) if m.group(3) != "*" else (offset + length if length is not None else None)
+            mode = "ab"
+            done = offset
+        else:
+            if offset:
+                log.info("%s: server ignored the Range request; downloading again from the start", url)
+            total = length
+            mode = "wb"
+            done = 0
+        if total is None:
+            total = expected_size
+        progress(done, total)
+        try:
+            with open(part, mode) as fh:
+                while True:
+                    block = response.read(chunk_size)
+                    if not block:
+                        break
+                    fh.write(block)
+                    done += len(block)
+                    progress(done, total)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except (http.client.HTTPException, OSError) as err:
+            raise _Transient(f"transfer interrupted after {done} bytes: {type(err).__name__}: {err}") from err
+        if total is not None and done < total:
+            raise _Transient(f"transfer truncated: {done} of {total} bytes")
+        if total is not None and done > total:
+            raise _Restart(f"received {done} bytes, more than the announced {total}")
+
+
+def fetch(
+    url: str,
+    dest: str | Path,
+    *,
+    sha256: str | None = None,
+    md5: str | None = None,
+    lock_file: str | Path | None = None,
+    lock_key: str | None = None,
+    retries: int = 4,
+    backoff: float = 1.0,
+    timeout: float = 60,
+    chunk_size: int = 1 << 20,
+    progress: Callable[[int, int | None], Any] | None = None,
+) -> Path:
+    """Download ``url`` to ``dest``, verified, resumable and atomic; return ``dest``.
+
+    ``sha256`` / ``md5``: a pinned digest (verified). Without one, ``lock_file`` and
+    ``lock_key`` record the sha256 and size on first download and verify them later.
+    A ``dest`` that already exists is verified and returned without downloading; if it
+    fails verification it is kept and :class:`ChecksumError` says to delete it.
+    ``retries``: further attempts after the first, waiting ``backoff * 2**k`` seconds.
+    ``progress(done_bytes, total_bytes_or_None)`` is called as data arrives.
+    """
+    dest = Path(dest)
+    lock_file = Path(lock_file) if lock_file is not None else None
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+
+    with _interprocess_lock(dest):
+        expected, expected_size, origin = _expected(sha256, md5, lock_file, lock_key)
+        if dest.exists():
+            if not expected and (lock_file is None or not lock_key):
+                return dest  # nothing to verify against
+            digest = _check(dest, expected, expected_size, origin, existing=True, url=url, lock_key=lock_key)
+            if not expected and lock_file is not None and lock_key:
+                _record_lock(lock_file, lock_key, {"url": url, "sha256": digest, "size": dest.stat().st_size})
+            log.debug("%s already present and verified", dest)
+            return dest
+
+        report = _Progress(dest.name, progress)
+        attempts = max(0, int(retries)) + 1
+        last_error: str = ""
+        restarts = 0
+        attempt = 0
+        log.info("downloading %s -> %s", url, dest)
+        while True:
+            try:
+                _transfer(url, part, timeout=timeout, chunk_size=chunk_size, expected_size=expected_size, progress=report)
+                break
+            except _Restart as err:
+                part.unlink(missing_ok=True)
+                restarts += 1
+                last_error = str(err)
+                log.info("%s: %s; starting again from zero", url, err)
+                if restarts > attempts:
+                    raise _download_error(url, dest, part, attempt + 1, last_error) from None
+                continue
+            except _Transient as err:
+                attempt += 1
+                last_error = str(err)
+                if attempt >= attempts:
+                    raise _download_error(url, dest, part, attempt, last_error) from err.__cause__
+                wait = min(_MAX_BACKOFF_S, backoff * 2 ** (attempt - 1))
+                log.warning("%s: %s (attempt %d of %d); retrying in %.2g s", url, err, attempt, attempts, wait)
+                time.sleep(wait)
+            except DownloadError as err:
+                raise _download_error(url, dest, part, attempt + 1, str(err), transient=False) from err
+
+        digest = _check(part, expected, expected_size, origin, existing=False, url=url, lock_key=lock_key)
+        size = part.stat().st_size
+        os.replace(part, dest)
+        if not expected and lock_file is not None and lock_key:
+            _record_lock(lock_file, lock_key, {"url": url, "sha256": digest, "size": size})
+        log.info("downloaded %s (%s, sha256 %s)", dest, _human(size), digest)
+        return dest
+
+
+def _download_error(url: str, dest: Path, part: Path, attempts: int, last: str, transient: bool = True) -> DownloadError:
+    tries = f"after {attempts} attempt{'s' if attempts != 1 else ''}" if transient else "(not retried)"
+    msg = (
+        f"could not download {url} to {dest} {tries}; last error: {last}. "
+        f"Check the address and the network (proxy, firewall, offline node), or download the file by hand "
+        f"(e.g. in a browser or with `curl -L -o {dest} '{url}'`) and place it at {dest}; it will be verified and "
+        f"used by the next run."
+    )
+    if part.exists() and part.stat().st_size:
+        msg += f" {_human(part.stat().st_size)} already received are kept in {part}; the next run resumes from there."
+    return DownloadError(msg, url=url, dest=dest)
+
+
+# ----------------------------------------------------------------------------- archives
+
+
+def _archive_format(name: str) -> str:
+    low = name.lower()
+    if low.endswith(".zip"):
+        return "zip"
+    if any(low.endswith(s) for s in ARCHIVE_SUFFIXES):
+        return "tar"
+    raise ArchiveError(f"cannot tell the archive format of {name!r} (known: {', '.join(ARCHIVE_SUFFIXES)})")
+
+
+def _archive_stem(name: str) -> str:
+    low = name.lower()
+    for suffix in ARCHIVE_SUFFIXES:
+        if low.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _safe_member(name: str, archive: Path) -> None:
+    pure = PurePosixPath(name.replace("\\", "/"))
+    if pure.is_absolute() or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in pure.parts:
+        raise ArchiveError(
+            f"refusing to unpack {archive}: member {name!r} would be written outside the target folder "
+            "(absolute path or '..'). The archive is not trustworthy; delete it and check its source."
+        )
+
+
+def unpack_archive(archive: str | Path, target: str | Path) -> Path:
+    """Unpack ``archive`` (zip or tar, possibly compressed) into the folder ``target``, atomically.
+
+    Members are extracted into a temporary folder beside ``target`` which is renamed onto
+    ``target`` once complete. Members with absolute paths, ``..`` components, links that
+    leave the folder or special files are refused with :class:`ArchiveError`; then nothing
+    is created. An existing ``target`` is returned as is.
+    """
+    archive, target = Path(archive), Path(target)
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".unpacking", dir=target.parent))
+    try:
+        if _archive_format(archive.name) == "zip":
+            with zipfile.ZipFile(archive) as zf:
+                for info in zf.infolist():
+                    _safe_member(info.filename, archive)
+                    mode = info.external_attr >> 16
+                    if stat.S_ISLNK(mode):
+                        raise ArchiveError(f"refusing to unpack {archive}: member {info.filename!r} is a symbolic link")
+                zf.extractall(tmp)
+        else:
+            with tarfile.open(archive, "r:*") as tf:
+                members = tf.getmembers()
+                for m in members:
+                    _safe_member(m.name, archive)
+                    if m.issym() or m.islnk():
+                        base = "" if m.islnk() else posixpath.dirname(m.name)
+                        resolved = posixpath.normpath(posixpath.join(base, m.linkname))
+                        if m.linkname.startswith("/") or resolved == ".." or resolved.startswith("../"):
+                            raise ArchiveError(
+                                f"refusing to unpack {archive}: link {m.name!r} -> {m.linkname!r} points outside "
+                                "the target folder. The archive is not trustworthy; delete it and check its source."
+                            )
+                    elif not (m.isfile() or m.isdir()):
+                        raise ArchiveError(f"refusing to unpack {archive}: member {m.name!r} is a special file")
+                if hasattr(tarfile, "data_filter"):
+                    tf.extractall(tmp, members=members, filter="data")
+                else:  # pragma: no cover - Python < 3.11.4
+                    tf.extractall(tmp, members=members)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if target.exists():  # another process finished first
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                raise
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ArchiveError(f"cannot unpack {archive}: {err}. Delete it and run again to download it afresh.") from err
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("unpacked %s into %s", archive, target)
+    return target
+
+
+# ----------------------------------------------------------------------------- catalogue entries
+
+
+def _file_specs(entry: dict) -> list[dict]:
+    """The entry's files, each normalised to {filename, urls, sha256, md5, unpack, keep_archive, type, min_files}."""
+    raw = entry.get("files")
+    if raw is None:
+        raw = [{k: entry[k] for k in ("url", "urls", "filename", "sha256", "md5", "unpack", "keep_archive", "type",
+                                      "min_files") if k in entry}]
+    specs = []
+    for item in raw:
+        urls = list(item.get("urls") or ([item["url"]] if item.get("url") else []))
+        filename = item.get("filename")
+        if not filename and urls:
+            filename = PurePosixPath(urllib.parse.urlparse(urls[0]).path).name
+        unpack = item.get("unpack")
+        if unpack is True:
+            unpack = {"into": _archive_stem(filename or "")}
+        elif isinstance(unpack, str):
+            unpack = {"into": unpack}
+        elif isinstance(unpack, dict):
+            unpack = {"into": unpack.get("into") or _archive_stem(filename or "")}
+        elif unpack in (None, False):
+            unpack = None
+        specs.append(
+            {
+                "filename": filename,
+                "urls": urls,
+                "sha256": item.get("sha256"),
+                "md5": item.get("md5"),
+                "unpack": unpack,
+                "keep_archive": bool(item.get("keep_archive", True)),
+                "type": item.get("type", "file"),
+                "min_files": int(item.get("min_files", 1)),
+            }
+        )
+    return specs
+
+
+def _relative(path: str, what: str) -> PurePosixPath:
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or ".." in pure.parts:
+        raise CatalogueError(f"{what} {path!r} must be a relative path without '..'")
+    return pure
+
+
+def resource_location(entry: dict, root: str | Path) -> Path:
+    """Where ``ensure_resource`` returns the resource: its file, its unpacked folder, or its folder."""
+    base = Path(root) / _relative(entry.get("path", entry["id"]), f"{entry['id']}: path")
+    specs = _file_specs(entry)
+    if len(specs) == 1:
+        spec = specs[0]
+        return base / (spec["unpack"]["into"] if spec["unpack"] else spec["filename"])
+    return base
+
+
+def _count_files(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*") if p.is_file())
+
+
+def ensure_resource(
+    entry: dict,
+    root: str | Path,
+    lock_file: str | Path | None = DEFAULT_LOCK_FILE,
+    *,
+    retries: int = 4,
+    backoff: float = 1.0,
+    timeout: float = 60,
+    progress: Callable[[int, int | None], Any] | None = None,
+) -> Path:
+    """Make the catalogue ``entry`` available under ``root`` and return its location.
+
+    The location is ``root/<entry path>/<filename>`` for a single file, the unpacked
+    folder for a single archive with ``unpack``, and ``root/<entry path>`` for an entry
+    with several files. ``kind: url`` entries are downloaded (mirrors tried in order),
+    verified and unpacked; ``kind: manual`` entries are looked up and verified, or
+    :class:`ManualDownloadRequired` explains how to obtain them.
+    """
+    if "id" not in entry:
+        raise CatalogueError(f"resource entry without an id: {entry!r}")
+    rid = entry["id"]
+    kind = entry.get("kind")
+    if kind not in KINDS:
+        raise CatalogueError(f"{rid}: kind must be one of {KINDS}, not {kind!r}")
+    root = Path(root)
+    base = root / _relative(entry.get("path", rid), f"{rid}: path")
+    lock_file = Path(lock_file) if lock_file is not None else None
+    specs = _file_specs(entry)
+    missing: list[Path] = []
+
+    for spec in specs:
+        dest = base / spec["filename"]
+        target = base / spec["unpack"]["into"] if spec["unpack"] else None
+        if target is not None and target.exists():
+            continue  # unpacked folders appear only complete (atomic rename)
+        lock_key = f"{rid}/{spec['filename']}"
+        if spec["type"] == "dir":
+            if not dest.is_dir():
+                missing.append(dest)
+            elif (n := _count_files(dest)) < spec["min_files"]:
+                missing.append(dest)
+                log.warning("%s holds %d files, fewer than the %d expected", dest, n, spec["min_files"])
+            continue
+        if kind == "manual":
+            if not dest.exists():
+                missing.append(dest)
+                continue
+            expected, size, origin = _expected(spec["sha256"], spec["md5"], lock_file, lock_key)
+            digest = _check(dest, expected, size, origin, existing=True, url=None, lock_key=lock_key)
+            if not expected and lock_file is not None:
+                _record_lock(lock_file, lock_key, {"url": entry.get("page", "manual"), "sha256": digest,
+                                                   "size": dest.stat().st_size})
+        else:
+            _fetch_mirrors(spec, dest, lock_file, lock_key, retries=retries, backoff=backoff, timeout=timeout,
+                           progress=progress)
+        if target is not None:
+            unpack_archive(dest, target)
+            if not spec["keep_archive"]:
+                dest.unlink(missing_ok=True)
+
+    if missing:
+        raise ManualDownloadRequired(_manual_message(entry, missing, specs, base), missing=missing)
+    return resource_location(entry, root)
+
+
+def _fetch_mirrors(spec: dict, dest: Path, lock_file: Path | None, lock_key: str, **kwargs) -> Path:
+    errors = []
+    for i, url in enumerate(spec["urls"]):
+        try:
+            return fetch(url, dest, sha256=spec["sha256"], md5=spec["md5"], lock_file=lock_file, lock_key=lock_key,
+                         **kwargs)
+        except DownloadError as err:
+            errors.append(err)
+        except ChecksumError as err:
+            if err.existing or i == len(spec["urls"]) - 1:
+                raise
+            errors.append(err)
+        if i < len(spec["urls"]) - 1:
+            log.warning("%s failed; trying the mirror %s", spec["urls"][i], spec["urls"][i + 1])
+    if not errors:
+        raise CatalogueError(f"{lock_key}: no URL to download from")
+    if len(errors) == 1:
+        raise errors[0]
+    raise DownloadError(
+        f"every address for {dest} failed:\n" + "\n".join(f"  - {e}" for e in errors), url=spec["urls"][-1], dest=dest
+    )
+
+
+def _manual_message(entry: dict, missing: list[Path], specs: list[dict], base: Path) -> str:
+    lines = [f"{entry['id']}: {entry.get('description', '').strip()}".rstrip(": ")]
+    lines.append("These files must be obtained by hand and are not in place yet:")
+    by_path = {base / s["filename"]: s for s in specs}
+    for path in missing:
+        spec = by_path.get(path, {})
+        if spec.get("type") == "dir":
+            lines.append(f"  - folder {path}/ (at least {spec.get('min_files', 1)} files inside)")
+        else:
+            lines.append(f"  - {path}")
+    if entry.get("page"):
+        lines.append(f"Where: {entry['page']}")
+    if entry.get("accept"):
+        lines.append(f"What to accept: {str(entry['accept']).strip()}")
+    if entry.get("instructions"):
+        lines.append("How: " + " ".join(str(entry["instructions"]).split()))
+    lines.append(f"Put them exactly at the path(s) above (folder {base}); the same command then picks them up and "
+                 "verifies them.")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- catalogue
+
+
+_REQUIRED = ("id", "kind", "description", "license", "path")
+_HEX = {"sha256": 64, "md5": 32}
+
+
+def load_catalogue(path: str | Path | None = None) -> dict[str, dict]:
+    """The resource catalogue (``resources.yaml`` by default) as ``{id: entry}``, validated."""
+    path = Path(path) if path is not None else CATALOGUE_PATH
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    entries = data.get("resources") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise CatalogueError(f"{path}: expected a top-level key 'resources' holding a list of entries")
+    out: dict[str, dict] = {}
+    for entry in entries:
+        rid = entry.get("id") if isinstance(entry, dict) else None
+        where = f"{path}: entry {rid or entry!r}"
+        if not isinstance(entry, dict):
+            raise CatalogueError(f"{where} is not a mapping")
+        for key in _REQUIRED:
+            if not entry.get(key):
+                raise CatalogueError(f"{where}: missing field {key!r}")
+        if rid in out:
+            raise CatalogueError(f"{where}: duplicate id")
+        if entry["kind"] not in KINDS:
+            raise CatalogueError(f"{where}: kind must be one of {KINDS}")
+        _relative(entry["path"], f"{where}: path")
+        specs = _file_specs(entry)
+        if not specs:
+            raise CatalogueError(f"{where}: no files")
+        for spec in specs:
+            if not spec["filename"]:
+                raise CatalogueError(f"{where}: a file without filename")
+            _relative(spec["filename"], f"{where}: filename")
+            for algorithm, n in _HEX.items():
+                value = spec[algorithm]
+                if value is not None and not re.fullmatch(f"[0-9a-fA-F]{{{n}}}", str(value)):
+                    raise CatalogueError(f"{where}: {algorithm} of {spec['filename']} is not {n} hex digits")
+            if spec["type"] not in ("file", "dir"):
+                raise CatalogueError(f"{where}: type of {spec['filename']} must be 'file' or 'dir'")
+            if entry["kind"] == "url":
+                if not spec["urls"]:
+                    raise CatalogueError(f"{where}: {spec['filename']} has no url")
+                for url in spec["urls"]:
+                    if not re.match(r"^https?://[^/\s]+", str(url)):
+                        raise CatalogueError(f"{where}: {url!r} is not an http(s) URL")
+                if spec["type"] == "dir":
+                    raise CatalogueError(f"{where}: a url entry cannot download a folder ({spec['filename']})")
+            if spec["unpack"]:
+                _archive_format(spec["filename"])
+                _relative(spec["unpack"]["into"], f"{where}: unpack.into")
+        if entry["kind"] == "manual":
+            for key in ("page", "accept", "instructions"):
+                if not entry.get(key):
+                    raise CatalogueError(f"{where}: a manual entry needs {key!r}")
+        out[rid] = entry
+    return out
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m prior_landscape.downloads",
+        description="Download and verify the paper's checkpoints and datasets (see resources.yaml).",
+    )
+    parser.add_argument("ids", nargs="*", help="resource ids (default: list the catalogue)")
+    parser.add_argument("--root", default="resources", help="folder the resources go into (default: resources)")
+    parser.add_argument("--lock-file", default=str(DEFAULT_LOCK_FILE), help="lock file of recorded digests")
+    parser.add_argument("--catalogue", default=None, help="catalogue file (default: the packaged resources.yaml)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    catalogue = load_catalogue(args.catalogue)
+    if not args.ids:
+        for rid, entry in catalogue.items():
+            print(f"{rid:32s} {entry['kind']:7s} {resource_location(entry, args.root)}")
+        return 0
+    status = 0
+    for rid in args.ids:
+        if rid not in catalogue:
+            print(f"unknown resource {rid!r}; known: {', '.join(catalogue)}", file=sys.stderr)
+            status = 2
+            continue
+        try:
+            print(ensure_resource(catalogue[rid], args.root, args.lock_file))
+        except (ManualDownloadRequired, DownloadError, ChecksumError, ArchiveError) as err:
+            print(f"{type(err).__name__}: {err}", file=sys.stderr)
+            status = 1
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
