@@ -18,8 +18,8 @@ training = dict(cfg["training"])
 checkpoint_every = training.pop("checkpoint_every", 500)
 
 
-def progress(step, total, loss):
-    job.log.info("step %d/%d  loss %.4f", step, total, loss)
+def progress(step, record):
+    job.log.info("step %d/%d  loss %.4f  (%.0f s)", step, training["steps"], record["loss"], record["wall_s"])
 
 
 prior, history = train_dsm(
@@ -30,7 +30,6 @@ prior, history = train_dsm(
     checkpoint_every=checkpoint_every,
     progress=progress,
     name=sm.wildcards.prior,
-    device=job.device,
     **training,
 )
 write_table(history, sm.output.loss, job.provenance(n_crops=len(crops)))

@@ -8,8 +8,9 @@ import torch
 
 from .base import DiffusionPrior
 from .mixture import GaussianMixturePrior
+from .scorenet import ScoreNetworkPrior
 
-__all__ = ["DiffusionPrior", "GaussianMixturePrior", "load_prior"]
+__all__ = ["DiffusionPrior", "GaussianMixturePrior", "ScoreNetworkPrior", "load_prior"]
 
 
 def load_prior(path: str | Path, device: str = "cpu") -> DiffusionPrior:
@@ -24,8 +25,6 @@ def load_prior(path: str | Path, device: str = "cpu") -> DiffusionPrior:
     if kind == "gaussian_mixture":
         prior = GaussianMixturePrior.load(path)
     elif kind == "score_network":
-        from .scorenet import ScoreNetworkPrior
-
         prior = ScoreNetworkPrior.load(path)
     else:
         raise ValueError(f"{path} holds an unknown prior kind {kind!r}")
