@@ -13,11 +13,16 @@ from .scorenet import ScoreNetworkPrior
 __all__ = ["DiffusionPrior", "GaussianMixturePrior", "ScoreNetworkPrior", "load_prior"]
 
 
-def load_prior(path: str | Path, device: str = "cpu") -> DiffusionPrior:
-    """Load any prior checkpoint written by this package, dispatching on its ``kind``."""
+def load_prior(path: str | Path, device: str = "cpu", name: str | None = None, class_label: int | None = None) -> DiffusionPrior:
+    """Load a prior: a checkpoint written by this package (dispatching on its ``kind``),
+    an EDM pickle (``.pkl``) or a score_sde checkpoint (``.pth``)."""
+    from .pretrained import checkpoint_format, load_pretrained_prior
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"prior checkpoint {path} does not exist")
+    if checkpoint_format(path) is not None:
+        return load_pretrained_prior(path, name=name, class_label=class_label, device=device)
     try:
         kind = torch.load(path, map_location="cpu", weights_only=True).get("kind")
     except Exception as err:  # noqa: BLE001 - any unpickling failure means not ours

@@ -39,7 +39,7 @@ Dropout is not built: the module is for inference on released weights.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Mapping, Sequence
 
 import torch
@@ -494,7 +494,10 @@ class ScoreSDENCSNpp(nn.Module):
                 blocks.append(add(resblock(c + hs_c.pop(), out)))
                 c = out
             j = add(_Attention(c, cfg.skip_rescale)) if resolutions[lvl] in attn else None
-            step = _Step("dec_level", dict(blocks=blocks, attn=j, top=lvl == n_res - 1, norm=None, conv=None, pyr_up=None, up=None))
+            step = _Step(
+                "dec_level",
+                dict(blocks=blocks, attn=j, top=lvl == n_res - 1, norm=None, conv=None, pyr_up=None, up=None),
+            )
             if prog != "none":
                 if lvl == n_res - 1 or prog == "output_skip":
                     step.args["norm"] = add(_group_norm(c))
@@ -505,7 +508,8 @@ class ScoreSDENCSNpp(nn.Module):
                     step.args["pyr_up"] = add(_Resample(pyr_ch, c, True, True, fir, fk))
                     pyr_ch = c
             if lvl != 0:
-                step.args["up"] = add(resblock(c, up=True) if biggan else _Resample(c, None, True, cfg.resamp_with_conv, fir, fk))
+                up = resblock(c, up=True) if biggan else _Resample(c, None, True, cfg.resamp_with_conv, fir, fk)
+                step.args["up"] = add(up)
             plan.append(step)
         if hs_c:
             raise AssertionError("unbalanced skip connections")
@@ -600,7 +604,3 @@ class ScoreSDENCSNpp(nn.Module):
             return _upsample_2d(t, self.config.fir_kernel)
         return F.interpolate(t, scale_factor=2.0, mode="nearest")
 
-
-def config_with(**changes) -> ScoreSDENCSNppConfig:
-    """The ffhq_256 configuration with some fields changed (tests build tiny versions)."""
-    return replace(FFHQ256_NCSNPP_CONTINUOUS, **changes)

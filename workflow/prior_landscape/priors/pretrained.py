@@ -1,0 +1,290 @@
+"""The paper's pre-trained diffusion models as :class:`DiffusionPrior` objects (P Table 1).
+
+=============  ==============================================  ==========  ===========================
+prior          checkpoint                                      schedule    image scale of ``score``
+=============  ==============================================  ==========  ===========================
+``ffhq256``    score_sde ``ve/ffhq_256_ncsnpp_continuous``     VE          [0, 1]   (3×256×256)
+``imagenet64`` EDM ``edm-imagenet-64x64-cond-adm.pkl``         EDM         [−1, 1]  (3×64×64), one class
+``ffhq64``     EDM ``edm-ffhq-64x64-uncond-ve.pkl``            EDM         [−1, 1]  (3×64×64)
+``afhq64``     EDM ``edm-afhqv2-64x64-uncond-ve.pkl``          EDM         [−1, 1]  (3×64×64)
+=============  ==============================================  ==========  ===========================
+
+Image scale
+-----------
+Each prior works in the pixel scale its network was trained in, and σ is a
+noise standard deviation in that scale:
+
+* EDM models were trained on images mapped to [−1, 1] (``x/127.5 − 1``);
+  ``EDMPrior.score`` takes images in [−1, 1];
+* score_sde's FFHQ-256 model (``data.centered = False``) was trained on images
+  in [0, 1] (the network maps its input to [−1, 1] internally, but the SDE,
+  σ_min = 0.01 and σ_max = 348 live in the [0, 1] scale); ``ScoreSDEPrior.score``
+  takes images in [0, 1].
+
+The workflow's images are float tensors in [0, 1] (``prior_landscape.data``).
+``prior.from_unit(x)`` maps them to the prior's scale (x ↦ 2x − 1 for EDM, the
+identity for score_sde), ``prior.to_unit`` back, and ``prior.unit_log_det``
+(d·log 2 for EDM, 0 for score_sde) converts potentials: a density on [0, 1]
+images is p_unit(x) = p(from_unit(x))·2^d, so
+
+    q_unit(x) = q(from_unit(x)) − unit_log_det.
+
+P reports q in nats of each model's own scale; the sweeps and descents only use
+differences of q between images of one prior, which the conversion leaves
+unchanged. Step sizes and noise levels given in [0, 1] units (σ_y, γ_x, the
+descent step 0.02) must be doubled for EDM priors (σ scales with the image).
+
+Schedules and t_ε
+-----------------
+EDM: σ(t) = t on [t_ε, 80] (EDM's σ_max = 80), score = (D(x; σ) − x)/σ² with
+EDM's preconditioned denoiser D (computed as ((c_skip − 1)x + c_out F)/σ², the
+same number without the cancellation). score_sde VE: σ(t) = 0.01·34800^t on
+[t_ε, 1], the network returning the score directly. t_ε = 1e-3 for both (P
+§2.1); for EDM this is σ(t_ε) = 1e-3, below EDM's own σ_min = 0.002.
+
+Precision: the networks run in float32 by default (NVlabs runs the ImageNet
+model in float16 on GPU; it is never run in float16 here); ``prior.to(torch.float64)``
+gives double precision.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..schedules import EDMSchedule, VESchedule
+from .base import DiffusionPrior, sigma_batch
+from .checkpoints import EDMDenoiser, load_edm_pickle, load_score_sde_checkpoint
+from .ncsnpp_scoresde import FFHQ256_NCSNPP_CONTINUOUS, ScoreSDENCSNpp, ScoreSDENCSNppConfig
+
+__all__ = [
+    "EDMPrior",
+    "ScoreSDEPrior",
+    "PAPER_T_EPS",
+    "EDM_SIGMA_MAX",
+    "checkpoint_format",
+    "load_pretrained_prior",
+]
+
+#: t_ε of P §2.1 (both schedules).
+PAPER_T_EPS = 1e-3
+#: EDM's largest noise level (its sampler's σ_max); T of the EDM schedule.
+EDM_SIGMA_MAX = 80.0
+
+
+class _NetworkPrior(DiffusionPrior):
+    """Shared plumbing: network in eval mode without weight gradients, dtype/device moves."""
+
+    data_range: tuple[float, float]
+    net: nn.Module
+
+    def _setup(self, net: nn.Module):
+        self.net = net.eval()
+        self.net.requires_grad_(False)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.net.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def _check(self, x: torch.Tensor):
+        if x.ndim != 4 or tuple(x.shape[1:]) != tuple(self.image_shape):
+            raise ValueError(f"x must have shape (B, {', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}")
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.net.parameters())
+
+    def to(self, device_or_dtype) -> "_NetworkPrior":
+        """Move to a device and/or dtype (``prior.to("cuda")``, ``prior.to(torch.float64)``)."""
+        self.net.to(device_or_dtype)
+        return self
+
+    # ------------------------------------------------------------- image scale
+    @property
+    def _scale(self) -> float:
+        lo, hi = self.data_range
+        return hi - lo
+
+    def from_unit(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] → the prior's pixel scale."""
+        lo, _ = self.data_range
+        return x * self._scale + lo
+
+    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        """The prior's pixel scale → [0, 1]."""
+        lo, _ = self.data_range
+        return (x - lo) / self._scale
+
+    @property
+    def unit_log_det(self) -> float:
+        """d·log(scale): q_unit(x) = q(from_unit(x)) − unit_log_det."""
+        return self.dim * math.log(self._scale)
+
+
+class EDMPrior(_NetworkPrior):
+    """An EDM network (Karras et al. 2022) on the EDM schedule σ(t) = t; images in [−1, 1].
+
+    ``class_label`` (an int in [0, label_dim)) is required for class-conditional
+    networks (``edm-imagenet-64x64-cond-adm``; P uses classes 0–9) and refused
+    for unconditional ones.
+    """
+
+    data_range = (-1.0, 1.0)
+
+    def __init__(
+        self,
+        denoiser: EDMDenoiser,
+        *,
+        name: str = "edm",
+        class_label: int | None = None,
+        schedule: EDMSchedule | None = None,
+        metadata: dict | None = None,
+    ):
+        label_dim = denoiser.label_dim
+        if label_dim:
+            if class_label is None:
+                raise ValueError(f"{name}: the network is class-conditional ({label_dim} classes): give class_label")
+            if not 0 <= int(class_label) < label_dim:
+                raise ValueError(f"{name}: class_label {class_label} is not in [0, {label_dim})")
+            class_label = int(class_label)
+        elif class_label is not None:
+            raise ValueError(f"{name}: the network is unconditional; class_label must be None")
+        self._setup(denoiser)
+        self.class_label = class_label
+        self.schedule = schedule or EDMSchedule(sigma_max=EDM_SIGMA_MAX, t_eps=PAPER_T_EPS)
+        self.metadata = dict(metadata or {})
+        res = int(self.metadata.get("img_resolution", 0)) or _infer_resolution(denoiser)
+        ch = int(self.metadata.get("img_channels", 0)) or _infer_channels(denoiser)
+        self.image_shape = (ch, res, res)
+        self.name = name
+
+    @classmethod
+    def from_pickle(
+        cls,
+        path: str | Path,
+        *,
+        name: str | None = None,
+        class_label: int | None = None,
+        t_eps: float = PAPER_T_EPS,
+        sigma_max: float = EDM_SIGMA_MAX,
+    ) -> "EDMPrior":
+        """Load ``edm-*.pkl`` (safely, see :mod:`.checkpoints`)."""
+        denoiser, meta = load_edm_pickle(path)
+        name = name or Path(path).stem
+        if class_label is not None:
+            name = f"{name}-class{int(class_label)}"
+        return cls(denoiser, name=name, class_label=class_label, schedule=EDMSchedule(sigma_max, t_eps), metadata=meta)
+
+    def _labels(self, batch: int, like: torch.Tensor):
+        if self.class_label is None:
+            return None
+        return torch.full((batch,), self.class_label, dtype=torch.long, device=like.device)
+
+    def score(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+        """(D(x; σ) − x)/σ² ≈ ∇log p_σ(x), x in [−1, 1] scale; computed in the network's dtype, returned in x's."""
+        self._check(x)
+        sig = sigma_batch(sigma, x)
+        xd = x.to(self.dtype)
+        out = self.net.score(xd, sig.to(self.dtype), self._labels(x.shape[0], x))
+        return out.to(x.dtype)
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+        """EDM's D(x; σ) (x in [−1, 1] scale)."""
+        self._check(x)
+        sig = sigma_batch(sigma, x)
+        return self.net(x.to(self.dtype), sig.to(self.dtype), self._labels(x.shape[0], x)).to(x.dtype)
+
+
+def _infer_resolution(denoiser: EDMDenoiser) -> int:
+    res = [int(k.split("x")[0]) for k in denoiser.net.enc.keys() if "x" in k]
+    return max(res)
+
+
+def _infer_channels(denoiser: EDMDenoiser) -> int:
+    first = next(iter(denoiser.net.enc.values()))
+    return int(first.in_channels)
+
+
+class ScoreSDEPrior(_NetworkPrior):
+    """score_sde's NCSN++ on its continuous VE SDE σ(t) = σ_min (σ_max/σ_min)^t; images in [0, 1]."""
+
+    def __init__(
+        self,
+        net: ScoreSDENCSNpp,
+        *,
+        name: str = "score_sde",
+        schedule: VESchedule | None = None,
+        metadata: dict | None = None,
+    ):
+        cfg = net.config
+        self._setup(net)
+        self.schedule = schedule or VESchedule(sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, t_eps=PAPER_T_EPS)
+        self.image_shape = (cfg.num_channels, cfg.image_size, cfg.image_size)
+        self.data_range = (-1.0, 1.0) if cfg.centered else (0.0, 1.0)
+        self.name = name
+        self.metadata = dict(metadata or getattr(net, "checkpoint_meta", {}) or {})
+        self.metadata.setdefault("config", cfg.to_dict())
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        config: ScoreSDENCSNppConfig | dict | None = None,
+        *,
+        name: str = "ffhq256",
+        t_eps: float = PAPER_T_EPS,
+        use_ema: bool = True,
+    ) -> "ScoreSDEPrior":
+        """Load ``checkpoint_N.pth`` (default configuration: ``ve/ffhq_256_ncsnpp_continuous``)."""
+        net = load_score_sde_checkpoint(path, config, use_ema=use_ema)
+        cfg = net.config
+        sched = VESchedule(sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, t_eps=t_eps)
+        return cls(net, name=name, schedule=sched)
+
+    def score(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+        """s_θ(x, σ) ≈ ∇log p_σ(x), x in [0, 1] scale; computed in the network's dtype, returned in x's."""
+        self._check(x)
+        sig = sigma_batch(sigma, x)
+        return self.net(x.to(self.dtype), sig.to(self.dtype)).to(x.dtype)
+
+
+# ===================================================================== dispatch
+def checkpoint_format(path: str | Path) -> str | None:
+    """'edm_pickle', 'score_sde' or None, from the file name and its first bytes (cheap, nothing unpickled)."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    is_zip = head.startswith(b"PK")
+    if path.suffix == ".pkl" and head[:1] == b"\x80":
+        return "edm_pickle"
+    if path.suffix == ".pth" and (is_zip or head[:1] == b"\x80"):
+        return "score_sde"
+    return None
+
+
+def load_pretrained_prior(
+    path: str | Path,
+    *,
+    name: str | None = None,
+    class_label: int | None = None,
+    config: ScoreSDENCSNppConfig | dict | None = None,
+    t_eps: float = PAPER_T_EPS,
+    device: str | torch.device = "cpu",
+) -> DiffusionPrior:
+    """An EDM ``.pkl`` or a score_sde ``.pth`` as a prior (see :func:`checkpoint_format`)."""
+    kind = checkpoint_format(path)
+    if kind == "edm_pickle":
+        prior = EDMPrior.from_pickle(path, name=name, class_label=class_label, t_eps=t_eps)
+    elif kind == "score_sde":
+        if class_label is not None:
+            raise ValueError("score_sde checkpoints are unconditional; class_label must be None")
+        prior = ScoreSDEPrior.from_checkpoint(path, config or FFHQ256_NCSNPP_CONTINUOUS, name=name or "ffhq256", t_eps=t_eps)
+    else:
+        raise ValueError(f"{path}: not an EDM network pickle (.pkl) or a score_sde checkpoint (.pth)")
+    return prior.to(device)
