@@ -1,0 +1,416 @@
+"""The joint posterior of blind deconvolution and its 1-D profiles (P §3–4, eqs. 8, 13–15, Figs. 9–10).
+
+Negative log-posterior (P eq. 8), for an image x, kernel parameters θ and data y:
+
+    ℓ_y(x, θ) = ½‖h_θ ⋆ x − y‖² + σ_y² q(x),        f(x, θ) = ½‖h_θ ⋆ x − y‖²,
+
+and its profile ℓ_y^opt(θ) = inf_x ℓ_y(x, θ) (P eq. 13). Convolutions are
+circular (periodic boundary) throughout this module, as in P §4.1, so every
+operator is diagonal in Fourier and the linear solves below are closed-form.
+
+Noiseless profile (P §4.1, Fig. 9). With the slightly perturbed kernels
+h̃_θ = h_θ + λδ (invertible for a suitable λ) and ȳ = H̃_θ̄ x̄, the infimum is
+reached at x̂(θ) = H̃_θ⁻¹ ȳ, so ℓ^opt(θ) = q(H̃_θ⁻¹ ȳ) (σ_y → 0, in units of σ_y²).
+λ is chosen per family by P's grid rule (eq. 14, :func:`select_lambda`): the
+smallest λ of a grid such that, for every θ of the family's grid and every test
+image x, y = H̃_θ x satisfies ‖x − H̃_θ⁻¹ y‖ ≤ tol (1e-5) and q(H̃_θ⁻¹ y) ≈ q(x).
+In exact arithmetic the round trip is exact for any λ making H̃ invertible; in
+floating point it fails where |ĥ_θ + λ| is below ≈ rounding/tol (Gaussian and
+Airy kernels have Fourier transforms that vanish to 1e-20 on a small torus, and
+the Airy, defocus and motion transforms change sign), which is what the rule
+detects.
+
+The potential enters through a ``potential_fn`` callable x ↦ q(x) of shape (B,),
+so the caller decides between the exact q of the analytic mixture
+(``prior.potential``) and the probability-flow engine (e.g.
+``lambda x: torch.as_tensor(potential(prior, x).q)``).
+
+Noisy profile (P §4.2, Fig. 10). ℓ^opt(θ) is approximated by ℓ_y(x̂(θ), θ),
+x̂(θ) from gradient descent with momentum (P eq. 15)
+
+    x_{k+1} = x_k − s ∇_x ℓ_y(x_k, θ) + β (x_k − x_{k−1}),
+
+run from several initialisations, keeping per θ the end point with the lowest
+ℓ_y (P: "retain the endpoint with the lowest potential"; with the data term
+fixed by θ, the lowest objective is the value the infimum asks for). All
+(image, θ, start) triples descend together as one batch.
+
+The proximal operator of the data term (P Algorithm 1, line 6),
+
+    prox_{γ f(·,θ)}(v) = argmin_x ½‖h⋆x − y‖² + ‖x − v‖²/(2γ) = (HᵀH + I/γ)⁻¹ (Hᵀy + v/γ),
+
+is :func:`fft_prox` (closed form under circular boundary) or :func:`cg_prox`
+(conjugate gradient, any boundary of :func:`prior_landscape.blur.blur`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .blur import blur, circular_blur
+
+__all__ = [
+    "kernel_otf",
+    "fft_blur",
+    "fft_blur_adjoint",
+    "fft_prox",
+    "cg_prox",
+    "regularised_blur",
+    "regularised_inverse",
+    "data_fit",
+    "negative_log_posterior",
+    "LambdaSelection",
+    "select_lambda",
+    "DEFAULT_LAMBDA_GRID",
+    "noiseless_profile",
+    "minimise_image",
+    "NoisyProfile",
+    "noisy_profile",
+    "safe_posterior_step",
+]
+
+PotentialFn = Callable[[torch.Tensor], torch.Tensor]
+#: λ grid of the rule of P eq. 14: 0 then 1e-14 … 1e-1 (two values per decade).
+DEFAULT_LAMBDA_GRID: tuple[float, ...] = (0.0,) + tuple(
+    float(f"{m}e{e}") for e in range(-14, -1) for m in (1, 3)
+) + (0.1,)
+
+
+# ------------------------------------------------------------ FFT operators
+def _as_filter(h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(k,k) → (1,k,k); (B,k,k) kept; in x's dtype/device."""
+    if h.dim() == 2:
+        h = h[None]
+    if h.dim() != 3:
+        raise ValueError(f"kernel must be (k, k) or (B, k, k), got {tuple(h.shape)}")
+    if h.shape[0] not in (1, x.shape[0]):
+        raise ValueError(f"per-image kernels need B = {x.shape[0]}, got {h.shape[0]}")
+    if h.shape[-1] % 2 == 0 or h.shape[-2] % 2 == 0:
+        raise ValueError(f"kernel sides must be odd, got {tuple(h.shape[-2:])}")
+    return h.to(dtype=x.dtype, device=x.device)
+
+
+def kernel_otf(h: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """rfft2 of the kernel(s) wrapped onto the H×W torus with its centre k//2 at (0, 0).
+
+    ``h`` (k, k) or (B, k, k) → complex (b, 1, H, W//2+1); differentiable in h.
+    Kernels larger than the image wrap (entries accumulate), as in :func:`circular_blur`.
+    """
+    if h.dim() == 2:
+        h = h[None]
+    H, W = shape
+    kh, kw = h.shape[-2:]
+    rows = torch.remainder(torch.arange(kh, device=h.device) - kh // 2, H)
+    cols = torch.remainder(torch.arange(kw, device=h.device) - kw // 2, W)
+    flat = (rows[:, None] * W + cols[None, :]).reshape(-1)
+    wrapped = torch.zeros(h.shape[0], H * W, dtype=h.dtype, device=h.device)
+    wrapped = wrapped.index_add(1, flat, h.reshape(h.shape[0], -1)).reshape(-1, 1, H, W)
+    return torch.fft.rfft2(wrapped, s=(H, W))
+
+
+def _shape(x: torch.Tensor) -> tuple[int, int]:
+    return int(x.shape[-2]), int(x.shape[-1])
+
+
+def fft_blur(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """Circular convolution h ⊛ x (same as :func:`prior_landscape.blur.circular_blur`)."""
+    h = _as_filter(h, x)
+    return circular_blur(x, h[0] if h.shape[0] == 1 else h)
+
+
+def fft_blur_adjoint(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """Hᵀx: circular correlation with h (convolution with the 180°-rotated kernel)."""
+    otf = kernel_otf(_as_filter(h, x), _shape(x))
+    return torch.fft.irfft2(torch.fft.rfft2(x) * otf.conj(), s=_shape(x))
+
+
+def regularised_blur(x: torch.Tensor, h: torch.Tensor, lam: float) -> torch.Tensor:
+    """H̃x = h ⊛ x + λx (P §4.1: h̃ = h + λδ), circular."""
+    return fft_blur(x, h) + lam * x
+
+
+def regularised_inverse(y: torch.Tensor, h: torch.Tensor, lam: float) -> torch.Tensor:
+    """H̃⁻¹y = F⁻¹[ŷ / (ĥ + λ)] (circular; inf/NaN where ĥ + λ = 0)."""
+    otf = kernel_otf(_as_filter(h, y), _shape(y)) + lam
+    return torch.fft.irfft2(torch.fft.rfft2(y) / otf, s=_shape(y))
+
+
+def fft_prox(v: torch.Tensor, y: torch.Tensor, h: torch.Tensor, gamma: float, otf: torch.Tensor | None = None) -> torch.Tensor:
+    """prox_{γ f}(v) with f = ½‖h ⊛ x − y‖² (circular): F⁻¹[(conj(ĥ)ŷ + v̂/γ) / (|ĥ|² + 1/γ)].
+
+    ``otf`` may pass a precomputed :func:`kernel_otf` (it then defines h).
+    Solves the normal equations (HᵀH + I/γ) x = Hᵀy + v/γ exactly (up to rounding).
+    """
+    if not gamma > 0:
+        raise ValueError(f"gamma must be positive, got {gamma}")
+    if otf is None:
+        otf = kernel_otf(_as_filter(h, v), _shape(v))
+    num = otf.conj() * torch.fft.rfft2(y) + torch.fft.rfft2(v) / gamma
+    return torch.fft.irfft2(num / (otf.abs().pow(2) + 1.0 / gamma), s=_shape(v))
+
+
+def cg_prox(
+    v: torch.Tensor,
+    y: torch.Tensor,
+    h: torch.Tensor,
+    gamma: float,
+    padding: str = "circular",
+    n_iter: int = 100,
+    tol: float = 1e-10,
+    x0: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """prox_{γ f}(v) by conjugate gradient on (HᵀH + I/γ) x = Hᵀy + v/γ, H = blur(·, h, padding).
+
+    Hᵀ is the exact adjoint of :func:`prior_landscape.blur.blur` (a vector–Jacobian
+    product), so any boundary works; batched, stopping when every relative
+    residual is below ``tol`` or after ``n_iter`` iterations (P Algorithm 1 uses CG).
+    """
+    h = h.detach()
+
+    def A(z):
+        return blur(z, h, padding=padding)
+
+    def At(r):
+        with torch.enable_grad():
+            z = torch.zeros_like(r, requires_grad=True)
+            (g,) = torch.autograd.grad(A(z), z, r)
+        return g
+
+    def normal(z):
+        return At(A(z)) + z / gamma
+
+    b = At(y) + v / gamma
+    x = v.clone() if x0 is None else x0.clone()
+    r = b - normal(x)
+    p = r.clone()
+    rs = r.flatten(1).pow(2).sum(1)
+    bnorm = b.flatten(1).norm(dim=1).clamp_min(1e-300)
+    for _ in range(n_iter):
+        if bool((rs.sqrt() / bnorm <= tol).all()):
+            break
+        Ap = normal(p)
+        alpha = rs / (p.flatten(1) * Ap.flatten(1)).sum(1).clamp_min(1e-300)
+        x = x + alpha.view(-1, 1, 1, 1) * p
+        r = r - alpha.view(-1, 1, 1, 1) * Ap
+        rs_new = r.flatten(1).pow(2).sum(1)
+        p = r + (rs_new / rs.clamp_min(1e-300)).view(-1, 1, 1, 1) * p
+        rs = rs_new
+    return x
+
+
+# -------------------------------------------------------------- objectives
+def data_fit(x: torch.Tensor, y: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """f(x, θ) = ½‖h ⊛ x − y‖² per image, shape (B,) (circular)."""
+    return 0.5 * (fft_blur(x, h) - y).flatten(1).pow(2).sum(1)
+
+
+def negative_log_posterior(
+    x: torch.Tensor, y: torch.Tensor, h: torch.Tensor, sigma_y: float, potential_fn: PotentialFn
+) -> torch.Tensor:
+    """ℓ_y(x, θ) = ½‖h ⊛ x − y‖² + σ_y² q(x) (P eq. 8), shape (B,)."""
+    q = torch.as_tensor(potential_fn(x)).reshape(-1).to(x.dtype)
+    return data_fit(x, y, h) + sigma_y**2 * q
+
+
+# ---------------------------------------------------------- noiseless case
+@dataclass
+class LambdaSelection:
+    """Result of P's grid rule (eq. 14)."""
+
+    lam: float  # the smallest admissible λ of the grid (NaN if none)
+    table: pd.DataFrame  # one row per λ: max round-trip error, max |Δq|, admissible
+
+
+def select_lambda(
+    kernels: torch.Tensor,
+    images: torch.Tensor,
+    potential_fn: PotentialFn | None = None,
+    grid: Sequence[float] = DEFAULT_LAMBDA_GRID,
+    tol: float = 1e-5,
+    q_atol: float = 1e-3,
+    q_rtol: float = 1e-5,
+) -> LambdaSelection:
+    """The smallest λ of ``grid`` satisfying P eq. 14 for every kernel and image.
+
+    For each λ (ascending), each kernel h of ``kernels`` (T, k, k) (the family's θ
+    grid) and each image x of ``images`` (B, C, H, W): y = H̃x = h ⊛ x + λx, then
+    λ is admissible when ‖x − H̃⁻¹y‖₂ ≤ ``tol`` and (if ``potential_fn`` is given)
+    |q(H̃⁻¹y) − q(x)| ≤ q_atol + q_rtol·|q(x)| for all pairs (non-finite values
+    fail). Arithmetic in the images' dtype (use float64). With the probability-flow
+    engine as ``potential_fn`` set ``q_atol`` to a few of its standard errors (its
+    Monte-Carlo spread is far above the default, meant for exact potentials).
+    """
+    grid = sorted(float(g) for g in grid)
+    if not grid or grid[0] < 0:
+        raise ValueError("grid must hold non-negative values")
+    T, B = kernels.shape[0], images.shape[0]
+    xs = images.repeat(T, 1, 1, 1)  # (T·B, ...), kernel t for rows t·B … t·B + B − 1
+    hs = kernels.to(images.dtype).repeat_interleave(B, dim=0)
+    q_ref = None
+    if potential_fn is not None:
+        q_ref = torch.as_tensor(potential_fn(images)).reshape(-1).to(torch.float64)
+        q_ref = q_ref.repeat(T)
+    rows, chosen = [], math.nan
+    for lam in grid:
+        y = regularised_blur(xs, hs, lam)
+        xr = regularised_inverse(y, hs, lam)
+        err = (xr - xs).flatten(1).to(torch.float64).norm(dim=1)
+        err = torch.where(torch.isfinite(err), err, torch.full_like(err, math.inf))
+        ok = bool((err <= tol).all())
+        dq = math.nan
+        if q_ref is not None:
+            if ok:
+                qr = torch.as_tensor(potential_fn(xr)).reshape(-1).to(torch.float64)
+                dq_all = (qr - q_ref).abs()
+                dq_all = torch.where(torch.isfinite(dq_all), dq_all, torch.full_like(dq_all, math.inf))
+                dq = float(dq_all.max())
+                ok = bool((dq_all <= q_atol + q_rtol * q_ref.abs()).all())
+            else:
+                dq = math.inf
+        rows.append({"lam": lam, "max_roundtrip_error": float(err.max()), "max_abs_dq": dq, "admissible": ok})
+        if ok and math.isnan(chosen):
+            chosen = lam
+            break  # the smallest admissible λ: larger ones need not be evaluated
+    return LambdaSelection(chosen, pd.DataFrame(rows))
+
+
+def noiseless_profile(
+    x_bar: torch.Tensor,
+    h_bar: torch.Tensor,
+    kernels: torch.Tensor,
+    lam: float,
+    potential_fn: PotentialFn,
+    return_images: bool = False,
+):
+    """ℓ^opt(θ) = q(H̃_θ⁻¹ ȳ) with ȳ = H̃_θ̄ x̄ (P §4.1, Fig. 9), circular.
+
+    ``x_bar`` (B, C, H, W); ``h_bar`` the true kernel (k, k) or per image (B, k, k);
+    ``kernels`` (T, k', k') the family on its θ grid. Returns q of shape (B, T)
+    (float64), and the deconvolved images (B, T, C, H, W) when ``return_images``.
+    """
+    B, T = x_bar.shape[0], kernels.shape[0]
+    y_bar = regularised_blur(x_bar, h_bar, lam)
+    ys = y_bar.repeat_interleave(T, dim=0)  # row b·T + t
+    hs = kernels.to(x_bar.dtype).repeat(B, 1, 1)
+    xh = regularised_inverse(ys, hs, lam)
+    q = torch.as_tensor(potential_fn(xh)).reshape(B, T).to(torch.float64)
+    if return_images:
+        return q, xh.reshape(B, T, *x_bar.shape[1:])
+    return q
+
+
+# -------------------------------------------------------------- noisy case
+def safe_posterior_step(sigma_y: float, lipschitz_q: float, lam: float = 0.0) -> float:
+    """1/L for ∇_x ℓ_y with kernels in the simplex (|ĥ| ≤ 1): L = (1+λ)² + σ_y² L_q.
+
+    For the analytic mixture L_q ≤ 1/(φ + σ_ε²) (see :mod:`.critical_points`).
+    """
+    return 1.0 / ((1.0 + abs(lam)) ** 2 + sigma_y**2 * float(lipschitz_q))
+
+
+def minimise_image(
+    y: torch.Tensor,
+    h: torch.Tensor,
+    sigma_y: float,
+    grad_potential: Callable[[torch.Tensor], torch.Tensor],
+    x0: torch.Tensor,
+    n_steps: int,
+    step: float,
+    momentum: float = 0.9,
+) -> torch.Tensor:
+    """Gradient descent with momentum on x ↦ ℓ_y(x, θ) (P eq. 15), batched (per-image kernels allowed).
+
+    x_{k+1} = x_k − s (Hᵀ(Hx_k − y) + σ_y² ∇q(x_k)) + β (x_k − x_{k−1}), x_{−1} = x_0.
+    """
+    if not (0.0 <= momentum < 1.0):
+        raise ValueError(f"momentum β must be in [0, 1), got {momentum}")
+    if not step > 0:
+        raise ValueError(f"step must be positive, got {step}")
+    h = _as_filter(h, y)
+    otf = kernel_otf(h, _shape(y))
+    Y = torch.fft.rfft2(y)
+    x = x0.detach().clone()
+    x_prev = x.clone()
+    for _ in range(int(n_steps)):
+        X = torch.fft.rfft2(x)
+        g_data = torch.fft.irfft2(otf.conj() * (otf * X - Y), s=_shape(y))
+        g = g_data + sigma_y**2 * grad_potential(x).detach().to(x.dtype)
+        x, x_prev = x - step * g + momentum * (x - x_prev), x
+        if not torch.isfinite(x).all():
+            raise FloatingPointError(
+                f"gradient descent on ℓ_y diverged (step {step:g}, momentum {momentum}); "
+                "use a step ≤ safe_posterior_step(σ_y, L_q)"
+            )
+    return x
+
+
+@dataclass
+class NoisyProfile:
+    values: torch.Tensor  # (B, T) ℓ_y(x̂(θ), θ), the lowest over starts
+    data_fit: torch.Tensor  # (B, T) f(x̂(θ), θ)
+    potential: torch.Tensor  # (B, T) q(x̂(θ))
+    best_start: np.ndarray  # (B, T) index into ``starts`` of the retained end point
+    images: torch.Tensor  # (B, T, C, H, W) the retained x̂(θ)
+    starts: tuple[str, ...] = ()
+    extra: dict = field(default_factory=dict)
+
+
+def _start_image(kind: str, y: torch.Tensor, h: torch.Tensor, sigma_y: float, lam: float) -> torch.Tensor:
+    if kind == "y":
+        return y.clone()
+    if kind == "tikhonov":  # argmin ½‖Hx − y‖² + ½ α‖x‖²-ish Wiener filter, α = max(σ_y², 1e-4)
+        alpha = max(sigma_y**2, 1e-4)
+        otf = kernel_otf(h, _shape(y))
+        return torch.fft.irfft2(otf.conj() * torch.fft.rfft2(y) / (otf.abs().pow(2) + alpha), s=_shape(y))
+    if kind == "inverse":  # the regularised inverse H̃⁻¹y (noise amplified)
+        return regularised_inverse(y, h, max(lam, 1e-3))
+    raise ValueError(f"unknown start {kind!r}: use 'y', 'tikhonov' or 'inverse'")
+
+
+def noisy_profile(
+    y: torch.Tensor,
+    kernels: torch.Tensor,
+    sigma_y: float,
+    grad_potential: Callable[[torch.Tensor], torch.Tensor],
+    potential_fn: PotentialFn,
+    starts: Sequence[str] = ("y", "tikhonov"),
+    n_steps: int = 200,
+    step: float = 0.5,
+    momentum: float = 0.9,
+    lam: float = 0.0,
+) -> NoisyProfile:
+    """ℓ^opt(θ) ≈ min over starts of ℓ_y(x̂(θ), θ) (P §4.2, eq. 15, Fig. 10).
+
+    ``y`` (B, C, H, W) noisy data; ``kernels`` (T, k, k) the family on its θ grid
+    (pass h_θ + λδ kernels yourself if wanted; ``lam`` is only used by the
+    'inverse' start). Every (image, θ, start) descends in one batch of B·T·S.
+    """
+    B, T, S = y.shape[0], kernels.shape[0], len(starts)
+    if S == 0:
+        raise ValueError("need at least one start")
+    ys = y.repeat_interleave(T, dim=0)  # b·T + t
+    hs = kernels.to(y.dtype).repeat(B, 1, 1)
+    x0 = torch.cat([_start_image(s, ys, hs, sigma_y, lam) for s in starts])  # s·BT + b·T + t
+    ys_all = ys.repeat(S, 1, 1, 1)
+    hs_all = hs.repeat(S, 1, 1)
+    x = minimise_image(ys_all, hs_all, sigma_y, grad_potential, x0, n_steps, step, momentum)
+    f = data_fit(x, ys_all, hs_all).to(torch.float64)
+    q = torch.as_tensor(potential_fn(x)).reshape(-1).to(torch.float64)
+    ell = (f + sigma_y**2 * q).reshape(S, B * T)
+    ell = torch.where(torch.isfinite(ell), ell, torch.full_like(ell, math.inf))
+    best = ell.argmin(0)  # (B·T,)
+    idx = best * (B * T) + torch.arange(B * T)
+    return NoisyProfile(
+        values=ell.gather(0, best[None])[0].reshape(B, T),
+        data_fit=f[idx].reshape(B, T),
+        potential=q[idx].reshape(B, T),
+        best_start=best.reshape(B, T).numpy(),
+        images=x[idx].reshape(B, T, *y.shape[1:]),
+        starts=tuple(starts),
+    )
