@@ -16,7 +16,9 @@ configfile: "config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/priors.smk"
 include: "workflow/rules/sweeps.smk"
+include: "workflow/rules/landscape.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/archive.smk"
 
 
 report: "workflow/report/workflow.rst"

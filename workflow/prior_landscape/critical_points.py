@@ -353,3 +353,29 @@ def descend(
         resumed_from=k_resumed,
         wall_time_s=time.perf_counter() - t_start,
     )
+
+
+def largest_curvature(prior: DiffusionPrior, x: torch.Tensor, iters: int = 30, seed: int = 0) -> float:
+    """λ_max of ∇²q over a batch, by power iteration on Hessian–vector products
+    (forward-over-reverse: the JVP of ∇q). The largest value over the images is returned."""
+    g = torch.Generator().manual_seed(seed)
+    v = torch.randn(x.shape, generator=g, dtype=x.dtype).to(x.device)
+    v = v / v.flatten(1).norm(dim=1).view(-1, *([1] * (x.ndim - 1)))
+    lam = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    for _ in range(iters):
+        _, hv = torch.func.jvp(prior.grad_potential, (x,), (v,))
+        lam = (hv * v).flatten(1).sum(1)
+        v = hv / hv.flatten(1).norm(dim=1).clamp_min(1e-30).view(-1, *([1] * (x.ndim - 1)))
+    return float(lam.abs().max())
+
+
+def choose_step(prior: DiffusionPrior, x: torch.Tensor, step: float | str, safety: float = 2.0) -> float:
+    """The descent step: a number is used as given (P: 0.02 for its networks); ``"auto"``
+    is the exact safe step φ + σ_ε² for the analytic mixture and 1/(safety·λ_max) at the
+    starts otherwise (λ_max by power iteration), so that q decreases from the first step."""
+    if step != "auto":
+        return float(step)
+    try:
+        return safe_step(prior)
+    except TypeError:
+        return 1.0 / (safety * largest_curvature(prior, x))

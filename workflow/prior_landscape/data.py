@@ -165,3 +165,35 @@ def blurred_crops(
 
 def load_photographs(names: list[str], downscale: int) -> dict[str, np.ndarray]:
     return {n: load_photograph(n, downscale) for n in names}
+
+
+def binary_digits(size: int = 16, threshold: float = 0.5) -> torch.Tensor:
+    """scikit-learn's 1797 handwritten 8×8 digits, upscaled (bilinear) to ``size``×``size``
+    and binarized at ``threshold``: the demo stand-in for the paper's binarized MNIST
+    (P §2.3, Fig. 8). Returns float32 {0, 1} images (N, 1, size, size)."""
+    from sklearn.datasets import load_digits
+
+    digits = torch.as_tensor(load_digits().images / 16.0, dtype=torch.float32)[:, None]
+    up = torch.nn.functional.interpolate(digits, size=(size, size), mode="bilinear", align_corners=False)
+    return (up > threshold).float()
+
+
+def training_images(source: str, data_cfg: dict, seed: int) -> torch.Tensor:
+    """The images a demo prior is trained on: crops of the training photographs, or
+    the first 80 % of the binary digits."""
+    if source == "photographs":
+        images = load_photographs(data_cfg["photographs"]["train"], data_cfg["downscale"])
+        return extract_crops(images, crop_positions(images, data_cfg["n_train_crops"], data_cfg["crop_size"], seed))
+    if source == "binary_digits":
+        digits = binary_digits(data_cfg["crop_size"])
+        return digits[: int(0.8 * len(digits))]
+    raise ValueError(f"unknown training data source {source!r}: expected 'photographs' or 'binary_digits'")
+
+
+def heldout_digits(n: int, size: int) -> torch.Tensor:
+    """The first n of the held-out 20 % of the binary digits."""
+    digits = binary_digits(size)
+    held = digits[int(0.8 * len(digits)) :]
+    if n > len(held):
+        raise ValueError(f"only {len(held)} held-out digits, {n} requested")
+    return held[:n]

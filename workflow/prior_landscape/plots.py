@@ -100,3 +100,153 @@ def plot_likelihood_sweeps(df: pd.DataFrame):
         fig.text(0.01, -0.04, "solid: probability-flow estimate (median, IQR band); dashed: exact potential", fontsize=7)
     fig.tight_layout()
     return fig
+
+
+GROUP_COLOURS = {"training set": "#D55E00", "unrelated images": "#0072B2", "white noise": "#999999"}
+
+
+def _img(row, col: str = "pixels") -> np.ndarray:
+    C, H, W = int(row["channels"]), int(row["height"]), int(row["width"])
+    a = np.asarray(row[col], dtype=np.float32).reshape(C, H, W)
+    return a[0] if C == 1 else np.clip(a.transpose(1, 2, 0), 0, 1)
+
+
+def _show(ax, img, title=None):
+    ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=7)
+
+
+def plot_critical_points(images: pd.DataFrame, summary: pd.DataFrame, n_show: int = 4):
+    """P Fig. 1: starts x_i (top row of each prior) and critical points x̄_i (bottom), q in titles."""
+    priors = list(dict.fromkeys(images.prior))
+    groups = list(dict.fromkeys(images.group))
+    per_group = max(1, n_show // len(groups))
+    fig, axes = plt.subplots(2 * len(priors), per_group * len(groups),
+                             figsize=(1.15 * per_group * len(groups), 2.5 * len(priors)), squeeze=False)
+    for i, prior in enumerate(priors):
+        im = images[images.prior == prior]
+        sm = summary[summary.prior == prior].set_index("image")
+        shown = pd.concat([im[im.group == g].head(per_group) for g in groups])
+        for j, (_, row) in enumerate(shown.iterrows()):
+            s = sm.loc[row["image"]]
+            _show(axes[2 * i, j], _img(row, "start"), f"{row['group'].split()[0]}\nq = {s.q_start:.0f}")
+            _show(axes[2 * i + 1, j], _img(row, "end"), f"q = {s.q_end:.0f}")
+        axes[2 * i, 0].set_ylabel(f"{prior}\nstart x", fontsize=7)
+        axes[2 * i + 1, 0].set_ylabel("critical point x̄", fontsize=7)
+    fig.suptitle("Starts and the critical points reached by gradient descent on q (q in nats)", y=1.0)
+    fig.tight_layout()
+    return fig
+
+
+def plot_descent_potential(trajectory: pd.DataFrame):
+    """P Fig. 2: q along the descent, median over the starts of each group, one panel per prior."""
+    priors = list(dict.fromkeys(trajectory.prior))
+    fig, axes = plt.subplots(1, len(priors), figsize=(3.2 * len(priors), 2.6), squeeze=False)
+    for ax, prior in zip(axes[0], priors):
+        t = trajectory[(trajectory.prior == prior) & trajectory.q.notna()]
+        for group, g in t.groupby("group", sort=False):
+            qs = g.groupby("step").q.quantile([0.25, 0.5, 0.75]).unstack()
+            c = GROUP_COLOURS.get(group)
+            ax.plot(qs.index, qs[0.5], "-o", ms=3, color=c, label=group)
+            ax.fill_between(qs.index, qs[0.25], qs[0.75], color=c, alpha=0.18, lw=0)
+        ax.set_title(prior)
+        ax.set_xlabel("descent step")
+        ax.set_ylabel("q(x_k)  [nats]")
+    axes[0, 0].legend(frameon=False, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_critical_point_statistics(summary: pd.DataFrame):
+    """P Fig. 3: box-plots of ‖x − x̄‖/‖x̄‖ and q(x) − q(x̄) by start group and prior,
+    the training-set group highlighted."""
+    priors = list(dict.fromkeys(summary.prior))
+    groups = list(dict.fromkeys(summary.group))
+    fig, axes = plt.subplots(1, 2, figsize=(7, 2.8))
+    for ax, col, label in ((axes[0], "relative_distance", "‖x − x̄‖ / ‖x̄‖"), (axes[1], "q_drop", "q(x) − q(x̄)  [nats]")):
+        data, pos, colours = [], [], []
+        for i, prior in enumerate(priors):
+            for j, group in enumerate(groups):
+                data.append(summary[(summary.prior == prior) & (summary.group == group)][col].to_numpy())
+                pos.append(i * (len(groups) + 1) + j)
+                colours.append(GROUP_COLOURS.get(group, "0.5"))
+        bp = ax.boxplot(data, positions=pos, widths=0.8, patch_artist=True, showfliers=True)
+        for patch, c, group in zip(bp["boxes"], colours, groups * len(priors)):
+            patch.set_facecolor(c)
+            patch.set_alpha(0.9 if group == "training set" else 0.35)
+            patch.set_linewidth(1.6 if group == "training set" else 0.8)
+        ax.set_xticks([i * (len(groups) + 1) + (len(groups) - 1) / 2 for i in range(len(priors))], priors, fontsize=7)
+        ax.set_ylabel(label)
+        if col == "relative_distance":
+            ax.set_yscale("log")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=GROUP_COLOURS.get(g, "0.5"), alpha=0.9 if g == "training set" else 0.35) for g in groups]
+    fig.legend(handles, groups, loc="upper center", ncol=len(groups), frameon=False, bbox_to_anchor=(0.5, 1.06))
+    fig.tight_layout()
+    return fig
+
+
+def plot_hessian_spectra(spectra: pd.DataFrame, threshold: float | None = None):
+    """P Fig. 4: singular values of ∇²q at critical points (one curve each), log scale,
+    with the intrinsic-dimension threshold."""
+    priors = list(dict.fromkeys(spectra.prior))
+    fig, axes = plt.subplots(1, len(priors), figsize=(3.2 * len(priors), 2.6), squeeze=False)
+    for ax, prior in zip(axes[0], priors):
+        s = spectra[spectra.prior == prior]
+        dims = []
+        for point, g in s.groupby("point"):
+            ax.semilogy(g["index"], g["singular_value"], lw=0.9)
+            dims.append(int(g["intrinsic_dimension"].iloc[0]))
+        if threshold is not None:
+            ax.axhline(threshold, color="k", ls="--", lw=0.7)
+        ax.set_title(f"{prior}: intrinsic dim. {'/'.join(map(str, dims))}", fontsize=8)
+        ax.set_xlabel("index")
+        ax.set_ylabel("singular value of ∇²q")
+    fig.tight_layout()
+    return fig
+
+
+def plot_blurred_image_potential(sweep: pd.DataFrame, family: str = "gaussian"):
+    """P Fig. 6: one image blurred along θ, each panel titled with its q."""
+    rows = sweep[(sweep.family == family) & sweep.pixels.notna()].sort_values("theta")
+    rows = rows[rows.image_id == rows.image_id.min()]
+    side = int(round(np.sqrt(len(rows.pixels.iloc[0]))))
+    fig, axes = plt.subplots(1, len(rows), figsize=(1.0 * len(rows), 1.4), squeeze=False)
+    for ax, (_, r) in zip(axes[0], rows.iterrows()):
+        _show(ax, np.asarray(r.pixels).reshape(side, -1), f"θ={r.theta:g}\nq={r.q:.0f}")
+    fig.suptitle(f"{rows.prior.iloc[0]}: {FAMILY_LABELS.get(family, family)} blur of one image", y=1.12, fontsize=8)
+    return fig
+
+
+def plot_digit_prior(samples: pd.DataFrame, sweeps: pd.DataFrame, n_show: int = 8):
+    """P Fig. 8: (a) true samples, (b) generated samples, (c) q(h_θ ⋆ x) − q(x) versus θ."""
+    fig = plt.figure(figsize=(8, 2.6))
+    grid = fig.add_gridspec(2, n_show + 4)
+    for r, kind in enumerate(["true", "generated"]):
+        sub = samples[samples.kind == kind].head(n_show)
+        for j, (_, row) in enumerate(sub.iterrows()):
+            ax = fig.add_subplot(grid[r, j])
+            _show(ax, _img(row))
+            if j == 0:
+                ax.set_ylabel(kind, fontsize=8)
+    ax = fig.add_subplot(grid[:, n_show + 1 :])
+    _sweep_curves(ax, sweeps)
+    ax.set_title("potential versus blur", fontsize=8)
+    return fig
+
+
+def _sweep_curves(ax, df: pd.DataFrame) -> None:
+    df = df.copy()
+    base = df[df.theta == df.theta.min()].set_index(["prior", "family", "image_id"])
+    df["dq"] = df.q.to_numpy() - base.loc[list(zip(df.prior, df.family, df.image_id)), "q"].to_numpy()
+    for fam in dict.fromkeys(df.family):
+        qs = _quantiles(df[df.family == fam], "dq")
+        c = FAMILY_COLOURS.get(fam)
+        ax.plot(qs.index, qs[0.5], "-o", ms=2.5, color=c, label=FAMILY_LABELS.get(fam, fam))
+        ax.fill_between(qs.index, qs[0.25], qs[0.75], color=c, alpha=0.18, lw=0)
+    ax.axhline(0, color="0.6", lw=0.6)
+    ax.set_xlabel("blur level θ [px]")
+    ax.set_ylabel("q(h_θ ⋆ x) − q(x)  [nats]")
+    ax.legend(frameon=False, fontsize=7)

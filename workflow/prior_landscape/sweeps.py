@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from typing import Callable
+
 from .blur import kernel
-from .data import CropSpec, blurred_crops
 from .potential import potential_batched
 from .priors.base import DiffusionPrior
 
@@ -26,27 +27,31 @@ log = logging.getLogger(__name__)
 
 def likelihood_sweep(
     prior: DiffusionPrior,
-    images: dict[str, np.ndarray],
-    crops: list[CropSpec],
+    blurred: Callable[[torch.Tensor], torch.Tensor],
+    images: pd.DataFrame,
     families: list[str],
     thetas: np.ndarray,
     *,
     kernel_size: int = 31,
-    padding: str = "reflect",
     batch_size: int = 16,
     device: str = "cpu",
+    keep_pixels: int = 1,
     **potential_kwargs,
 ) -> pd.DataFrame:
-    """One row per (family, θ, crop): q estimate, its standard error, NFE, and the exact
-    q where the prior has one (the analytic mixture)."""
+    """One row per (family, θ, image): q estimate, its standard error, NFE, and the exact
+    q where the prior has one (the analytic mixture).
+
+    ``blurred(h)`` returns the sweep's images blurred by kernel h, in the order of the
+    rows of ``images`` (a table describing them: image, row, col). The pixels of the
+    first ``keep_pixels`` images are kept in the table (for P Fig. 6).
+    """
     blocks, meta = [], []
     for family in families:
         for theta in thetas:
-            h = kernel(family, float(theta), kernel_size)
-            blocks.append(blurred_crops(images, crops, h, padding))
-            meta += [(family, float(theta), i, c) for i, c in enumerate(crops)]
+            blocks.append(blurred(kernel(family, float(theta), kernel_size)))
+            meta += [(family, float(theta), i) for i in range(len(images))]
     x = torch.cat(blocks)
-    probe_keys = np.array([m[2] for m in meta])  # same probes for a crop along θ and across families
+    probe_keys = np.array([m[2] for m in meta])  # same probes for an image along θ and across families
     started = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
@@ -62,15 +67,16 @@ def likelihood_sweep(
         exact = np.concatenate(
             [prior.potential(x[i : i + 256].to(torch.float64)).cpu().numpy() for i in range(0, len(x), 256)]
         )
+    ids = np.array([m[2] for m in meta])
+    flat = x.reshape(len(x), -1).cpu().numpy().astype(np.float32)
     return pd.DataFrame(
         {
             "prior": prior.name,
             "family": [m[0] for m in meta],
             "theta": [m[1] for m in meta],
-            "image_id": [m[2] for m in meta],
-            "image": [m[3].image for m in meta],
-            "row": [m[3].row for m in meta],
-            "col": [m[3].col for m in meta],
+            "image_id": ids,
+            **{col: images[col].to_numpy()[ids] for col in images.columns},
+            "pixels": [flat[k] if ids[k] < keep_pixels else None for k in range(len(x))],
             "q": res.q,
             "q_stderr": res.stderr,
             "q_exact": exact,

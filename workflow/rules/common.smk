@@ -15,13 +15,26 @@ def priors_of_kind(kind):
     return "|".join(names) if names else "(?!x)x"
 
 
+def training_data(prior):
+    return config["priors"][prior].get("training_data", "photographs")
+
+
+def priors_trained_on(source):
+    return [p for p in PRIORS if training_data(p) == source]
+
+
+NATURAL_PRIORS = priors_trained_on("photographs")
+DIGIT_PRIORS = priors_trained_on("binary_digits")
+
+
 def prior_config(wildcards):
     return config["priors"][wildcards.prior]
 
 
 def all_targets():
-    return [
-        f"{RESULTS}/figures/fig05.png",
-        f"{RESULTS}/figures/fig07.png",
-        f"{RESULTS}/tables/tab01.csv",
-    ]
+    figures = ["fig05", "fig07"]
+    if NATURAL_PRIORS:
+        figures += ["fig01", "fig02", "fig03", "fig04", "fig06"]
+    if DIGIT_PRIORS:
+        figures += ["fig08"]
+    return [f"{RESULTS}/figures/{f}.png" for f in sorted(figures)] + [f"{RESULTS}/tables/tab01.csv"]

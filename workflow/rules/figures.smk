@@ -23,7 +23,7 @@ rule fig05_blur_families:
 
 rule fig07_likelihood_sweeps:
     input:
-        expand(f"{RESULTS}/sweeps/{{prior}}.parquet", prior=PRIORS),
+        expand(f"{RESULTS}/sweeps/{{prior}}.parquet", prior=NATURAL_PRIORS),
     output:
         png=report(
             f"{RESULTS}/figures/fig07.png",
@@ -63,3 +63,77 @@ rule tab01_priors:
         runtime=5,
     script:
         "../scripts/table_tab01.py"
+
+
+rule fig01_to_fig03_critical_points:
+    input:
+        summary=expand(f"{RESULTS}/critical_points/{{prior}}/summary.parquet", prior=NATURAL_PRIORS),
+        trajectory=expand(f"{RESULTS}/critical_points/{{prior}}/trajectory.parquet", prior=NATURAL_PRIORS),
+        images=expand(f"{RESULTS}/critical_points/{{prior}}/images.parquet", prior=NATURAL_PRIORS),
+    output:
+        fig01=report(f"{RESULTS}/figures/fig01.png", caption="../report/fig01.rst", category="P §2.2 Critical points"),
+        fig01_pdf=f"{RESULTS}/figures/fig01.pdf",
+        fig02=report(f"{RESULTS}/figures/fig02.png", caption="../report/fig02.rst", category="P §2.2 Critical points"),
+        fig02_pdf=f"{RESULTS}/figures/fig02.pdf",
+        fig03=report(f"{RESULTS}/figures/fig03.png", caption="../report/fig03.rst", category="P §2.2 Critical points"),
+        fig03_pdf=f"{RESULTS}/figures/fig03.pdf",
+        summary=f"{RESULTS}/tables/critical_points_summary.csv",
+    log:
+        f"{RESULTS}/logs/figures/fig01_to_fig03.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/plot_critical_points.py"
+
+
+rule fig04_hessian_spectra:
+    input:
+        expand(f"{RESULTS}/hessian/{{prior}}.parquet", prior=NATURAL_PRIORS),
+    output:
+        png=report(f"{RESULTS}/figures/fig04.png", caption="../report/fig04.rst", category="P §2.2 Critical points"),
+        pdf=f"{RESULTS}/figures/fig04.pdf",
+    params:
+        threshold=config["hessian"]["threshold"],
+    log:
+        f"{RESULTS}/logs/figures/fig04.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/plot_fig04.py"
+
+
+rule fig06_blurred_image:
+    input:
+        f"{RESULTS}/sweeps/{NATURAL_PRIORS[0]}.parquet",
+    output:
+        png=report(f"{RESULTS}/figures/fig06.png", caption="../report/fig06.rst", category="P §2.3 Blurry images are more likely"),
+        pdf=f"{RESULTS}/figures/fig06.pdf",
+    log:
+        f"{RESULTS}/logs/figures/fig06.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/plot_fig06.py"
+
+
+rule fig08_binary_digits:
+    input:
+        samples=expand(f"{RESULTS}/samples/{{prior}}.parquet", prior=DIGIT_PRIORS),
+        sweeps=expand(f"{RESULTS}/sweeps/{{prior}}.parquet", prior=DIGIT_PRIORS),
+    output:
+        png=report(f"{RESULTS}/figures/fig08.png", caption="../report/fig08.rst", category="P §2.3 Blurry images are more likely"),
+        pdf=f"{RESULTS}/figures/fig08.pdf",
+    log:
+        f"{RESULTS}/logs/figures/fig08.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/plot_fig08.py"

@@ -29,6 +29,7 @@ rule likelihood_sweep:
         potential=config["potential"],
         data=config["data"],
         device=config["device"],
+        source=lambda wc: training_data(wc.prior),
     log:
         f"{RESULTS}/logs/likelihood_sweep/{{prior}}.log",
     benchmark:

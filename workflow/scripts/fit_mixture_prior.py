@@ -3,7 +3,7 @@
 import pandas as pd
 
 from prior_landscape.artefacts import write_table
-from prior_landscape.data import crop_positions, extract_crops, load_photographs
+from prior_landscape.data import training_images
 from prior_landscape.priors import GaussianMixturePrior
 from prior_landscape.runtime import start_job
 from prior_landscape.schedules import schedule_from_config
@@ -12,8 +12,7 @@ sm = snakemake  # noqa: F821 - injected by Snakemake
 cfg, data, seed = sm.params.prior, sm.params.data, sm.params.seed
 job = start_job(sm, {"prior": cfg, "data": data}, {"seed": seed})
 
-images = load_photographs(data["photographs"]["train"], data["downscale"])
-crops = extract_crops(images, crop_positions(images, data["n_train_crops"], data["crop_size"], seed))
+crops = training_images(cfg.get("training_data", "photographs"), data, seed)
 prior = GaussianMixturePrior.fit(
     crops.numpy(),
     tuple(crops.shape[1:]),

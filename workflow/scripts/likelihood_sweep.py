@@ -1,8 +1,11 @@
-"""q(h_θ ⋆ x) for one prior over every blur family and θ (P §2.3, Fig. 7)."""
+"""q(h_θ ⋆ x) for one prior over every blur family and θ (P §2.3, Figs. 6–8)."""
+
+import pandas as pd
 
 from prior_landscape.artefacts import write_table
+from prior_landscape.blur import blur
 from prior_landscape.config import theta_grid
-from prior_landscape.data import crop_positions, load_photographs
+from prior_landscape.data import blurred_crops, crop_positions, heldout_digits, load_photographs
 from prior_landscape.priors import load_prior
 from prior_landscape.runtime import start_job
 from prior_landscape.sweeps import likelihood_sweep
@@ -10,17 +13,26 @@ from prior_landscape.sweeps import likelihood_sweep
 sm = snakemake  # noqa: F821 - injected by Snakemake
 p = sm.params
 job = start_job(
-    sm, {"sweep": p.sweep, "blur": p.blur, "potential": p.potential, "data": p.data},
+    sm, {"sweep": p.sweep, "blur": p.blur, "potential": p.potential, "data": p.data, "training_data": p.source},
     {"crops": p.sweep["seed"], "probes": p.sweep["seed"]}, device=p.device,
 )
 prior = load_prior(sm.input.model, job.device)
-images = load_photographs(p.data["photographs"]["heldout"], p.data["downscale"])
-margin = p.blur["kernel_size"] // 2
-crops = crop_positions(images, p.sweep["n_images"], p.data["crop_size"], p.sweep["seed"], margin, p.sweep["min_crop_std"])
+n, size, padding = p.sweep["n_images"], p.data["crop_size"], p.blur["padding"]
+if p.source == "photographs":
+    # held-out photographs, blurred whole then cropped (no wrapped or padded borders)
+    photos = load_photographs(p.data["photographs"]["heldout"], p.data["downscale"])
+    crops = crop_positions(photos, n, size, p.sweep["seed"], p.blur["kernel_size"] // 2, p.sweep["min_crop_std"])
+    table = pd.DataFrame({"image": [c.image for c in crops], "row": [c.row for c in crops], "col": [c.col for c in crops]})
+    blurred = lambda h: blurred_crops(photos, crops, h, padding)  # noqa: E731
+else:
+    # held-out binary digits: black background, so the whole image is blurred
+    digits = heldout_digits(n, size)
+    table = pd.DataFrame({"image": [f"digit-{i}" for i in range(n)], "row": 0, "col": 0})
+    blurred = lambda h: blur(digits.double(), h, padding=padding).float()  # noqa: E731
 pot = dict(p.potential)
 df = likelihood_sweep(
-    prior, images, crops, p.sweep["families"], theta_grid(p.sweep["theta"]),
-    kernel_size=p.blur["kernel_size"], padding=p.blur["padding"], batch_size=pot.pop("batch_size"),
-    device=job.device, seed=p.sweep["seed"], **pot,
+    prior, blurred, table, p.sweep["families"], theta_grid(p.sweep["theta"]),
+    kernel_size=p.blur["kernel_size"], batch_size=pot.pop("batch_size"), device=job.device,
+    seed=p.sweep["seed"], **pot,
 )
 write_table(df, sm.output[0], job.provenance())

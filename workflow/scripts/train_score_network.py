@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from prior_landscape.artefacts import write_table
-from prior_landscape.data import crop_positions, extract_crops, load_photographs
+from prior_landscape.data import training_images
 from prior_landscape.priors.scorenet import train_dsm
 from prior_landscape.runtime import start_job
 from prior_landscape.schedules import schedule_from_config
@@ -12,8 +12,7 @@ sm = snakemake  # noqa: F821 - injected by Snakemake
 cfg, data, seed = sm.params.prior, sm.params.data, sm.params.seed
 job = start_job(sm, {"prior": cfg, "data": data}, {"seed": seed}, device=sm.params.device)
 
-images = load_photographs(data["photographs"]["train"], data["downscale"])
-crops = extract_crops(images, crop_positions(images, data["n_train_crops"], data["crop_size"], seed))
+crops = training_images(cfg.get("training_data", "photographs"), data, seed)
 training = dict(cfg["training"])
 checkpoint_every = training.pop("checkpoint_every", 500)
 

@@ -1,0 +1,74 @@
+# P §2.2: critical points of q, Hessian spectra at them; P §2.3 Fig. 8: samples of the digit prior.
+
+
+rule critical_points:
+    input:
+        model=f"{RESULTS}/priors/{{prior}}/model.pt",
+    output:
+        summary=f"{RESULTS}/critical_points/{{prior}}/summary.parquet",
+        trajectory=f"{RESULTS}/critical_points/{{prior}}/trajectory.parquet",
+        images=f"{RESULTS}/critical_points/{{prior}}/images.parquet",
+    params:
+        critical_points=config["critical_points"],
+        potential=config["potential"],
+        data=config["data"],
+        seed=config["seed"],
+        device=config["device"],
+        source=lambda wc: training_data(wc.prior),
+        # resumable descent state, deliberately not an output: it survives a killed job
+        state=f"{RESULTS}/critical_points/{{prior}}/descent_state.pt",
+    log:
+        f"{RESULTS}/logs/critical_points/{{prior}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/critical_points/{{prior}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=240,
+        gpu=1 if config["scale"] == "paper" else 0,
+    script:
+        "../scripts/critical_points.py"
+
+
+rule hessian_spectra:
+    input:
+        model=f"{RESULTS}/priors/{{prior}}/model.pt",
+        images=f"{RESULTS}/critical_points/{{prior}}/images.parquet",
+    output:
+        f"{RESULTS}/hessian/{{prior}}.parquet",
+    params:
+        hessian=config["hessian"],
+        device=config["device"],
+    log:
+        f"{RESULTS}/logs/hessian_spectra/{{prior}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/hessian_spectra/{{prior}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1 if config["scale"] == "paper" else 0,
+    script:
+        "../scripts/hessian_spectra.py"
+
+
+rule sample_prior:
+    input:
+        model=f"{RESULTS}/priors/{{prior}}/model.pt",
+    output:
+        f"{RESULTS}/samples/{{prior}}.parquet",
+    params:
+        sampling=config["sampling"],
+        data=config["data"],
+        seed=config["seed"],
+        device=config["device"],
+        source=lambda wc: training_data(wc.prior),
+    log:
+        f"{RESULTS}/logs/sample_prior/{{prior}}.log",
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=1 if config["scale"] == "paper" else 0,
+    script:
+        "../scripts/sample_prior.py"

@@ -1,0 +1,21 @@
+"""Figs. 1–3: critical points, q along the descent, distance and potential gap by start group."""
+
+import pandas as pd
+
+from prior_landscape.artefacts import atomic_output, read_table
+from prior_landscape.plots import (
+    plot_critical_point_statistics,
+    plot_critical_points,
+    plot_descent_potential,
+    save_figure,
+)
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+load = lambda paths: pd.concat([read_table(p) for p in paths], ignore_index=True)  # noqa: E731
+summary, trajectory, images = load(sm.input.summary), load(sm.input.trajectory), load(sm.input.images)
+save_figure(plot_critical_points(images, summary), sm.output.fig01, sm.output.fig01_pdf)
+save_figure(plot_descent_potential(trajectory), sm.output.fig02, sm.output.fig02_pdf)
+save_figure(plot_critical_point_statistics(summary), sm.output.fig03, sm.output.fig03_pdf)
+table = summary.groupby(["prior", "group"], sort=False)[["relative_distance", "q_drop", "grad_norm_end"]].median()
+with atomic_output(sm.output.summary) as tmp:
+    table.rename(columns=lambda c: f"median {c}").to_csv(tmp, float_format="%.4g")

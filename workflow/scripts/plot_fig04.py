@@ -1,0 +1,10 @@
+"""Fig. 4: Hessian spectra at critical points and the intrinsic dimension."""
+
+import pandas as pd
+
+from prior_landscape.artefacts import read_table
+from prior_landscape.plots import plot_hessian_spectra, save_figure
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+spectra = pd.concat([read_table(p) for p in sm.input], ignore_index=True)
+save_figure(plot_hessian_spectra(spectra, sm.params.threshold), sm.output.png, sm.output.pdf)
