@@ -16,6 +16,16 @@ HELDOUT = ["flower", "clock", "brick", "gravel", "grass"]
 SCHEDULE = VESchedule(sigma_min=0.01, sigma_max=20.0, t_eps=1e-3)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of small (16×16) problems: extra threads only add
+    contention on 2 cores. Restores the previous count afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def train_images():
     return load_photographs(TRAIN, downscale=2)

@@ -34,13 +34,7 @@ SIGMA_Y = 0.01
 THETA_BAR = torch.tensor([0.25, 0.15, -0.15, 0.1, -0.1], dtype=DT)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """16×16 problems gain nothing from intra-op threads, which only add contention on 2 cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,7 @@ DT = torch.float64
 G = torch.Generator().manual_seed(0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """16×16 problems gain nothing from intra-op threads, which only add contention on 2 cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _embed(k, size, dy=0, dx=0):

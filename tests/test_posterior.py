@@ -44,13 +44,7 @@ THETA_BAR = 2.5
 I_BAR = 5  # index of θ̄ in THETAS
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """16×16 problems gain nothing from intra-op threads, which only add contention on 2 cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _images(n=3, seed=0):

@@ -44,14 +44,7 @@ def rel_err(prior: ScoreNetworkPrior, sigma: float, n: int = 512) -> float:
     return float((s - ref).norm() / ref.norm())
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy 2-core machine
-    spinning OpenMP workers slow these tests down tenfold; restore afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

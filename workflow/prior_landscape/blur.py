@@ -392,11 +392,22 @@ def circular_blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """
     k = _check_image_and_kernel(x, kernel)[:, 0]  # (b, kh, kw)
     H, W = x.shape[-2:]
-    kh, kw = k.shape[-2:]
-    rows = torch.remainder(torch.arange(kh, device=x.device) - kh // 2, H)
-    cols = torch.remainder(torch.arange(kw, device=x.device) - kw // 2, W)
+    return torch.fft.irfft2(torch.fft.rfft2(x, s=(H, W)) * kernel_otf(k, (H, W)), s=(H, W))
+
+
+def kernel_otf(h: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """rfft2 of the kernel(s) wrapped onto the H×W torus with its centre k//2 at (0, 0).
+
+    ``h`` (k, k) or (B, k, k) → complex (b, 1, H, W//2+1); differentiable in h.
+    Kernels larger than the image wrap (entries accumulate), as in :func:`circular_blur`.
+    """
+    if h.dim() == 2:
+        h = h[None]
+    H, W = shape
+    kh, kw = h.shape[-2:]
+    rows = torch.remainder(torch.arange(kh, device=h.device) - kh // 2, H)
+    cols = torch.remainder(torch.arange(kw, device=h.device) - kw // 2, W)
     flat = (rows[:, None] * W + cols[None, :]).reshape(-1)
-    wrapped = torch.zeros(k.shape[0], H * W, dtype=k.dtype, device=k.device)
-    wrapped = wrapped.index_add(1, flat, k.reshape(k.shape[0], -1)).reshape(-1, 1, H, W)
-    spectrum = torch.fft.rfft2(wrapped, s=(H, W))
-    return torch.fft.irfft2(torch.fft.rfft2(x, s=(H, W)) * spectrum, s=(H, W))
+    wrapped = torch.zeros(h.shape[0], H * W, dtype=h.dtype, device=h.device)
+    wrapped = wrapped.index_add(1, flat, h.reshape(h.shape[0], -1)).reshape(-1, 1, H, W)
+    return torch.fft.rfft2(wrapped, s=(H, W))

@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .blur import blur, circular_blur
+from .blur import blur, circular_blur, kernel_otf
 
 __all__ = [
     "kernel_otf",
@@ -96,22 +96,6 @@ def _as_filter(h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return h.to(dtype=x.dtype, device=x.device)
 
 
-def kernel_otf(h: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """rfft2 of the kernel(s) wrapped onto the H×W torus with its centre k//2 at (0, 0).
-
-    ``h`` (k, k) or (B, k, k) → complex (b, 1, H, W//2+1); differentiable in h.
-    Kernels larger than the image wrap (entries accumulate), as in :func:`circular_blur`.
-    """
-    if h.dim() == 2:
-        h = h[None]
-    H, W = shape
-    kh, kw = h.shape[-2:]
-    rows = torch.remainder(torch.arange(kh, device=h.device) - kh // 2, H)
-    cols = torch.remainder(torch.arange(kw, device=h.device) - kw // 2, W)
-    flat = (rows[:, None] * W + cols[None, :]).reshape(-1)
-    wrapped = torch.zeros(h.shape[0], H * W, dtype=h.dtype, device=h.device)
-    wrapped = wrapped.index_add(1, flat, h.reshape(h.shape[0], -1)).reshape(-1, 1, H, W)
-    return torch.fft.rfft2(wrapped, s=(H, W))
 
 
 def _shape(x: torch.Tensor) -> tuple[int, int]:
