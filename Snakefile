@@ -19,6 +19,7 @@ include: "workflow/rules/sweeps.smk"
 include: "workflow/rules/landscape.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/archive.smk"
+include: "workflow/rules/posterior.smk"
 
 
 report: "workflow/report/workflow.rst"

@@ -37,4 +37,9 @@ def all_targets():
         figures += ["fig01", "fig02", "fig03", "fig04", "fig06"]
     if DIGIT_PRIORS:
         figures += ["fig08"]
-    return [f"{RESULTS}/figures/{f}.png" for f in sorted(figures)] + [f"{RESULTS}/tables/tab01.csv"]
+    # P §4–5 and Appendix B: posterior profiles and blind deconvolution (workflow/rules/posterior.smk)
+    figures += ["fig09", "fig10", "fig11", "fig12", "fig13", "fig14", "fig15"]
+    return [f"{RESULTS}/figures/{f}.png" for f in sorted(figures)] + [
+        f"{RESULTS}/tables/tab01.csv",
+        f"{RESULTS}/tables/deblur_metrics.csv",
+    ]

@@ -1,0 +1,241 @@
+# P §4–5 and Appendix B: the posterior profiles ℓ^opt(θ) (Figs. 9–10) and blind
+# deconvolution by Algorithms 1 and 2 (Figs. 11–15). Config: posterior, deblur.
+#
+#   snakemake --cores 2 results/figures/fig11.png     # one Zernike case and its figure
+#
+# 16×16 problems gain nothing from intra-op threads (they only add contention),
+# so the compute rules run on one thread and Snakemake runs them side by side.
+
+import re
+
+POSTERIOR_PRIORS = list(config["posterior"]["priors"])
+DEBLUR = config["deblur"]
+
+
+def _check_prior(key, name):
+    if name not in config["priors"]:
+        raise ValueError(f"{key}: {name!r} is not a prior of config['priors'] ({', '.join(config['priors'])})")
+
+
+for _i, _p in enumerate(POSTERIOR_PRIORS):
+    _check_prior(f"posterior.priors.{_i}", _p)
+_check_prior("deblur.prior", DEBLUR["prior"])
+_check_prior("deblur.kohler.prior", DEBLUR["kohler"]["prior"])
+
+# one deblurring case per Zernike noise level (Figs. 11, 14), the simplex kernels
+# (Figs. 12, 15) and the Köhler stand-in (Fig. 13)
+ZERNIKE_CASES = [f"zernike-{s:g}" for s in DEBLUR["zernike"]["noise_levels"]]
+DEBLUR_CASES = ZERNIKE_CASES + ["simplex", "kohler"]
+
+
+def deblur_setup(wildcards):
+    """The config slice one case depends on (a param: changing it reruns that case only)."""
+    case = wildcards.case
+    shared = {k: DEBLUR[k] for k in ("n_iter", "n_inner", "reset_every", "record_every", "checkpoint_every",
+                                     "collapse_tol")}
+    if case.startswith("zernike-"):
+        sigma = DEBLUR["zernike"]["noise_levels"][ZERNIKE_CASES.index(case)]
+        return {"case": case, "kind": "zernike", "prior": DEBLUR["prior"], "images": DEBLUR["images"],
+                "sigma_y": sigma, "model": DEBLUR["zernike"], **shared}
+    if case == "simplex":
+        return {"case": case, "kind": "simplex", "prior": DEBLUR["prior"], "images": DEBLUR["images"],
+                "sigma_y": DEBLUR["simplex"]["sigma_y"], "model": DEBLUR["simplex"],
+                "zernike": {k: DEBLUR["zernike"][k] for k in ("fc", "pupil_size", "zernike_index")}, **shared}
+    return {"case": case, "kind": "kohler", "prior": DEBLUR["kohler"]["prior"], "sigma_y": DEBLUR["kohler"]["sigma_y"],
+            "model": DEBLUR["kohler"], **shared}
+
+
+def deblur_model(wildcards):
+    return f"{RESULTS}/priors/{deblur_setup(wildcards)['prior']}/model.pt"
+
+
+rule posterior_profiles:
+    input:
+        model=f"{RESULTS}/priors/{{prior}}/model.pt",
+    output:
+        noiseless=f"{RESULTS}/posterior/{{prior}}/noiseless.parquet",
+        noisy=f"{RESULTS}/posterior/{{prior}}/noisy.parquet",
+        lam=f"{RESULTS}/posterior/{{prior}}/lambda.parquet",
+        points=f"{RESULTS}/posterior/{{prior}}/points.parquet",
+    wildcard_constraints:
+        prior="|".join(re.escape(p) for p in POSTERIOR_PRIORS),
+    params:
+        posterior=config["posterior"],
+        potential=config["potential"],
+        data=config["data"],
+        device=config["device"],
+    log:
+        f"{RESULTS}/logs/posterior_profiles/{{prior}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/posterior_profiles/{{prior}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=1 if config["scale"] == "paper" else 0,
+    script:
+        "../scripts/posterior_profiles.py"
+
+
+rule deblur_runs:
+    input:
+        model=deblur_model,
+    output:
+        trajectory=f"{RESULTS}/deblur/{{case}}/trajectory.parquet",
+        metrics=f"{RESULTS}/deblur/{{case}}/metrics.parquet",
+        images=f"{RESULTS}/deblur/{{case}}/images.parquet",
+    wildcard_constraints:
+        case="|".join(re.escape(c) for c in DEBLUR_CASES),
+    params:
+        setup=deblur_setup,
+        data=config["data"],
+        device=config["device"],
+        # resumable state, deliberately not an output: it survives a killed job
+        state=f"{RESULTS}/deblur/{{case}}/state.pt",
+    log:
+        f"{RESULTS}/logs/deblur_runs/{{case}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/deblur_runs/{{case}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=1 if config["scale"] == "paper" else 0,
+    script:
+        "../scripts/deblur_runs.py"
+
+
+# ----------------------------------------------------------------- figures
+
+
+rule fig09_noiseless_profiles:
+    input:
+        profiles=expand(f"{RESULTS}/posterior/{{prior}}/noiseless.parquet", prior=POSTERIOR_PRIORS),
+    output:
+        png=report(f"{RESULTS}/figures/fig09.png", caption="../report/fig09.rst", category="P §4 Posterior landscape"),
+        pdf=f"{RESULTS}/figures/fig09.pdf",
+        summary=f"{RESULTS}/tables/profile_minima.csv",
+    log:
+        f"{RESULTS}/logs/figures/fig09.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/plot_fig09.py"
+
+
+rule fig10_noisy_profiles:
+    input:
+        profiles=expand(f"{RESULTS}/posterior/{{prior}}/noisy.parquet", prior=POSTERIOR_PRIORS),
+    output:
+        png=report(f"{RESULTS}/figures/fig10.png", caption="../report/fig10.rst", category="P §4 Posterior landscape"),
+        pdf=f"{RESULTS}/figures/fig10.pdf",
+        summary=f"{RESULTS}/tables/noisy_profile_minima.csv",
+    log:
+        f"{RESULTS}/logs/figures/fig10.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/plot_fig10.py"
+
+
+def deblur_artefacts(cases, kinds=("metrics", "images", "trajectory")):
+    return {k: [f"{RESULTS}/deblur/{c}/{k}.parquet" for c in cases] for k in kinds}
+
+
+rule fig11_zernike_example:
+    input:
+        **deblur_artefacts(ZERNIKE_CASES[:1]),
+    output:
+        png=report(f"{RESULTS}/figures/fig11.png", caption="../report/fig11.rst", category="P §5 Blind deconvolution"),
+        pdf=f"{RESULTS}/figures/fig11.pdf",
+    log:
+        f"{RESULTS}/logs/figures/fig11.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/plot_fig11.py"
+
+
+rule fig12_simplex_initialisations:
+    input:
+        **deblur_artefacts(["simplex"]),
+    output:
+        png=report(f"{RESULTS}/figures/fig12.png", caption="../report/fig12.rst", category="P §5 Blind deconvolution"),
+        pdf=f"{RESULTS}/figures/fig12.pdf",
+    log:
+        f"{RESULTS}/logs/figures/fig12.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/plot_fig12.py"
+
+
+rule fig13_kohler_standin:
+    input:
+        **deblur_artefacts(["kohler"]),
+    output:
+        png=report(f"{RESULTS}/figures/fig13.png", caption="../report/fig13.rst", category="P §5 Blind deconvolution"),
+        pdf=f"{RESULTS}/figures/fig13.pdf",
+    log:
+        f"{RESULTS}/logs/figures/fig13.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/plot_fig13.py"
+
+
+rule fig14_zernike_cases:
+    input:
+        **deblur_artefacts(ZERNIKE_CASES, ("metrics", "images")),
+    output:
+        png=report(f"{RESULTS}/figures/fig14.png", caption="../report/fig14.rst", category="P §5 Blind deconvolution"),
+        pdf=f"{RESULTS}/figures/fig14.pdf",
+    log:
+        f"{RESULTS}/logs/figures/fig14.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/plot_fig14.py"
+
+
+rule fig15_simplex_cases:
+    input:
+        **deblur_artefacts(["simplex"], ("metrics", "images")),
+    output:
+        png=report(f"{RESULTS}/figures/fig15.png", caption="../report/fig15.rst", category="P §5 Blind deconvolution"),
+        pdf=f"{RESULTS}/figures/fig15.pdf",
+    log:
+        f"{RESULTS}/logs/figures/fig15.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/plot_fig15.py"
+
+
+rule deblur_metrics_table:
+    input:
+        [f"{RESULTS}/deblur/{c}/metrics.parquet" for c in DEBLUR_CASES],
+    output:
+        f"{RESULTS}/tables/deblur_metrics.csv",
+    log:
+        f"{RESULTS}/logs/tables/deblur_metrics.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/table_deblur_metrics.py"

@@ -1,0 +1,11 @@
+"""Fig. 11: Algorithm 1 on one image blurred by a diffraction PSF, large and small initialisations."""
+
+import pandas as pd
+
+from prior_landscape.artefacts import read_table
+from prior_landscape.plots_posterior import plot_zernike_example, save_figure
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+load = lambda paths: pd.concat([read_table(p) for p in paths], ignore_index=True)  # noqa: E731
+fig = plot_zernike_example(load(sm.input.metrics), load(sm.input.images), load(sm.input.trajectory))
+save_figure(fig, sm.output.png, sm.output.pdf)
