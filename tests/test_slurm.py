@@ -1,0 +1,273 @@
+"""The workflow on a live SLURM cluster (a one-node cluster on this machine, see
+slurm_cluster.py) with profiles/slurm: every job goes through sbatch and its
+artefacts equal those of a local run; a training job killed after its first
+checkpoint is resubmitted, resumes from the checkpoint and ends with the same
+artefacts as an undisturbed run.
+
+To stay within minutes on 2 cores the runs target the likelihood-sweep branch of
+the tiny configuration (kernels, the analytic and the trained natural prior,
+their sweeps, Figs. 5 and 7 as one grouped SLURM job), with the score network
+trained 100 steps and checkpointed every 50 (a multiple of its 50-step loss
+window, so a resumed run's loss history equals an uninterrupted one's).
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from conftest import REPO
+from prior_landscape.artefacts import read_table
+from slurm_cluster import slurm_cluster  # noqa: F401 - the session fixture
+
+pytestmark = pytest.mark.slow
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+PROFILE = REPO / "profiles/slurm"
+TARGETS = ["results/figures/fig05.png", "results/figures/fig07.png"]
+TRAIN_OUT = ["results/priors/scorenet-natural/model.pt", "results/priors/scorenet-natural/training_loss.parquet"]
+STATE = "results/priors/scorenet-natural/training_state.pt"
+# compared between runs: every artefact the targets need (timing artefacts are not among them)
+ARTEFACTS = [
+    "results/kernels/blur_families.parquet",
+    "results/priors/gmm-natural/fit_summary.parquet",
+    "results/priors/scorenet-natural/training_loss.parquet",
+    "results/sweeps/gmm-natural.parquet",
+    "results/sweeps/scorenet-natural.parquet",
+]
+MODELS = ["results/priors/gmm-natural/model.pt", "results/priors/scorenet-natural/model.pt"]
+TIMING_COLUMNS = ("wall_s", "seconds", "time_s")
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _config() -> dict:
+    cfg = _merge(yaml.safe_load((REPO / "config.yaml").read_text()),
+                 yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text()))
+    cfg["priors"] = {k: cfg["priors"][k] for k in ("gmm-natural", "scorenet-natural")}
+    cfg["priors"]["scorenet-natural"]["training"].update(steps=100, checkpoint_every=50)
+    cfg["sweep"].update(theta={"start": 0.0, "stop": 4.0, "num": 2}, n_images=1)
+    return cfg
+
+
+def _workdir(tmp: Path) -> Path:
+    work = tmp / "work"
+    work.mkdir(parents=True)
+    (work / "config.yaml").write_text(yaml.safe_dump(_config(), sort_keys=False, allow_unicode=True))
+    return work
+
+
+def _check(proc: subprocess.CompletedProcess, what: str) -> subprocess.CompletedProcess:
+    if proc.returncode != 0:
+        raise AssertionError(f"{what} failed ({proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-8000:]}")
+    return proc
+
+
+def _slurm_cmd(work: Path, extra_profile: Path | None, *args: str) -> list[str]:
+    profiles = ["--profile", str(PROFILE)] + (["--profile", str(extra_profile)] if extra_profile else [])
+    return [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(work), *profiles,
+            # poll soon after submission (3 × 3 s stays below MinJobAge), keep every job's SLURM log,
+            # and print the sbatch calls
+            "--slurm-init-seconds-before-status-checks", "3", "--slurm-keep-successful-logs", "--verbose", *args]
+
+
+def _env(cluster) -> dict:
+    return {**os.environ, "PRIOR_LANDSCAPE_SLURM_PARTITION": cluster.partition}
+
+
+def _test_profile(tmp: Path, gpu: bool) -> Path:
+    """A second profile stacked on profiles/slurm: its set-resources (a top-level key
+    replaces the first profile's) plus a GPU for the training job when the cluster has one."""
+    base = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    set_resources = {rule: dict(res) for rule, res in base["set-resources"].items()}
+    if gpu:
+        set_resources.setdefault("train_score_network", {})["gpu"] = 1
+    d = tmp / "test-profile"
+    d.mkdir()
+    (d / "config.yaml").write_text(yaml.safe_dump({"set-resources": set_resources}))
+    return d
+
+
+def _submissions(log: str) -> list[tuple[str, str, str]]:
+    """(snakemake job id, SLURM job id, rule or group dir) of every sbatch submission."""
+    out = []
+    for jid, sid, path in re.findall(r"Job (\S+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", log):
+        rel = path.split("slurm_logs/", 1)[1]
+        out.append((jid, sid, rel.rsplit("/", 1)[0]))
+    return out
+
+
+def _squeue(run_id: str) -> dict[str, tuple[str, str]]:
+    """SLURM's own record of the run's jobs (kept MinJobAge after they end): id -> (state, comment)."""
+    out = subprocess.run(["squeue", "--states=all", "--noheader", "--name", run_id, "--format=%i|%T|%k"],
+                         capture_output=True, text=True, timeout=30).stdout
+    return {i: (s, c) for i, s, c in (line.split("|", 2) for line in out.splitlines() if line.strip())}
+
+
+def _assert_tables_equal(a: Path, b: Path, rel: str) -> None:
+    x, y = read_table(a / rel), read_table(b / rel)
+    drop = [c for c in x.columns if c in TIMING_COLUMNS]
+    pd.testing.assert_frame_equal(x.drop(columns=drop), y.drop(columns=drop), check_exact=True, obj=rel)
+
+
+def _assert_same_tensors(x, y, where: str) -> None:
+    if isinstance(x, dict):
+        assert x.keys() == y.keys(), where
+        for k in x:
+            if "wall" not in str(k):
+                _assert_same_tensors(x[k], y[k], f"{where}.{k}")
+    elif isinstance(x, torch.Tensor):
+        assert torch.equal(x, y), where
+    elif isinstance(x, (list, tuple)):
+        assert len(x) == len(y), where
+        for i, (u, v) in enumerate(zip(x, y)):
+            _assert_same_tensors(u, v, f"{where}[{i}]")
+    else:
+        assert x == y or (x != x and y != y), f"{where}: {x!r} != {y!r}"
+
+
+def _assert_same_model(a: Path, b: Path, rel: str) -> None:
+    x = torch.load(a / rel, map_location="cpu", weights_only=True)
+    y = torch.load(b / rel, map_location="cpu", weights_only=True)
+    _assert_same_tensors(x, y, rel)
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    """The same targets run locally with 2 cores: the reference."""
+    work = _workdir(tmp_path_factory.mktemp("local"))
+    t0 = time.perf_counter()
+    _check(subprocess.run([*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(work), "--cores", "2",
+                           *TARGETS], capture_output=True, text=True, timeout=1200), "local run")
+    print(f"local run: {time.perf_counter() - t0:.0f} s")
+    return work
+
+
+def test_profile_first_attempt_runtimes_are_the_rules_own():
+    """The profile's runtime-per-attempt expressions start from the rules' runtime."""
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    rules_text = "".join(p.read_text() for p in (REPO / "workflow/rules").glob("*.smk"))
+    for rule, res in profile["set-resources"].items():
+        if "runtime" not in res:
+            continue
+        block = re.search(rf"^rule {rule}:\n(.*?)(?=^rule |\Z)", rules_text, flags=re.M | re.S)
+        assert block, f"profile sets resources of unknown rule {rule}"
+        declared = int(re.search(r"runtime=(\d+)", block.group(1)).group(1))
+        assert eval(str(res["runtime"]), {"attempt": 1}) == declared, rule  # noqa: S307 - our own profile
+        assert eval(str(res["runtime"]), {"attempt": 2}) > declared, rule  # noqa: S307
+    assert profile["slurm-status-command"] == "squeue" and profile["executor"] == "slurm"
+
+
+def test_every_job_goes_through_sbatch_and_artefacts_equal_a_local_run(slurm_cluster, local_run, tmp_path):  # noqa: F811
+    work = _workdir(tmp_path)
+    extra = _test_profile(tmp_path, gpu=slurm_cluster.gpus >= 1)
+    t0 = time.perf_counter()
+    proc = _check(subprocess.run(_slurm_cmd(work, extra, *TARGETS), capture_output=True, text=True, timeout=1500,
+                                 env=_env(slurm_cluster)), "SLURM run")
+    print(f"SLURM run: {time.perf_counter() - t0:.0f} s")
+    log = proc.stdout + proc.stderr
+
+    # one sbatch submission per job: five rule jobs and the figures group (Figs. 5 and 7 together)
+    subs = _submissions(log)
+    # (the plugin names a group job's log folder after the group and its members)
+    kinds = sorted("group_figures" if k.startswith("group_figures") else k for _, _, k in subs)
+    assert kinds == sorted([
+        "rule_blur_kernels", "rule_fit_mixture_prior/gmm-natural", "rule_train_score_network/scorenet-natural",
+        "rule_likelihood_sweep/gmm-natural", "rule_likelihood_sweep/scorenet-natural", "group_figures",
+    ]), kinds
+    # ... each with its SLURM log, and SLURM itself saw every one of them complete
+    for _, sid, kind in subs:
+        assert (work / ".snakemake/slurm_logs" / kind / f"{sid}.log").exists(), (kind, sid)
+    run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
+    seen = _squeue(run_id)
+    assert {sid for _, sid, _ in subs} <= seen.keys(), (subs, seen)
+    assert all(state == "COMPLETED" for state, _ in seen.values()), seen
+    # the rules' resources reach sbatch: threads, memory, runtime, and the GPU request
+    calls = re.findall(r"sbatch call: (sbatch .*)", log)
+    train = next(c for c in calls if "--comment rule_train_score_network" in c)
+    assert "--cpus-per-task=2" in train and "--mem 4000" in train and "-t 120" in train and "-p debug" in train
+    if slurm_cluster.gpus >= 1:
+        assert "--gpus=1" in train
+        assert not any("--gpus" in c for c in calls if c is not train)
+    group = next(c for c in calls if "--comment rule_figures" in c)
+    assert "fig05_blur_families" in group and "fig07_likelihood_sweeps" in group
+    # nothing ran on the submit host: no local job besides the target pseudo-rule
+    assert not re.search(r"^localrule (?!all\b)\w+:", log, flags=re.M)
+
+    for rel in ARTEFACTS:
+        _assert_tables_equal(local_run, work, rel)
+    for rel in MODELS:
+        _assert_same_model(local_run, work, rel)
+    for rel in TARGETS:
+        assert (work / rel).stat().st_size > 0
+
+
+def test_killed_training_job_is_resubmitted_and_resumes_from_its_checkpoint(slurm_cluster, local_run, tmp_path):  # noqa: F811
+    work = _workdir(tmp_path)
+    out = tmp_path / "snakemake.out"
+    t0 = time.perf_counter()
+    with open(out, "w") as fh:
+        proc = subprocess.Popen(_slurm_cmd(work, None, *TRAIN_OUT), stdout=fh, stderr=subprocess.STDOUT,
+                                text=True, env=_env(slurm_cluster), start_new_session=True)
+    try:
+        # wait for the training job's first checkpoint, then kill the job with scancel
+        killed = None
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline and proc.poll() is None:
+            subs = _submissions(out.read_text(errors="replace"))
+            if subs and (work / STATE).exists():
+                killed = subs[0][1]
+                subprocess.run(["scancel", killed], check=True, timeout=30)
+                break
+            time.sleep(0.2)
+        assert killed, f"the training job never wrote its checkpoint:\n{out.read_text()[-4000:]}"
+        state_step = None
+        try:
+            state_step = torch.load(work / STATE, map_location="cpu", weights_only=False)["step"]
+        except Exception:  # noqa: BLE001 - being replaced at this instant
+            pass
+        rc = proc.wait(timeout=1200)
+    finally:
+        if proc.poll() is None:  # our own snakemake: on SIGINT it cancels its SLURM jobs
+            for sig, wait in ((signal.SIGINT, 90), (signal.SIGTERM, 30), (signal.SIGKILL, 30)):
+                os.killpg(proc.pid, sig)
+                try:
+                    proc.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+    print(f"SLURM run with a killed job: {time.perf_counter() - t0:.0f} s")
+    log = out.read_text(errors="replace")
+    assert rc == 0, log[-6000:]
+
+    # SLURM cancelled the first job; Snakemake resubmitted it (attempt 2, with more time)
+    assert f"SLURM-job '{killed}' failed, SLURM status is: 'CANCELLED'" in log
+    subs = _submissions(log)
+    assert [k for _, _, k in subs] == ["rule_train_score_network/scorenet-natural"] * 2, subs
+    assert subs[1][1] != killed
+    calls = re.findall(r"sbatch call: (sbatch .*)", log)
+    assert "-t 120" in calls[0] and "--attempt 1" in calls[0]
+    assert "-t 240" in calls[1] and "--attempt 2" in calls[1]
+    # the second attempt resumed: its log starts after the checkpoint (no step 50 line)
+    train_log = (work / "results/logs/train_score_network/scorenet-natural.log").read_text()
+    steps = [int(s) for s in re.findall(r"step (\d+)/100", train_log)]
+    assert steps == [100], train_log
+    assert state_step in (None, 50)
+    assert not (work / STATE).exists()
+    # and ended exactly where an undisturbed run ends
+    _assert_tables_equal(local_run, work, "results/priors/scorenet-natural/training_loss.parquet")
+    _assert_same_model(local_run, work, "results/priors/scorenet-natural/model.pt")
+    loss = read_table(work / "results/priors/scorenet-natural/training_loss.parquet")
+    assert list(loss.step) == [50, 100]

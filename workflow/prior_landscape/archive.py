@@ -1,0 +1,735 @@
+"""Archives of a finished run, and their review.
+
+An archive is a ``.tar.gz`` holding
+
+* ``results/…``: every file of the run (Parquet artefacts, models, figures,
+  tables, the report if made, logs, benchmarks), with their modification times,
+  so that Snakemake sees everything upstream of a figure as up to date;
+* ``manifest.json``: the format tag, when and where it was made, the exact
+  configuration of the run, software versions, the git commit, a sha256
+  checksum and size for every file, and the workflow's rules (their output and
+  input patterns), so that a reviewer can tell which rule made a file and which
+  figures and tables can be re-rendered from the archive alone;
+* ``config.yaml``: the same configuration, so that ``snakemake`` run in the
+  unpacked folder re-renders a figure with exactly the parameters of the run.
+
+Left out: temporary files (``*.part``, dot files) and resumable job states
+(``*_state.pt``, ``state.pt``: present only while a job is unfinished).
+
+:func:`review` reads an archive (or a ``results/`` folder, or an unpacked
+archive) without unpacking it, lists each artefact with its provenance, verifies
+the checksums against the manifest, and says which figures and tables can be
+re-rendered from it alone. ``prior-landscape review PATH`` prints it
+(:mod:`prior_landscape.cli`).
+
+No Snakemake in here: ``workflow/rules/archive.smk`` passes the config and the
+rules' file patterns in.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fnmatch
+import hashlib
+import io
+import json
+import os
+import platform
+import re
+import socket
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path, PurePosixPath
+from typing import IO, Iterable, Iterator
+
+import yaml
+
+from .artefacts import PROVENANCE_KEY, atomic_output, git_commit, package_versions
+
+FORMAT = "prior-landscape-archive/1"
+MANIFEST = "manifest.json"
+CONFIG_FILE = "config.yaml"
+RESULTS = "results"
+EXCLUDE = ("*.part", ".*", "*_state.pt", "state.pt")
+_EXTRA_PACKAGES = (
+    "snakemake-executor-plugin-slurm",
+    "snakemake-executor-plugin-slurm-jobstep",
+    "torchode",
+    "matplotlib",
+    "pyyaml",
+)
+
+# Figures and tables -> the artefacts they are rendered from (glob patterns under
+# the archive root; each must match at least one file), taken from the rules of
+# workflow/rules/*.smk that write results/figures or results/tables. Used only
+# when there is no rule map in a manifest (a bare results/ folder, or an archive
+# from an older workflow): the archive rule records the rules' own inputs, which
+# supersede this. To extend, add the new rule here (tests/test_archive.py checks
+# that every figure or table rule of the workflow is listed).
+FIGURE_INPUTS: dict[str, dict[str, list[str]]] = {
+    "fig01_to_fig03_critical_points": {
+        "outputs": ["results/figures/fig01.png", "results/figures/fig02.png", "results/figures/fig03.png",
+                    "results/tables/critical_points_summary.csv"],
+        "inputs": ["results/critical_points/*/summary.parquet", "results/critical_points/*/trajectory.parquet",
+                   "results/critical_points/*/images.parquet"],
+    },
+    "fig04_hessian_spectra": {"outputs": ["results/figures/fig04.png"], "inputs": ["results/hessian/*.parquet"]},
+    "fig05_blur_families": {"outputs": ["results/figures/fig05.png"], "inputs": ["results/kernels/blur_families.parquet"]},
+    "fig06_blurred_image": {"outputs": ["results/figures/fig06.png"], "inputs": ["results/sweeps/*.parquet"]},
+    "fig07_likelihood_sweeps": {
+        "outputs": ["results/figures/fig07.png", "results/tables/sweep_summary.csv"],
+        "inputs": ["results/sweeps/*.parquet"],
+    },
+    "fig08_binary_digits": {
+        "outputs": ["results/figures/fig08.png"],
+        "inputs": ["results/samples/*.parquet", "results/sweeps/*.parquet"],
+    },
+    "tab01_priors": {"outputs": ["results/tables/tab01.csv"], "inputs": ["results/timing/*.parquet"]},
+    "fig09_noiseless_profiles": {
+        "outputs": ["results/figures/fig09.png", "results/tables/profile_minima.csv"],
+        "inputs": ["results/posterior/*/noiseless.parquet"],
+    },
+    "fig10_noisy_profiles": {"outputs": ["results/figures/fig10.png"], "inputs": ["results/posterior/*/noisy.parquet"]},
+    "fig11_zernike_example": {
+        "outputs": ["results/figures/fig11.png"],
+        "inputs": [f"results/deblur/zernike-*/{k}.parquet" for k in ("metrics", "images", "trajectory")],
+    },
+    "fig12_simplex_initialisations": {
+        "outputs": ["results/figures/fig12.png"],
+        "inputs": [f"results/deblur/simplex/{k}.parquet" for k in ("metrics", "images", "trajectory")],
+    },
+    "fig13_kohler_standin": {
+        "outputs": ["results/figures/fig13.png"],
+        "inputs": [f"results/deblur/kohler/{k}.parquet" for k in ("metrics", "images", "trajectory")],
+    },
+    "fig14_zernike_cases": {
+        "outputs": ["results/figures/fig14.png"],
+        "inputs": [f"results/deblur/zernike-*/{k}.parquet" for k in ("metrics", "images")],
+    },
+    "fig15_simplex_cases": {
+        "outputs": ["results/figures/fig15.png"],
+        "inputs": [f"results/deblur/simplex/{k}.parquet" for k in ("metrics", "images")],
+    },
+    "deblur_metrics_table": {"outputs": ["results/tables/deblur_metrics.csv"], "inputs": ["results/deblur/*/metrics.parquet"]},
+}
+
+# Which rule writes which file, for folders without a rule map (first match wins).
+PRODUCERS: list[tuple[str, str]] = [
+    ("results/kernels/*.parquet", "blur_kernels"),
+    ("results/priors/*/fit_summary.parquet", "fit_mixture_prior"),
+    ("results/priors/*/training_loss.parquet", "train_score_network"),
+    ("results/sweeps/*.parquet", "likelihood_sweep"),
+    ("results/timing/*.parquet", "measure_prior_cost"),
+    ("results/critical_points/*/*.parquet", "critical_points"),
+    ("results/hessian/*.parquet", "hessian_spectra"),
+    ("results/samples/*.parquet", "sample_prior"),
+    ("results/posterior/*/*.parquet", "posterior_profiles"),
+    ("results/deblur/*/*.parquet", "deblur_runs"),
+]
+
+# Columns that index an artefact's rows, with how to name their count in a summary.
+KEY_COLUMNS = {
+    "prior": ("prior", "priors"),
+    "family": ("family", "families"),
+    "theta": ("θ", "θ"),
+    "image_id": ("image", "images"),
+    "image": ("image", "images"),
+    "group": ("group", "groups"),
+    "point": ("point", "points"),
+    "component": ("component", "components"),
+    "sample": ("sample", "samples"),
+    "step": ("step", "steps"),
+}
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def sha256_of(fileobj: IO[bytes], chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    while block := fileobj.read(chunk):
+        h.update(block)
+    return h.hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    with open(path, "rb") as f:
+        return sha256_of(f)
+
+
+def _excluded(name: str, exclude: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatch(part, pat) for part in PurePosixPath(name).parts for pat in exclude)
+
+
+def collect_files(results_dir: str | Path, exclude: Iterable[str] = EXCLUDE) -> list[str]:
+    """Files under ``results_dir``, as sorted paths relative to its parent (``results/…``)."""
+    results_dir = Path(results_dir)
+    base = results_dir.parent
+    out = []
+    for path in results_dir.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            rel = path.relative_to(base).as_posix()
+            if not _excluded(path.relative_to(results_dir).as_posix(), exclude):
+                out.append(rel)
+    return sorted(out)
+
+
+def classify(rel: str) -> str:
+    """The kind of a file of a run, from its path."""
+    parts = PurePosixPath(rel).parts
+    sub = parts[1] if len(parts) > 2 else ""
+    name = parts[-1]
+    if sub == "logs":
+        return "log"
+    if sub == "benchmarks":
+        return "benchmark"
+    if sub == "figures":
+        return "figure"
+    if sub == "tables":
+        return "table"
+    if name == "report.html" or sub == "report":
+        return "report"
+    if name.endswith(".parquet"):
+        return "artefact"
+    if name.endswith((".pt", ".pkl", ".pth", ".ckpt", ".safetensors")):
+        return "model"
+    return "other"
+
+
+def software_versions() -> dict:
+    out = package_versions()
+    for name in _EXTRA_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    out["platform"] = platform.platform()
+    return out
+
+
+def _manifest(files: list[dict], config: dict | None, rules: list[dict] | None) -> dict:
+    return {
+        "format": FORMAT,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "git_commit": git_commit(),
+        "software": software_versions(),
+        "config": config or {},
+        "rules": rules or [],
+        "files": files,
+    }
+
+
+def build_manifest(
+    results_dir: str | Path,
+    config: dict | None = None,
+    rules: list[dict] | None = None,
+    exclude: Iterable[str] = EXCLUDE,
+) -> dict:
+    """The manifest of ``results_dir`` as it is now: checksums, sizes, config, versions, rules."""
+    results_dir = Path(results_dir)
+    base = results_dir.parent
+    files = []
+    for rel in collect_files(results_dir, exclude):
+        path = base / rel
+        files.append({"path": rel, "size": path.stat().st_size, "sha256": sha256_file(path), "kind": classify(rel)})
+    return _manifest(files, config, rules)
+
+
+class _HashingReader:
+    """Reads a file for tarfile and hashes exactly the bytes that go into the archive."""
+
+    def __init__(self, f: IO[bytes]):
+        self.f, self.h, self.n = f, hashlib.sha256(), 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.f.read(size)
+        self.h.update(data)
+        self.n += len(data)
+        return data
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = mtime
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def write_archive(
+    results_dir: str | Path,
+    out: str | Path,
+    config: dict | None = None,
+    rules: list[dict] | None = None,
+    exclude: Iterable[str] = EXCLUDE,
+) -> dict:
+    """Pack ``results_dir`` with its manifest and config into the tar.gz ``out`` (atomically).
+
+    Members are ``results/…`` (the folder's own name) in sorted order with their
+    modification times, then ``manifest.json`` and ``config.yaml``. Each file is
+    read once: its checksum is that of the bytes packed. Returns the manifest.
+    """
+    results_dir = Path(results_dir)
+    base = results_dir.parent
+    files = []
+    with atomic_output(out) as tmp:
+        with tarfile.open(tmp, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+            for rel in collect_files(results_dir, exclude):
+                info = tar.gettarinfo(base / rel, arcname=rel)
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                with open(base / rel, "rb") as f:
+                    reader = _HashingReader(f)
+                    tar.addfile(info, reader)
+                files.append({"path": rel, "size": reader.n, "sha256": reader.h.hexdigest(), "kind": classify(rel)})
+            manifest = _manifest(files, config, rules)
+            now = _dt.datetime.now(_dt.timezone.utc).timestamp()
+            _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=1, default=str).encode(), now)
+            _add_bytes(tar, CONFIG_FILE, yaml.safe_dump(config or {}, sort_keys=False, allow_unicode=True).encode(), now)
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o666 & ~umask)  # mkstemp makes it private; an archive is for sharing
+    return manifest
+
+
+def rule_map(rules: Iterable) -> list[dict]:
+    """The rules' file patterns for the manifest, from Snakemake ``Rule`` objects.
+
+    Each entry: ``rule``, ``outputs`` and ``inputs`` (patterns as written in the
+    rule, ``{wildcard}`` or ``{wildcard,regex}``), ``output_regex`` (the rule's own
+    regular expressions, constraints included) and ``input_functions`` (true when
+    some input is computed by a function, which a review cannot evaluate)."""
+    out = []
+    for r in rules:
+        outputs = [str(o) for o in r.output]
+        if not outputs:
+            continue
+        inputs = [str(i) for i in r.input if isinstance(i, str)]
+        try:
+            regex = [o.regex().pattern for o in r.output]
+        except Exception:  # noqa: BLE001 - Snakemake internals; fall back to the patterns
+            regex = [_pattern_regex(o) for o in outputs]
+        out.append({
+            "rule": r.name,
+            "outputs": outputs,
+            "output_regex": regex,
+            "inputs": inputs,
+            "input_functions": any(not isinstance(i, str) for i in r.input),
+        })
+    return out
+
+
+# --------------------------------------------------------------------------- reading
+
+_WILDCARD = re.compile(r"\{\s*([A-Za-z_]\w*)\s*(?:,\s*((?:[^{}]|\{[^{}]*\})*))?\}")
+
+
+def _pattern_regex(pattern: str) -> str:
+    out, last, seen = [], 0, set()
+    for m in _WILDCARD.finditer(pattern):
+        out.append(re.escape(pattern[last:m.start()]))
+        name, constraint = m.group(1), m.group(2)
+        out.append(f"(?P={name})" if name in seen else f"(?P<{name}>{constraint or '.+'})")
+        seen.add(name)
+        last = m.end()
+    out.append(re.escape(pattern[last:]))
+    return "".join(out) + "$"
+
+
+def _fill(pattern: str, wildcards: dict) -> str | None:
+    """``pattern`` with its wildcards replaced; None if one is unknown."""
+    missing = []
+
+    def sub(m):
+        if m.group(1) not in wildcards:
+            missing.append(m.group(1))
+            return ""
+        return str(wildcards[m.group(1)])
+
+    filled = _WILDCARD.sub(sub, pattern)
+    return None if missing else filled
+
+
+@dataclass
+class Entry:
+    path: str
+    size: int
+    sha256: str
+    kind: str
+    rows: int | None = None
+    columns: list[str] = field(default_factory=list)
+    summary: str = ""
+    provenance: dict | None = None
+    error: str | None = None
+    rule: str | None = None
+
+
+@dataclass
+class Review:
+    source: str
+    source_kind: str  # "archive", "folder"
+    manifest: dict | None
+    entries: list[Entry]
+    mismatched: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    renderable: list[dict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.mismatched or self.missing or self.problems)
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "source_kind": self.source_kind,
+            "ok": self.ok,
+            "manifest": None if self.manifest is None else {k: v for k, v in self.manifest.items() if k != "files"},
+            "entries": [e.__dict__ for e in self.entries],
+            "mismatched": self.mismatched,
+            "missing": self.missing,
+            "extra": self.extra,
+            "renderable": self.renderable,
+            "problems": self.problems,
+        }
+
+
+def _parquet_info(fileobj: IO[bytes], entry: Entry) -> None:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(fileobj)
+        entry.rows = pf.metadata.num_rows
+        schema = pf.schema_arrow
+        entry.columns = list(schema.names)
+        meta = schema.metadata or {}
+        if PROVENANCE_KEY in meta:
+            entry.provenance = json.loads(meta[PROVENANCE_KEY])
+        keys = [c for c in KEY_COLUMNS if c in entry.columns]
+        if "image_id" in keys and "image" in keys:
+            keys.remove("image")
+        parts = []
+        if keys and entry.rows:
+            table = pf.read(columns=keys)
+            for c in keys:
+                n = len(table.column(c).unique())
+                parts.append(f"{n} {KEY_COLUMNS[c][0 if n == 1 else 1]}")
+        entry.summary = " × ".join(parts)
+    except Exception as e:  # noqa: BLE001 - a damaged file is reported, not raised
+        entry.error = f"unreadable Parquet: {type(e).__name__}: {e}"
+
+
+def _entry(rel: str, size: int, fileobj: IO[bytes]) -> Entry:
+    digest = sha256_of(fileobj)
+    entry = Entry(path=rel, size=size, sha256=digest, kind=classify(rel))
+    if rel.endswith(".parquet"):
+        fileobj.seek(0)
+        _parquet_info(fileobj, entry)
+    return entry
+
+
+def _iter_archive(path: Path) -> Iterator[tuple[str, int, IO[bytes] | None]]:
+    """(name, size, file object) of each regular member, read once, in order (streaming)."""
+    with tarfile.open(path, "r|*") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            src = tar.extractfile(member)
+            with tempfile.SpooledTemporaryFile(max_size=64 << 20) as buf:
+                while block := src.read(1 << 20):
+                    buf.write(block)
+                buf.seek(0)
+                yield member.name, member.size, buf
+
+
+def _locate(path: Path) -> tuple[Path, Path | None]:
+    """For a folder: (its results/ folder, the manifest beside it or None).
+
+    ``path`` is either a folder holding ``results/`` (an unpacked archive, a
+    working directory) or the ``results/`` folder itself."""
+    results = path / RESULTS if (path / RESULTS).is_dir() else path
+    manifest = results.parent / MANIFEST
+    return results, manifest if manifest.exists() else None
+
+
+def review(path: str | Path) -> Review:
+    """Review an archive (.tar.gz), an unpacked archive or a ``results/`` folder."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    entries: list[Entry] = []
+    manifest = None
+    problems: list[str] = []
+    if path.is_file():
+        kind = "archive"
+        try:
+            for name, size, f in _iter_archive(path):
+                name = name[2:] if name.startswith("./") else name
+                if name == MANIFEST:
+                    manifest = json.loads(f.read())
+                elif name == CONFIG_FILE:
+                    continue
+                else:
+                    entries.append(_entry(name, size, f))
+        except (tarfile.TarError, OSError, EOFError) as e:
+            problems.append(f"the archive could not be read to the end: {type(e).__name__}: {e}")
+    else:
+        kind = "folder"
+        results, mpath = _locate(path)
+        if mpath is not None:
+            manifest = json.loads(mpath.read_text())
+        base = results.parent
+        for rel in collect_files(results):
+            with open(base / rel, "rb") as f:
+                entries.append(_entry(rel, (base / rel).stat().st_size, f))
+    rv = Review(source=str(path), source_kind=kind, manifest=manifest, entries=entries, problems=problems)
+    if manifest is not None and manifest.get("format") != FORMAT:
+        rv.problems.append(f"unknown manifest format {manifest.get('format')!r} (expected {FORMAT})")
+    _attribute_rules(rv)
+    _verify(rv)
+    _renderability(rv)
+    return rv
+
+
+def _rules(rv: Review) -> list[dict]:
+    return (rv.manifest or {}).get("rules") or []
+
+
+def _attribute_rules(rv: Review) -> None:
+    rules = _rules(rv)
+    compiled = [(r["rule"], [re.compile(x) for x in r.get("output_regex") or []]) for r in rules]
+    for e in rv.entries:
+        if e.kind in ("log", "benchmark"):
+            continue
+        for name, regexes in compiled:
+            if any(rx.match(e.path) for rx in regexes):
+                e.rule = name
+                break
+        else:
+            if not rules:
+                e.rule = next((r for pat, r in PRODUCERS if fnmatch.fnmatch(e.path, pat)), None)
+
+
+def _verify(rv: Review) -> None:
+    if rv.manifest is None:
+        return
+    expected = {f["path"]: f for f in rv.manifest.get("files", [])}
+    have = {e.path: e for e in rv.entries}
+    for p, f in sorted(expected.items()):
+        if p not in have:
+            rv.missing.append(p)
+        elif have[p].sha256 != f["sha256"] or have[p].size != f["size"]:
+            rv.mismatched.append(p)
+    rv.extra = sorted(p for p in have if p not in expected)
+
+
+def _producer_index(rules: list[dict]) -> list[tuple[dict, list[re.Pattern]]]:
+    return [(r, [re.compile(x) for x in r.get("output_regex") or []]) for r in rules]
+
+
+def _upstream_missing(path: str, present: set[str], index, seen: set[str]) -> list[str]:
+    """Files upstream of ``path`` (by the rules' patterns) that are not present."""
+    if path in seen:
+        return []
+    seen.add(path)
+    for r, regexes in index:
+        for rx in regexes:
+            m = rx.match(path)
+            if m:
+                missing = []
+                for pat in r.get("inputs", []):
+                    dep = _fill(pat, m.groupdict())
+                    if dep is None:
+                        continue
+                    if dep not in present:
+                        missing.append(dep)
+                    else:
+                        missing += _upstream_missing(dep, present, index, seen)
+                return missing
+    return []
+
+
+def _renderability(rv: Review) -> None:
+    present = {e.path for e in rv.entries if e.path not in rv.mismatched}
+    damaged = set(rv.mismatched) | {e.path for e in rv.entries if e.error}
+    rules = _rules(rv)
+    index = _producer_index(rules)
+    targets = []
+    if rules:
+        for r in rules:
+            outs = r["outputs"]
+            is_figure = any(o.startswith((f"{RESULTS}/figures/", f"{RESULTS}/tables/")) for o in outs)
+            if not is_figure or any(_WILDCARD.search(o) for o in outs) or r["rule"] in ("all", "archive"):
+                continue
+            targets.append((r["rule"], outs, r["inputs"], r.get("input_functions", False), False))
+    else:
+        for name, spec in FIGURE_INPUTS.items():
+            targets.append((name, spec["outputs"], spec["inputs"], False, True))
+    for name, outs, inputs, has_functions, globbing in targets:
+        if globbing:
+            missing = [p for p in inputs if not any(fnmatch.fnmatch(x, p) for x in present)]
+            matched = sorted({x for p in inputs for x in present if fnmatch.fnmatch(x, p)})
+        else:
+            missing = [p for p in inputs if p not in present]
+            matched = [p for p in inputs if p in present]
+        bad = [p for p in inputs if p in damaged]
+        upstream: list[str] = []
+        if not missing and index:
+            seen: set[str] = set()
+            for p in matched:
+                upstream += _upstream_missing(p, present, index, seen)
+        if bad:
+            status = "no"
+        elif missing:
+            status = "no"
+        elif upstream:
+            status = "inputs only"
+        elif has_functions:
+            status = "unknown"
+        else:
+            status = "yes"
+        rv.renderable.append({
+            "rule": name,
+            "outputs": outs,
+            "status": status,
+            "inputs": matched,
+            "missing": sorted(set(missing) | set(bad)),
+            "upstream_missing": sorted(set(upstream)),
+        })
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _provenance_line(p: dict) -> str:
+    v = p.get("versions") or {}
+    bits = [f"config [{', '.join(p.get('config') or {})}]"]
+    if p.get("git_commit"):
+        bits.append(f"commit {p['git_commit'][:12]}{'-dirty' if str(p['git_commit']).endswith('-dirty') else ''}")
+    if v:
+        bits.append(" ".join(f"{k} {v[k]}" for k in ("prior-landscape", "torch", "numpy") if k in v))
+    if p.get("device"):
+        bits.append(f"device {p['device']}")
+    if p.get("wall_time_s") is not None:
+        bits.append(f"wall {float(p['wall_time_s']):.3g} s")
+    if p.get("created_utc"):
+        bits.append(f"made {p['created_utc']}" + (f" on {p['host']}" if p.get("host") else ""))
+    return "; ".join(bits)
+
+
+def format_review(rv: Review, verbose: bool = False) -> str:
+    lines = []
+    m = rv.manifest
+    what = "archive" if rv.source_kind == "archive" else "folder"
+    lines.append(f"Review of {what} {rv.source}")
+    if m:
+        sw = m.get("software") or {}
+        lines.append(f"  manifest {m.get('format')}, made {m.get('created_utc')} on {m.get('host')}, "
+                     f"git commit {m.get('git_commit') or 'unknown'}")
+        lines.append("  software: " + ", ".join(f"{k} {sw[k]}" for k in
+                     ("python", "prior-landscape", "torch", "numpy", "snakemake", "snakemake-executor-plugin-slurm")
+                     if k in sw))
+        cfg = m.get("config") or {}
+        if cfg:
+            priors = cfg.get("priors") or {}
+            lines.append(f"  config: scale {cfg.get('scale')}, device {cfg.get('device')}, seed {cfg.get('seed')}; "
+                         f"priors: " + ", ".join(f"{k} ({v.get('kind')})" for k, v in priors.items()))
+    else:
+        lines.append("  no manifest: checksums cannot be verified (make one with `snakemake archive`)")
+
+    artefacts = [e for e in rv.entries if e.kind == "artefact"]
+    lines.append("")
+    lines.append(f"Artefacts ({len(artefacts)})")
+    for e in artefacts:
+        head = f"  {e.path}  {_size(e.size)}"
+        if e.rows is not None:
+            head += f", {e.rows} row{'' if e.rows == 1 else 's'}"
+        if e.rule:
+            head += f", rule {e.rule}"
+        lines.append(head)
+        if e.error:
+            lines.append(f"      ERROR {e.error}")
+            continue
+        cols = ", ".join(e.columns[:12]) + (f", … ({len(e.columns)} columns)" if len(e.columns) > 12 else "")
+        lines.append(f"      columns: {cols}")
+        if e.summary:
+            lines.append(f"      summary: {e.summary}")
+        lines.append("      provenance: " + (_provenance_line(e.provenance) if e.provenance else "none"))
+
+    others: dict[str, list[Entry]] = {}
+    for e in rv.entries:
+        if e.kind != "artefact":
+            others.setdefault(e.kind, []).append(e)
+    lines.append("")
+    lines.append("Other files")
+    for kind in ("model", "figure", "table", "report", "log", "benchmark", "other"):
+        group = others.get(kind, [])
+        if not group:
+            continue
+        lines.append(f"  {kind}s: {len(group)}, {_size(sum(e.size for e in group))}")
+        if verbose or kind in ("model", "figure", "table", "report"):
+            for e in group:
+                lines.append(f"      {e.path}  {_size(e.size)}" + (f", rule {e.rule}" if e.rule else ""))
+
+    lines.append("")
+    if m is None:
+        lines.append("Checksums: not verified (no manifest)")
+    else:
+        n = len(m.get("files", []))
+        if not (rv.mismatched or rv.missing):
+            lines.append(f"Checksums: all {n} files match the manifest")
+        else:
+            lines.append(f"Checksums: FAILED ({len(rv.mismatched)} changed, {len(rv.missing)} missing, of {n} files)")
+        for p in rv.mismatched:
+            lines.append(f"  CHANGED  {p}  (sha256 or size differs from the manifest)")
+        for p in rv.missing:
+            lines.append(f"  MISSING  {p}")
+        for p in rv.extra:
+            lines.append(f"  not in manifest: {p}")
+    for p in rv.problems:
+        lines.append(f"  PROBLEM  {p}")
+
+    lines.append("")
+    lines.append("Figures and tables re-renderable from this alone (snakemake <output>, no recomputation)")
+    for r in rv.renderable:
+        outs = ", ".join(PurePosixPath(o).name for o in r["outputs"])
+        if r["status"] == "yes":
+            lines.append(f"  yes          {r['rule']}: {outs}")
+        elif r["status"] == "inputs only":
+            lines.append(f"  inputs only  {r['rule']}: {outs}; upstream missing, so Snakemake would recompute "
+                         f"{', '.join(r['upstream_missing'][:3])}; render with --allowed-rules {r['rule']}")
+        elif r["status"] == "unknown":
+            lines.append(f"  unknown      {r['rule']}: {outs} (inputs computed by a function)")
+        else:
+            lines.append(f"  no           {r['rule']}: {outs}; missing or damaged: {', '.join(r['missing'][:4])}")
+    lines.append("")
+    lines.append("OK" if rv.ok else "FAILED: the archive does not match its manifest")
+    return "\n".join(lines)
+
+
+def unpack(archive: str | Path, dest: str | Path) -> Path:
+    """Unpack an archive into ``dest`` (safely: no absolute paths, links or devices)."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "r:*") as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
+__all__ = [
+    "FORMAT", "MANIFEST", "CONFIG_FILE", "FIGURE_INPUTS", "PRODUCERS", "EXCLUDE",
+    "collect_files", "classify", "build_manifest", "write_archive", "rule_map",
+    "review", "format_review", "unpack", "Review", "Entry", "sha256_file",
+]

@@ -1,0 +1,33 @@
+# An archive of a finished run: results/ with a manifest (sha256 checksums, sizes,
+# the exact config, software versions, the rules' file patterns) and the config.
+#
+#   snakemake --cores 2 archive                  # runs what is missing, then packs
+#   prior-landscape review archives/results.tar.gz
+#
+# Make the report first (snakemake --report results/report.html) to have it in the
+# archive; after changing results by hand: snakemake --forcerun archive archive.
+
+from prior_landscape.archive import rule_map
+
+
+rule archive:
+    input:
+        # every target of `all`, looked up when the DAG is built (so that a Snakefile
+        # including this workflow can narrow the run it archives by redefining all_targets)
+        lambda wildcards: all_targets(),
+    output:
+        "archives/results.tar.gz",
+    params:
+        results=RESULTS,
+        config=config,
+        # every rule's output and input patterns: which rule made which file, and
+        # which figures and tables can be re-rendered from the archive alone
+        rules=lambda wildcards: rule_map(workflow.rules),
+    log:
+        "archives/results.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=60,
+    script:
+        "../scripts/archive_results.py"

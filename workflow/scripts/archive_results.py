@@ -1,0 +1,10 @@
+"""Pack results/ into the archive, with its manifest and config (prior_landscape.archive)."""
+
+from prior_landscape.archive import write_archive
+from prior_landscape.runtime import start_job
+
+sm = snakemake  # noqa: F821 - injected by Snakemake
+job = start_job(sm, {})
+manifest = write_archive(sm.params.results, sm.output[0], config=dict(sm.params.config), rules=sm.params.rules)
+total = sum(f["size"] for f in manifest["files"])
+job.log.info("archived %d files (%.1f MiB) into %s", len(manifest["files"]), total / 2**20, sm.output[0])
