@@ -10,7 +10,9 @@
   nested ``srun``) and ``/etc/slurm/gres.conf``, starts ``munged`` (as user
   munge), ``slurmctld`` and ``slurmd`` (as root, in the foreground, as children
   of the test process), waits until the node is idle, and at the end stops
-  exactly those daemons, by their pid.
+  exactly those daemons, by their pid (after the queue has drained: another
+  session may have found the cluster up and be using it; if its jobs do not end
+  within 5 minutes the cluster is left running).
 
 When none of this is possible (not root, no apt, an unrelated slurm.conf that
 is not ours and no cluster answering, a daemon that does not come up) the tests
@@ -23,7 +25,7 @@ requests can be scheduled and checked), one partition ``debug`` (default, no
 time limit), ``select/cons_tres``, ``proctrack/linuxproc``, ``task/none`` and
 no accounting: ``sacct`` cannot answer, so the executor must be told to poll
 with ``squeue`` (``slurm-status-command: squeue`` in profiles/slurm), and
-``MinJobAge=300`` keeps finished jobs visible to ``squeue`` long enough.
+``MinJobAge=3600`` keeps finished jobs visible to ``squeue`` for an hour.
 
 Run by hand::
 
@@ -186,8 +188,9 @@ JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 {"GresTypes=gpu" if gpus else ""}
 ReturnToService=2
-# finished jobs stay visible to squeue for 5 minutes: the executor polls with squeue
-MinJobAge=300
+# finished jobs stay visible to squeue for an hour: the executor polls with squeue
+# (it needs MinJobAge >= 3 x its first status-check delay) and the tests read it
+MinJobAge=3600
 KillWait=5
 SlurmctldTimeout=30
 SlurmdTimeout=60
@@ -290,8 +293,31 @@ def start(timeout: float = 90) -> Cluster:
     return cluster
 
 
-def stop(cluster: Cluster) -> None:
-    """Stop the daemons this module started (by pid), newest first; leave anything else alone."""
+def active_jobs() -> list[str]:
+    """Jobs queued or running on the cluster (anyone's)."""
+    try:
+        proc = _run(["squeue", "-h", "-t", "PENDING,RUNNING,COMPLETING,CONFIGURING,SUSPENDED", "-o", "%i"])
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return proc.stdout.split() if proc.returncode == 0 else []
+
+
+def stop(cluster: Cluster, drain_timeout: float = 300) -> None:
+    """Stop the daemons this module started (by pid), newest first; leave anything else alone.
+
+    Another test session may have found this cluster answering and be using it:
+    wait up to ``drain_timeout`` seconds for queued and running jobs to end, and
+    if some are still there, leave the cluster running rather than kill them."""
+    if not cluster.daemons:
+        return
+    end = time.monotonic() + drain_timeout
+    while (jobs := active_jobs()) and time.monotonic() < end:
+        time.sleep(5)
+    if jobs:
+        print(f"slurm_cluster: jobs {', '.join(jobs)} still active; leaving the cluster running "
+              f"(daemons {', '.join(f'{n} pid {p.pid}' for n, p in cluster.daemons.items())})", file=sys.stderr)
+        cluster.daemons.clear()
+        return
     for name in reversed(list(cluster.daemons)):
         proc = cluster.daemons[name]
         if proc.poll() is None:
@@ -350,6 +376,8 @@ def _main(argv: list[str]) -> int:
             os.kill(pid, signal.SIGTERM)
             print(f"stopped {name} (pid {pid})")
         PID_RECORD.unlink()
+        if not os.environ.get("PRIOR_LANDSCAPE_KEEP_SLURM_STATE"):
+            shutil.rmtree(rec["state_dir"], ignore_errors=True)
         return 0
     print(__doc__)
     return 2

@@ -57,7 +57,9 @@ def _config() -> dict:
     cfg = _merge(yaml.safe_load((REPO / "config.yaml").read_text()),
                  yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text()))
     cfg["priors"] = {k: cfg["priors"][k] for k in ("gmm-natural", "scorenet-natural")}
-    cfg["priors"]["scorenet-natural"]["training"].update(steps=100, checkpoint_every=50)
+    # large batches make each step slow enough (≈0.2 s) that the job is still running when
+    # the test scancels it after the first checkpoint
+    cfg["priors"]["scorenet-natural"]["training"].update(steps=100, checkpoint_every=50, batch_size=512)
     cfg["sweep"].update(theta={"start": 0.0, "stop": 4.0, "num": 2}, n_images=1)
     return cfg
 
@@ -192,8 +194,13 @@ def test_every_job_goes_through_sbatch_and_artefacts_equal_a_local_run(slurm_clu
         assert (work / ".snakemake/slurm_logs" / kind / f"{sid}.log").exists(), (kind, sid)
     run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
     seen = _squeue(run_id)
-    assert {sid for _, sid, _ in subs} <= seen.keys(), (subs, seen)
     assert all(state == "COMPLETED" for state, _ in seen.values()), seen
+    aged_out = {sid for _, sid, _ in subs} - seen.keys()  # squeue forgets jobs MinJobAge after they end
+    if aged_out:
+        ctld = slurm_cluster.slurmctld_log()  # only when the fixture started the cluster
+        assert ctld, f"jobs {aged_out} are no longer in squeue (MinJobAge too short?) and there is no slurmctld log"
+        for sid in aged_out:
+            assert f"_job_complete: JobId={sid} WEXITSTATUS 0" in ctld, sid
     # the rules' resources reach sbatch: threads, memory, runtime, and the GPU request
     calls = re.findall(r"sbatch call: (sbatch .*)", log)
     train = next(c for c in calls if "--comment rule_train_score_network" in c)

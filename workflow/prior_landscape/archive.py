@@ -132,6 +132,7 @@ PRODUCERS: list[tuple[str, str]] = [
 # Columns that index an artefact's rows, with how to name their count in a summary.
 KEY_COLUMNS = {
     "prior": ("prior", "priors"),
+    "case": ("case", "cases"),
     "family": ("family", "families"),
     "theta": ("θ", "θ"),
     "image_id": ("image", "images"),
@@ -140,7 +141,9 @@ KEY_COLUMNS = {
     "point": ("point", "points"),
     "component": ("component", "components"),
     "sample": ("sample", "samples"),
+    "run": ("run", "runs"),
     "step": ("step", "steps"),
+    "iteration": ("iteration", "iterations"),
 }
 
 
@@ -339,20 +342,6 @@ def _pattern_regex(pattern: str) -> str:
     return "".join(out) + "$"
 
 
-def _fill(pattern: str, wildcards: dict) -> str | None:
-    """``pattern`` with its wildcards replaced; None if one is unknown."""
-    missing = []
-
-    def sub(m):
-        if m.group(1) not in wildcards:
-            missing.append(m.group(1))
-            return ""
-        return str(wildcards[m.group(1)])
-
-    filled = _WILDCARD.sub(sub, pattern)
-    return None if missing else filled
-
-
 @dataclass
 class Entry:
     path: str
@@ -409,18 +398,31 @@ def _parquet_info(fileobj: IO[bytes], entry: Entry) -> None:
         meta = schema.metadata or {}
         if PROVENANCE_KEY in meta:
             entry.provenance = json.loads(meta[PROVENANCE_KEY])
-        keys = [c for c in KEY_COLUMNS if c in entry.columns]
-        if "image_id" in keys and "image" in keys:
-            keys.remove("image")
-        parts = []
-        if keys and entry.rows:
-            table = pf.read(columns=keys)
-            for c in keys:
-                n = len(table.column(c).unique())
-                parts.append(f"{n} {KEY_COLUMNS[c][0 if n == 1 else 1]}")
-        entry.summary = " × ".join(parts)
     except Exception as e:  # noqa: BLE001 - a damaged file is reported, not raised
         entry.error = f"unreadable Parquet: {type(e).__name__}: {e}"
+        return
+    entry.summary = _summary(pf, entry)
+
+
+def _summary(pf, entry: Entry) -> str:
+    """Distinct values of the columns that index the rows, e.g. '2 priors × 4 families × 11 θ'."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keys = [c for c in KEY_COLUMNS if c in entry.columns]
+    if "image_id" in keys and "image" in keys:
+        keys.remove("image")
+    parts = []
+    for c in keys:
+        try:
+            col = pf.read(columns=[c]).column(c)
+            if pa.types.is_nested(col.type):  # e.g. a list per row: not an index
+                continue
+            n = len(pc.unique(col))
+        except Exception:  # noqa: BLE001 - a summary is a courtesy, never a failure
+            continue
+        parts.append(f"{n} {KEY_COLUMNS[c][0 if n == 1 else 1]}")
+    return " × ".join(parts) if entry.rows else "empty"
 
 
 def _entry(rel: str, size: int, fileobj: IO[bytes]) -> Entry:
@@ -527,37 +529,15 @@ def _verify(rv: Review) -> None:
     rv.extra = sorted(p for p in have if p not in expected)
 
 
-def _producer_index(rules: list[dict]) -> list[tuple[dict, list[re.Pattern]]]:
-    return [(r, [re.compile(x) for x in r.get("output_regex") or []]) for r in rules]
-
-
-def _upstream_missing(path: str, present: set[str], index, seen: set[str]) -> list[str]:
-    """Files upstream of ``path`` (by the rules' patterns) that are not present."""
-    if path in seen:
-        return []
-    seen.add(path)
-    for r, regexes in index:
-        for rx in regexes:
-            m = rx.match(path)
-            if m:
-                missing = []
-                for pat in r.get("inputs", []):
-                    dep = _fill(pat, m.groupdict())
-                    if dep is None:
-                        continue
-                    if dep not in present:
-                        missing.append(dep)
-                    else:
-                        missing += _upstream_missing(dep, present, index, seen)
-                return missing
-    return []
-
-
 def _renderability(rv: Review) -> None:
+    """Which figure and table rules have all their inputs, intact, in this archive.
+
+    Snakemake renders such a target without recomputing anything: it leaves
+    existing inputs alone (their own inputs need not be there), as long as no
+    input is newer than the files made from it, which an archive preserves."""
     present = {e.path for e in rv.entries if e.path not in rv.mismatched}
     damaged = set(rv.mismatched) | {e.path for e in rv.entries if e.error}
     rules = _rules(rv)
-    index = _producer_index(rules)
     targets = []
     if rules:
         for r in rules:
@@ -577,17 +557,8 @@ def _renderability(rv: Review) -> None:
             missing = [p for p in inputs if p not in present]
             matched = [p for p in inputs if p in present]
         bad = [p for p in inputs if p in damaged]
-        upstream: list[str] = []
-        if not missing and index:
-            seen: set[str] = set()
-            for p in matched:
-                upstream += _upstream_missing(p, present, index, seen)
-        if bad:
+        if missing or bad:
             status = "no"
-        elif missing:
-            status = "no"
-        elif upstream:
-            status = "inputs only"
         elif has_functions:
             status = "unknown"
         else:
@@ -598,7 +569,6 @@ def _renderability(rv: Review) -> None:
             "status": status,
             "inputs": matched,
             "missing": sorted(set(missing) | set(bad)),
-            "upstream_missing": sorted(set(upstream)),
         })
 
 
@@ -613,17 +583,23 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def _short(commit) -> str:
+    commit = str(commit)
+    return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+
+
 def _provenance_line(p: dict) -> str:
     v = p.get("versions") or {}
     bits = [f"config [{', '.join(p.get('config') or {})}]"]
     if p.get("git_commit"):
-        bits.append(f"commit {p['git_commit'][:12]}{'-dirty' if str(p['git_commit']).endswith('-dirty') else ''}")
+        bits.append(f"commit {_short(p['git_commit'])}")
     if v:
         bits.append(" ".join(f"{k} {v[k]}" for k in ("prior-landscape", "torch", "numpy") if k in v))
     if p.get("device"):
         bits.append(f"device {p['device']}")
     if p.get("wall_time_s") is not None:
-        bits.append(f"wall {float(p['wall_time_s']):.3g} s")
+        w = float(p["wall_time_s"])
+        bits.append(f"wall {w:.0f} s" if w >= 100 else f"wall {w:.3g} s")
     if p.get("created_utc"):
         bits.append(f"made {p['created_utc']}" + (f" on {p['host']}" if p.get("host") else ""))
     return "; ".join(bits)
@@ -650,6 +626,13 @@ def format_review(rv: Review, verbose: bool = False) -> str:
         lines.append("  no manifest: checksums cannot be verified (make one with `snakemake archive`)")
 
     artefacts = [e for e in rv.entries if e.kind == "artefact"]
+    commits = sorted({str(e.provenance.get("git_commit")) for e in artefacts if e.provenance})
+    if len(commits) > 1:
+        lines.append(f"  note: the artefacts were made at {len(commits)} git commits ({', '.join(_short(c) for c in commits)}); "
+                     "rerun for a single-commit archive")
+    torches = sorted({str((e.provenance.get("versions") or {}).get("torch")) for e in artefacts if e.provenance})
+    if len(torches) > 1:
+        lines.append(f"  note: the artefacts were made with torch {', '.join(torches)}")
     lines.append("")
     lines.append(f"Artefacts ({len(artefacts)})")
     for e in artefacts:
@@ -706,14 +689,11 @@ def format_review(rv: Review, verbose: bool = False) -> str:
     for r in rv.renderable:
         outs = ", ".join(PurePosixPath(o).name for o in r["outputs"])
         if r["status"] == "yes":
-            lines.append(f"  yes          {r['rule']}: {outs}")
-        elif r["status"] == "inputs only":
-            lines.append(f"  inputs only  {r['rule']}: {outs}; upstream missing, so Snakemake would recompute "
-                         f"{', '.join(r['upstream_missing'][:3])}; render with --allowed-rules {r['rule']}")
+            lines.append(f"  yes      {r['rule']}: {outs}")
         elif r["status"] == "unknown":
-            lines.append(f"  unknown      {r['rule']}: {outs} (inputs computed by a function)")
+            lines.append(f"  unknown  {r['rule']}: {outs} (inputs computed by a function)")
         else:
-            lines.append(f"  no           {r['rule']}: {outs}; missing or damaged: {', '.join(r['missing'][:4])}")
+            lines.append(f"  no       {r['rule']}: {outs}; missing or damaged: {', '.join(r['missing'][:4])}")
     lines.append("")
     lines.append("OK" if rv.ok else "FAILED: the archive does not match its manifest")
     return "\n".join(lines)

@@ -7,7 +7,11 @@
 # Make the report first (snakemake --report results/report.html) to have it in the
 # archive; after changing results by hand: snakemake --forcerun archive archive.
 
-from prior_landscape.archive import rule_map
+
+def archive_rule_map(wildcards):
+    from prior_landscape.archive import rule_map  # imported here: pandas/pyarrow only when archiving
+
+    return rule_map(workflow.rules)
 
 
 rule archive:
@@ -22,7 +26,7 @@ rule archive:
         config=config,
         # every rule's output and input patterns: which rule made which file, and
         # which figures and tables can be re-rendered from the archive alone
-        rules=lambda wildcards: rule_map(workflow.rules),
+        rules=archive_rule_map,
     log:
         "archives/results.log",
     threads: 1
