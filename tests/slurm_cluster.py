@@ -10,9 +10,10 @@
   nested ``srun``) and ``/etc/slurm/gres.conf``, starts ``munged`` (as user
   munge), ``slurmctld`` and ``slurmd`` (as root, in the foreground, as children
   of the test process), waits until the node is idle, and at the end stops
-  exactly those daemons, by their pid (after the queue has drained: another
-  session may have found the cluster up and be using it; if its jobs do not end
-  within 5 minutes the cluster is left running).
+  exactly those daemons, by their pid, once no other test session is using
+  the cluster (sessions register in ``/tmp/prior-landscape-slurm-users``; a
+  session that reused the cluster keeps it until it ends) and the queue is
+  empty; after 15 minutes of waiting it is left running instead.
 
 When none of this is possible (not root, no apt, an unrelated slurm.conf that
 is not ours and no cluster answering, a daemon that does not come up) the tests
@@ -30,7 +31,7 @@ with ``squeue`` (``slurm-status-command: squeue`` in profiles/slurm), and
 Run by hand::
 
     python tests/slurm_cluster.py up      # start (or find) the cluster; prints what it did
-    python tests/slurm_cluster.py down    # stop the daemons whose pids `up` recorded
+    python tests/slurm_cluster.py down    # stop the daemons whose pids `up` recorded (unless in use)
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ PARTITION = "debug"
 CLUSTER_NAME = "prior-landscape-test"
 # where `python tests/slurm_cluster.py up` records the pids it started, for `down`
 PID_RECORD = Path(tempfile.gettempdir()) / "prior-landscape-slurm.json"
+# one file per test session using the cluster (named after its pid): the session that
+# started the cluster stops it only when no other live session is registered
+USERS = Path(tempfile.gettempdir()) / "prior-landscape-slurm-users"
 PACKAGES = ["slurm-wlm", "munge"]
 BINARIES = ["slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scancel", "munged", "munge", "unmunge"]
 
@@ -302,19 +306,51 @@ def active_jobs() -> list[str]:
     return proc.stdout.split() if proc.returncode == 0 else []
 
 
-def stop(cluster: Cluster, drain_timeout: float = 300) -> None:
+def register() -> Path:
+    """Record that this process uses the cluster (see :func:`stop`)."""
+    USERS.mkdir(parents=True, exist_ok=True)
+    USERS.chmod(0o1777)
+    me = USERS / str(os.getpid())
+    me.write_text(str(time.time()))
+    return me
+
+
+def other_users() -> list[int]:
+    """Other live processes registered as using the cluster."""
+    out = []
+    for f in USERS.glob("*") if USERS.exists() else []:
+        try:
+            pid = int(f.name)
+        except ValueError:
+            continue
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            f.unlink(missing_ok=True)  # a session that ended without unregistering
+            continue
+        except PermissionError:
+            pass
+        out.append(pid)
+    return out
+
+
+def stop(cluster: Cluster, drain_timeout: float = 900) -> None:
     """Stop the daemons this module started (by pid), newest first; leave anything else alone.
 
-    Another test session may have found this cluster answering and be using it:
-    wait up to ``drain_timeout`` seconds for queued and running jobs to end, and
-    if some are still there, leave the cluster running rather than kill them."""
+    Another test session may have found this cluster answering and be using it
+    (it registers, see :func:`register`; an unregistered client shows as queued
+    jobs): wait up to ``drain_timeout`` seconds for those sessions to end and the
+    queue to empty, and otherwise leave the cluster running rather than pull it
+    from under them."""
     if not cluster.daemons:
         return
     end = time.monotonic() + drain_timeout
-    while (jobs := active_jobs()) and time.monotonic() < end:
+    while (busy := other_users() + active_jobs()) and time.monotonic() < end:
         time.sleep(5)
-    if jobs:
-        print(f"slurm_cluster: jobs {', '.join(jobs)} still active; leaving the cluster running "
+    if busy:
+        print(f"slurm_cluster: still in use (sessions/jobs {busy}); leaving the cluster running "
               f"(daemons {', '.join(f'{n} pid {p.pid}' for n, p in cluster.daemons.items())})", file=sys.stderr)
         cluster.daemons.clear()
         return
@@ -337,11 +373,15 @@ try:  # the fixture, when imported by pytest
 
     @pytest.fixture(scope="session")
     def slurm_cluster():
+        me = register()
         try:
-            cluster = start()
-        except ClusterUnavailable as e:
-            pytest.skip(f"no SLURM cluster: {e}")
-        yield cluster
+            try:
+                cluster = start()
+            except ClusterUnavailable as e:
+                pytest.skip(f"no SLURM cluster: {e}")
+            yield cluster
+        finally:
+            me.unlink(missing_ok=True)
         stop(cluster)
 
 except ImportError:  # pragma: no cover - used as a script without pytest
@@ -364,6 +404,10 @@ def _main(argv: list[str]) -> int:
         if not PID_RECORD.exists():
             print("nothing recorded: no daemons were started by `up`")
             return 0
+        users, jobs = other_users(), active_jobs()
+        if (users or jobs) and "--force" not in argv:
+            print(f"the cluster is in use (test sessions {users}, jobs {jobs}); not stopping it (--force to anyway)")
+            return 1
         rec = json.loads(PID_RECORD.read_text())
         for name, pid in reversed(list(rec["pids"].items())):
             try:  # only if that pid is still the daemon we started (pids get reused)

@@ -26,7 +26,7 @@ import yaml
 
 from conftest import REPO
 from prior_landscape.artefacts import read_table
-from slurm_cluster import slurm_cluster  # noqa: F401 - the session fixture
+from slurm_cluster import cluster_answers, slurm_cluster  # noqa: F401 - the session fixture
 
 pytestmark = pytest.mark.slow
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -100,6 +100,52 @@ def _test_profile(tmp: Path, gpu: bool) -> Path:
     d.mkdir()
     (d / "config.yaml").write_text(yaml.safe_dump({"set-resources": set_resources}))
     return d
+
+
+class _Snakemake:
+    """A snakemake run in the background, its output in a file; stopped (it then cancels
+    its SLURM jobs) when it outlives ``timeout`` or the cluster stops answering."""
+
+    def __init__(self, cmd: list[str], out: Path, env: dict, timeout: float = 1500):
+        self.out, self.deadline = out, time.monotonic() + timeout
+        with open(out, "w") as fh:
+            self.proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, text=True, env=env,
+                                         start_new_session=True)
+        self._down_since = None
+        self._last_check = 0.0
+
+    def log(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def check(self) -> None:
+        """Raise if the run is over time or the cluster has been gone for a minute."""
+        if time.monotonic() > self.deadline:
+            raise AssertionError(f"snakemake timed out:\n{self.log()[-4000:]}")
+        if time.monotonic() - self._last_check > 10:
+            self._last_check = time.monotonic()
+            if cluster_answers():
+                self._down_since = None
+            elif self._down_since is None:
+                self._down_since = time.monotonic()
+            elif time.monotonic() - self._down_since > 60:
+                raise AssertionError("the SLURM cluster stopped answering during the run (was it stopped by "
+                                     f"another test session?); the plugin would wait forever:\n{self.log()[-2000:]}")
+
+    def wait(self) -> int:
+        while self.proc.poll() is None:
+            self.check()
+            time.sleep(1)
+        return self.proc.returncode
+
+    def stop(self) -> None:
+        for sig, wait in ((signal.SIGINT, 90), (signal.SIGTERM, 30), (signal.SIGKILL, 30)):
+            if self.proc.poll() is not None:
+                return
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                continue
 
 
 def _submissions(log: str) -> list[tuple[str, str, str]]:
@@ -176,10 +222,14 @@ def test_every_job_goes_through_sbatch_and_artefacts_equal_a_local_run(slurm_clu
     work = _workdir(tmp_path)
     extra = _test_profile(tmp_path, gpu=slurm_cluster.gpus >= 1)
     t0 = time.perf_counter()
-    proc = _check(subprocess.run(_slurm_cmd(work, extra, *TARGETS), capture_output=True, text=True, timeout=1500,
-                                 env=_env(slurm_cluster)), "SLURM run")
+    run = _Snakemake(_slurm_cmd(work, extra, *TARGETS), tmp_path / "snakemake.out", _env(slurm_cluster))
+    try:
+        rc = run.wait()
+    finally:
+        run.stop()
     print(f"SLURM run: {time.perf_counter() - t0:.0f} s")
-    log = proc.stdout + proc.stderr
+    log = run.log()
+    assert rc == 0, f"SLURM run failed ({rc}):\n{log[-8000:]}"
 
     # one sbatch submission per job: five rule jobs and the figures group (Figs. 5 and 7 together)
     subs = _submissions(log)
@@ -223,40 +273,29 @@ def test_every_job_goes_through_sbatch_and_artefacts_equal_a_local_run(slurm_clu
 
 def test_killed_training_job_is_resubmitted_and_resumes_from_its_checkpoint(slurm_cluster, local_run, tmp_path):  # noqa: F811
     work = _workdir(tmp_path)
-    out = tmp_path / "snakemake.out"
     t0 = time.perf_counter()
-    with open(out, "w") as fh:
-        proc = subprocess.Popen(_slurm_cmd(work, None, *TRAIN_OUT), stdout=fh, stderr=subprocess.STDOUT,
-                                text=True, env=_env(slurm_cluster), start_new_session=True)
+    run = _Snakemake(_slurm_cmd(work, None, *TRAIN_OUT), tmp_path / "snakemake.out", _env(slurm_cluster))
     try:
         # wait for the training job's first checkpoint, then kill the job with scancel
         killed = None
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline and proc.poll() is None:
-            subs = _submissions(out.read_text(errors="replace"))
+        while killed is None and run.proc.poll() is None:
+            run.check()
+            subs = _submissions(run.log())
             if subs and (work / STATE).exists():
                 killed = subs[0][1]
                 subprocess.run(["scancel", killed], check=True, timeout=30)
-                break
             time.sleep(0.2)
-        assert killed, f"the training job never wrote its checkpoint:\n{out.read_text()[-4000:]}"
+        assert killed, f"the training job never wrote its checkpoint:\n{run.log()[-4000:]}"
         state_step = None
         try:
             state_step = torch.load(work / STATE, map_location="cpu", weights_only=False)["step"]
         except Exception:  # noqa: BLE001 - being replaced at this instant
             pass
-        rc = proc.wait(timeout=1200)
+        rc = run.wait()
     finally:
-        if proc.poll() is None:  # our own snakemake: on SIGINT it cancels its SLURM jobs
-            for sig, wait in ((signal.SIGINT, 90), (signal.SIGTERM, 30), (signal.SIGKILL, 30)):
-                os.killpg(proc.pid, sig)
-                try:
-                    proc.wait(timeout=wait)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+        run.stop()
     print(f"SLURM run with a killed job: {time.perf_counter() - t0:.0f} s")
-    log = out.read_text(errors="replace")
+    log = run.log()
     assert rc == 0, log[-6000:]
 
     # SLURM cancelled the first job; Snakemake resubmitted it (attempt 2, with more time)
