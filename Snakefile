@@ -14,6 +14,7 @@ configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/resources.smk"
 include: "workflow/rules/priors.smk"
 include: "workflow/rules/sweeps.smk"
 include: "workflow/rules/landscape.smk"

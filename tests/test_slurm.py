@@ -80,6 +80,8 @@ def _check(proc: subprocess.CompletedProcess, what: str) -> subprocess.Completed
 def _slurm_cmd(work: Path, extra_profile: Path | None, *args: str) -> list[str]:
     profiles = ["--profile", str(PROFILE)] + (["--profile", str(extra_profile)] if extra_profile else [])
     return [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(work), *profiles,
+            # the test's own configuration instead of the profile's config/paper.yaml
+            "--configfile", str(work / "config.yaml"),
             # poll soon after submission (3 × 3 s stays below MinJobAge), keep every job's SLURM log,
             # and print the sbatch calls
             "--slurm-init-seconds-before-status-checks", "3", "--slurm-keep-successful-logs", "--verbose", *args]

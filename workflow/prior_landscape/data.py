@@ -178,16 +178,49 @@ def binary_digits(size: int = 16, threshold: float = 0.5) -> torch.Tensor:
     return (up > threshold).float()
 
 
-def training_images(source: str, data_cfg: dict, seed: int) -> torch.Tensor:
-    """The images a demo prior is trained on: crops of the training photographs, or
-    the first 80 % of the binary digits."""
+def training_images(
+    source: str, data_cfg: dict, seed: int, *, images: dict | None = None, resource_root: str | Path = "resources"
+) -> torch.Tensor:
+    """The images a prior is trained on: crops of the training photographs, the first
+    80 % of the binary digits, or (paper scale) binarized MNIST's training split at the
+    size of the prior's ``images`` (32 by default; P §2.3)."""
+    if source == "mnist":
+        from .datasets import read_mnist_binary
+
+        size = int(images["size"]) if images else 32
+        return read_mnist_binary(resource_dir("mnist", resource_root), split="train", size=size)
     if source == "photographs":
         images = load_photographs(data_cfg["photographs"]["train"], data_cfg["downscale"])
         return extract_crops(images, crop_positions(images, data_cfg["n_train_crops"], data_cfg["crop_size"], seed))
     if source == "binary_digits":
         digits = binary_digits(data_cfg["crop_size"])
         return digits[: int(0.8 * len(digits))]
-    raise ValueError(f"unknown training data source {source!r}: expected 'photographs' or 'binary_digits'")
+    raise ValueError(f"unknown training data source {source!r}: expected 'photographs', 'binary_digits' or 'mnist'")
+
+
+def resource_dir(resource: str, resource_root: str | Path) -> Path:
+    """Where the download rule of ``resource`` put it (see prior_landscape.downloads)."""
+    from .downloads import load_catalogue, resource_location
+
+    return resource_location(load_catalogue()[resource], resource_root)
+
+
+def prior_images(spec: dict, resource_root: str | Path, n: int, seed: int, split: str | None = None) -> tuple[torch.Tensor, list[str]]:
+    """Paper scale: ``n`` whole images of a prior's own dataset (a prior config's ``images``:
+    resource, dataset, size, channels, split, classes), at the prior's resolution, chosen
+    deterministically by ``seed`` (prior_landscape.datasets.read_images)."""
+    from .datasets import read_images, read_mnist_binary
+
+    if spec["dataset"] == "mnist":  # the binarized digits the digit prior was trained on (P §2.3)
+        split = split or spec.get("split", "test")
+        x = read_mnist_binary(resource_dir(spec["resource"], resource_root), split=split, size=int(spec["size"]),
+                              n=n, seed=seed)
+        return x, [f"mnist-{split}-{i}" for i in range(len(x))]
+    return read_images(
+        spec["dataset"], resource_dir(spec["resource"], resource_root), n=n, size=int(spec["size"]),
+        split=split or spec.get("split", "train"), channels=int(spec.get("channels", 3)), seed=seed,
+        classes=spec.get("classes"),
+    )
 
 
 def heldout_digits(n: int, size: int) -> torch.Tensor:

@@ -90,6 +90,7 @@ __all__ = [
     "fetch",
     "ensure_resource",
     "resource_location",
+    "resource_outputs",
     "load_catalogue",
     "read_lock",
     "file_digest",
@@ -638,6 +639,20 @@ def resource_location(entry: dict, root: str | Path) -> Path:
         spec = specs[0]
         return base / (spec["unpack"]["into"] if spec["unpack"] else spec["filename"])
     return base
+
+
+def resource_outputs(entry: dict, root: str | Path) -> list[tuple[Path, bool]]:
+    """What ``ensure_resource`` leaves under ``root``, one ``(path, is_folder)`` per file of the
+    entry: the file, its unpacked folder, or the folder a manual ``type: dir`` file names.
+    These are the outputs of the entry's download rule (none nested in another's)."""
+    base = Path(root) / _relative(entry.get("path", entry["id"]), f"{entry['id']}: path")
+    out = []
+    for spec in _file_specs(entry):
+        if spec["unpack"]:
+            out.append((base / spec["unpack"]["into"], True))
+        else:
+            out.append((base / spec["filename"], spec["type"] == "dir"))
+    return out
 
 
 def _count_files(folder: Path) -> int:

@@ -8,6 +8,8 @@ The probability-flow ODE (P eq. 6) is then
 
 * ``VESchedule``: Song et al. (score_sde) σ(t) = σ_min (σ_max/σ_min)^t, t ∈ [t_ε, 1].
 * ``EDMSchedule``: Karras et al. (EDM) σ(t) = t, t ∈ [t_ε, σ_max].
+* ``ScaledSchedule``: either, in another pixel scale (EDM's [−1, 1] models seen on
+  [0, 1] images).
 """
 
 from __future__ import annotations
@@ -64,7 +66,37 @@ class EDMSchedule:
         return asdict(self)
 
 
-Schedule = VESchedule | EDMSchedule
+@dataclass(frozen=True)
+class ScaledSchedule:
+    """A schedule seen in another pixel scale: σ_u(t) = σ(t) / scale, same times.
+
+    x_u = (x − lo) / scale maps the VE diffusion of a model trained on images in
+    [lo, lo + scale] to one on [0, 1] images: x_u(t) = x_u(0) + (σ(t)/scale) z.
+    """
+
+    base: VESchedule | EDMSchedule
+    scale: float
+    kind: str = "scaled"
+
+    @property
+    def t_eps(self) -> float:
+        return self.base.t_eps
+
+    @property
+    def T(self) -> float:
+        return self.base.T
+
+    def sigma(self, t: torch.Tensor | float) -> torch.Tensor:
+        return self.base.sigma(t) / self.scale
+
+    def sigma_dot(self, t: torch.Tensor | float) -> torch.Tensor:
+        return self.base.sigma_dot(t) / self.scale
+
+    def to_dict(self) -> dict:
+        return {"kind": "scaled", "scale": self.scale, "base": self.base.to_dict()}
+
+
+Schedule = VESchedule | EDMSchedule | ScaledSchedule
 
 
 def schedule_from_config(cfg: dict) -> Schedule:
@@ -75,4 +107,6 @@ def schedule_from_config(cfg: dict) -> Schedule:
         return VESchedule(**cfg)
     if kind == "edm":
         return EDMSchedule(**cfg)
+    if kind == "scaled":
+        return ScaledSchedule(schedule_from_config(cfg["base"]), float(cfg["scale"]))
     raise ValueError(f"unknown schedule kind {kind!r}: expected 've' or 'edm'")

@@ -25,6 +25,8 @@ rule fit_mixture_prior:
 
 
 rule train_score_network:
+    input:
+        unpack(training_inputs),
     output:
         model=f"{RESULTS}/priors/{{prior}}/model.pt",
         loss=f"{RESULTS}/priors/{{prior}}/training_loss.parquet",
@@ -37,6 +39,7 @@ rule train_score_network:
         device=config["device"],
         # resumable state, deliberately not an output: it survives a killed job
         state=f"{RESULTS}/priors/{{prior}}/training_state.pt",
+        resource_root=RESOURCE_ROOT,
     log:
         f"{RESULTS}/logs/train_score_network/{{prior}}.log",
     benchmark:

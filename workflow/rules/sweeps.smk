@@ -20,7 +20,7 @@ rule blur_kernels:
 
 rule likelihood_sweep:
     input:
-        model=f"{RESULTS}/priors/{{prior}}/model.pt",
+        unpack(prior_inputs),
     output:
         f"{RESULTS}/sweeps/{{prior}}.parquet",
     params:
@@ -30,6 +30,8 @@ rule likelihood_sweep:
         data=config["data"],
         device=config["device"],
         source=lambda wc: training_data(wc.prior),
+        images=lambda wc: config["priors"][wc.prior].get("images"),
+        resource_root=RESOURCE_ROOT,
     log:
         f"{RESULTS}/logs/likelihood_sweep/{{prior}}.log",
     benchmark:
@@ -45,7 +47,7 @@ rule likelihood_sweep:
 
 rule measure_prior_cost:
     input:
-        model=f"{RESULTS}/priors/{{prior}}/model.pt",
+        unpack(prior_inputs),
     output:
         f"{RESULTS}/timing/{{prior}}.parquet",
     params:
@@ -54,6 +56,8 @@ rule measure_prior_cost:
         data=config["data"],
         device=config["device"],
         seed=config["seed"],
+        images=lambda wc: config["priors"][wc.prior].get("images"),
+        resource_root=RESOURCE_ROOT,
     log:
         f"{RESULTS}/logs/measure_prior_cost/{{prior}}.log",
     threads: 2

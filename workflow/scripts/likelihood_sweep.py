@@ -5,7 +5,7 @@ import pandas as pd
 from prior_landscape.artefacts import write_table
 from prior_landscape.blur import blur
 from prior_landscape.config import theta_grid
-from prior_landscape.data import blurred_crops, crop_positions, heldout_digits, load_photographs
+from prior_landscape.data import blurred_crops, crop_positions, heldout_digits, load_photographs, prior_images
 from prior_landscape.priors import load_prior
 from prior_landscape.runtime import start_job
 from prior_landscape.sweeps import likelihood_sweep
@@ -18,7 +18,13 @@ job = start_job(
 )
 prior = load_prior(sm.input.model, job.device)
 n, size, padding = p.sweep["n_images"], p.data["crop_size"], p.blur["padding"]
-if p.source == "photographs":
+if p.images:
+    # paper scale: whole images of the prior's own training set (P Fig. 7), blurred with the
+    # configured boundary mode (reflect: no artificial edges)
+    x, ids = prior_images(p.images, p.resource_root, n, p.sweep["seed"])
+    table = pd.DataFrame({"image": ids, "row": 0, "col": 0})
+    blurred = lambda h: blur(x.double(), h, padding=padding).float()  # noqa: E731
+elif p.source == "photographs":
     # held-out photographs, blurred whole then cropped (no wrapped or padded borders)
     photos = load_photographs(p.data["photographs"]["heldout"], p.data["downscale"])
     crops = crop_positions(photos, n, size, p.sweep["seed"], p.blur["kernel_size"] // 2, p.sweep["min_crop_std"])

@@ -12,7 +12,8 @@ sm = snakemake  # noqa: F821 - injected by Snakemake
 cfg, data, seed = sm.params.prior, sm.params.data, sm.params.seed
 job = start_job(sm, {"prior": cfg, "data": data}, {"seed": seed}, device=sm.params.device)
 
-crops = training_images(cfg.get("training_data", "photographs"), data, seed)
+crops = training_images(cfg.get("training_data", "photographs"), data, seed, images=cfg.get("images"),
+                        resource_root=sm.params.resource_root)
 training = dict(cfg["training"])
 checkpoint_every = training.pop("checkpoint_every", 500)
 
@@ -29,6 +30,7 @@ prior, history = train_dsm(
     checkpoint_every=checkpoint_every,
     progress=progress,
     name=sm.wildcards.prior,
+    net_kwargs=cfg.get("network"),
     **training,
 )
 write_table(history, sm.output.loss, job.provenance(n_crops=len(crops)))

@@ -14,9 +14,10 @@ __all__ = ["DiffusionPrior", "GaussianMixturePrior", "ScoreNetworkPrior", "load_
 
 
 def load_prior(path: str | Path, device: str = "cpu", name: str | None = None, class_label: int | None = None) -> DiffusionPrior:
-    """Load a prior: a checkpoint written by this package (dispatching on its ``kind``),
-    an EDM pickle (``.pkl``) or a score_sde checkpoint (``.pth``)."""
-    from .pretrained import checkpoint_format, load_pretrained_prior
+    """Load a prior: a checkpoint written by this package (dispatching on its ``kind``;
+    converted pre-trained networks come as their view on [0, 1] images), an EDM
+    pickle (``.pkl``) or a score_sde checkpoint (``.pth``) in the release's scale."""
+    from .pretrained import checkpoint_format, load_converted_prior, load_pretrained_prior
 
     path = Path(path)
     if not path.exists():
@@ -24,9 +25,12 @@ def load_prior(path: str | Path, device: str = "cpu", name: str | None = None, c
     if checkpoint_format(path) is not None:
         return load_pretrained_prior(path, name=name, class_label=class_label, device=device)
     try:
-        kind = torch.load(path, map_location="cpu", weights_only=True).get("kind")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        kind = state.get("kind")
     except Exception as err:  # noqa: BLE001 - any unpickling failure means not ours
         raise ValueError(f"{path} is not a readable prior checkpoint: {err}") from err
+    if kind in ("edm", "score_sde"):
+        return load_converted_prior(state, device)
     if kind == "gaussian_mixture":
         prior = GaussianMixturePrior.load(path)
     elif kind == "score_network":

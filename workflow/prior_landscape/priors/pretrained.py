@@ -49,15 +49,16 @@ gives double precision.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..schedules import EDMSchedule, VESchedule
+from ..schedules import EDMSchedule, ScaledSchedule, VESchedule, schedule_from_config
 from .base import DiffusionPrior, sigma_batch
-from .checkpoints import EDMDenoiser, load_edm_pickle, load_score_sde_checkpoint
+from .checkpoints import EDMDenoiser, EDMNetworkSpec, build_edm_network, load_edm_pickle, load_score_sde_checkpoint
 from .ncsnpp_scoresde import FFHQ256_NCSNPP_CONTINUOUS, ScoreSDENCSNpp, ScoreSDENCSNppConfig
 
 __all__ = [
@@ -65,8 +66,11 @@ __all__ = [
     "ScoreSDEPrior",
     "PAPER_T_EPS",
     "EDM_SIGMA_MAX",
+    "UnitScalePrior",
     "checkpoint_format",
     "load_pretrained_prior",
+    "convert_pretrained_prior",
+    "load_converted_prior",
 ]
 
 #: t_ε of P §2.1 (both schedules).
@@ -125,6 +129,19 @@ class _NetworkPrior(DiffusionPrior):
     def unit_log_det(self) -> float:
         """d·log(scale): q_unit(x) = q(from_unit(x)) − unit_log_det."""
         return self.dim * math.log(self._scale)
+
+    # ------------------------------------------------------------- conversion
+    def _state(self) -> dict:
+        raise NotImplementedError
+
+    def save(self, path: str | Path) -> None:
+        """Write the converted prior (atomically): plain tensors and metadata, read back with
+        ``torch.load(weights_only=True)`` — no pickle from the original release is needed again."""
+        from ..artefacts import atomic_output
+
+        state = {"name": self.name, "schedule": self.schedule.to_dict(), **self._state()}
+        with atomic_output(path) as tmp:
+            torch.save(state, tmp)
 
 
 class EDMPrior(_NetworkPrior):
@@ -194,6 +211,25 @@ class EDMPrior(_NetworkPrior):
         out = self.net.score(xd, sig.to(self.dtype), self._labels(x.shape[0], x))
         return out.to(x.dtype)
 
+    def _state(self) -> dict:
+        return {
+            "kind": "edm",
+            "class_label": self.class_label,
+            "metadata": self.metadata,
+            "state_dict": {k: v.detach().cpu() for k, v in self.net.net.state_dict().items()},
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> "EDMPrior":
+        """The inverse of :meth:`save` (``state`` as read by ``torch.load``)."""
+        meta = state["metadata"]
+        names = {f.name for f in dataclasses.fields(EDMNetworkSpec)} - {"state_dict"}
+        spec = EDMNetworkSpec(**{k: meta[k] for k in names if k in meta}, state_dict=state["state_dict"])
+        net = build_edm_network(spec)
+        den = EDMDenoiser(net, spec.precond, spec.sigma_data if spec.precond == "edm" else 0.5, spec.label_dim)
+        return cls(den, name=state["name"], class_label=state["class_label"],
+                   schedule=schedule_from_config(state["schedule"]), metadata=meta)
+
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         """EDM's D(x; σ) (x in [−1, 1] scale)."""
         self._check(x)
@@ -253,6 +289,66 @@ class ScoreSDEPrior(_NetworkPrior):
         sig = sigma_batch(sigma, x)
         return self.net(x.to(self.dtype), sig.to(self.dtype)).to(x.dtype)
 
+    def _state(self) -> dict:
+        return {
+            "kind": "score_sde",
+            "config": self.net.config.to_dict(),
+            "metadata": self.metadata,
+            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> "ScoreSDEPrior":
+        """The inverse of :meth:`save` (``state`` as read by ``torch.load``)."""
+        net = ScoreSDENCSNpp(ScoreSDENCSNppConfig.from_mapping(state["config"]))
+        net.load_state_dict(state["state_dict"], strict=True)
+        return cls(net, name=state["name"], schedule=schedule_from_config(state["schedule"]), metadata=state["metadata"])
+
+
+class UnitScalePrior(DiffusionPrior):
+    """A pre-trained prior seen on images in [0, 1], the scale every workflow routine uses.
+
+    With x = lo + s·u (``base.from_unit``), the diffusion of the base model on x is
+    a diffusion on u with σ_u(t) = σ(t)/s (:class:`ScaledSchedule`), and
+
+        score_u(u, σ_u) = s · score(lo + s·u, s·σ_u),
+        log p_T,u(u)    = log p_T(lo + s·u) + d·log s,
+
+    so the potential the engine integrates is q_u(u) = q(lo + s·u) − d·log s
+    (``base.unit_log_det``): the same landscape, shifted by a constant. Step
+    sizes, σ_y and descent steps are then in [0, 1] units for every prior.
+    """
+
+    def __init__(self, base: _NetworkPrior):
+        self.base = base
+        lo, hi = base.data_range
+        self.scale = float(hi - lo)
+        self.name = base.name
+        self.image_shape = base.image_shape
+        self.schedule = ScaledSchedule(base.schedule, self.scale)
+
+    def score(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+        sig = sigma_batch(sigma, x)
+        return self.scale * self.base.score(self.base.from_unit(x), sig * self.scale)
+
+    def terminal_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base.terminal_log_prob(self.base.from_unit(x)) + self.base.unit_log_det
+
+    def num_parameters(self) -> int:
+        return self.base.num_parameters()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.base.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.base.device
+
+    def to(self, device_or_dtype) -> "UnitScalePrior":
+        self.base.to(device_or_dtype)
+        return self
+
 
 # ===================================================================== dispatch
 def checkpoint_format(path: str | Path) -> str | None:
@@ -288,3 +384,38 @@ def load_pretrained_prior(
     else:
         raise ValueError(f"{path}: not an EDM network pickle (.pkl) or a score_sde checkpoint (.pth)")
     return prior.to(device)
+
+
+def convert_pretrained_prior(
+    checkpoint: str | Path,
+    output: str | Path,
+    *,
+    name: str,
+    class_label: int | None = None,
+    schedule: dict | None = None,
+    network: dict | None = None,
+) -> DiffusionPrior:
+    """Read a released checkpoint (EDM ``.pkl`` safely, score_sde ``.pth``) and save it converted.
+
+    ``schedule`` (the config's ``{"kind": …, "t_eps": …}``) overrides the release's
+    default schedule; ``network`` is a score_sde network configuration (default:
+    ``ve/ffhq_256_ncsnpp_continuous``; EDM pickles describe their own network).
+    Returns the converted prior (in its own scale)."""
+    prior = load_pretrained_prior(checkpoint, name=name, class_label=class_label, config=network)
+    prior.name = name
+    if schedule is not None:
+        prior.schedule = schedule_from_config(schedule)
+    prior.save(output)
+    return prior
+
+
+def load_converted_prior(state: dict, device: str | torch.device = "cpu") -> UnitScalePrior:
+    """A prior written by :meth:`_NetworkPrior.save`, as its [0, 1] view (:class:`UnitScalePrior`)."""
+    kind = state.get("kind")
+    if kind == "edm":
+        base = EDMPrior.from_state(state)
+    elif kind == "score_sde":
+        base = ScoreSDEPrior.from_state(state)
+    else:
+        raise ValueError(f"not a converted pre-trained prior (kind={kind!r})")
+    return UnitScalePrior(base.to(device))

@@ -1,0 +1,197 @@
+"""Paper scale without the paper's files: download → checksum → convert → load → potential.
+
+The released checkpoints cannot be downloaded here, so the tests write tiny ones in
+the real formats (tests/test_checkpoints.py), serve them on a loopback HTTP server
+(tests/test_downloads.py) under catalogue entries shaped like the real ones, and run
+the code the workflow runs: ``ensure_resource`` (checksum, atomic placement),
+``convert_pretrained_prior`` (the import_pretrained_prior rule), ``load_prior`` (every
+later rule) and one potential evaluation. The paper configuration's DAG is checked
+with Snakemake's dry run under the SLURM profile.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import REPO
+from prior_landscape.downloads import ChecksumError, ensure_resource, load_catalogue, resource_outputs
+from prior_landscape.potential import potential
+from prior_landscape.priors import load_prior
+from prior_landscape.priors.pretrained import (
+    EDMPrior,
+    ScoreSDEPrior,
+    UnitScalePrior,
+    convert_pretrained_prior,
+)
+from test_checkpoints import RES, TINY_SDE, edm_files, fast_cpu, sde_file  # noqa: F401 - fixtures
+from test_downloads import server  # noqa: F401 - the loopback HTTP server fixture
+
+CATALOGUE = load_catalogue()
+
+
+def _served_entry(server, rid: str, path: Path) -> dict:  # noqa: F811
+    """The catalogue entry ``rid`` with its file served on loopback and its sha256 pinned."""
+    data = path.read_bytes()
+    entry = copy.deepcopy(CATALOGUE[rid])
+    filename = entry["files"][0]["filename"] if "files" in entry else entry["filename"]
+    server.state.files[filename] = data
+    entry["files"] = [{"filename": filename, "url": server.url(filename), "sha256": hashlib.sha256(data).hexdigest()}]
+    entry["kind"] = "url"
+    return entry
+
+
+CASES = {
+    # catalogue id, tiny checkpoint, prior config of config/paper.yaml's shape
+    "edm": ("edm-ffhq64", "song-edm.pkl", {"schedule": {"kind": "edm", "sigma_max": 80.0, "t_eps": 1e-3}}),
+    "score_sde": (
+        "score-sde-ffhq256", None,
+        {"schedule": {"kind": "ve", "sigma_min": 0.01, "sigma_max": 348.0, "t_eps": 1e-3}, "network": TINY_SDE.to_dict()},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_download_convert_load_and_evaluate(kind, server, edm_files, sde_file, tmp_path, fast_cpu):  # noqa: F811
+    rid, name, cfg = CASES[kind]
+    source = edm_files["dir"] / name if name else sde_file["path"]
+    entry = _served_entry(server, rid, source)
+    ckpt = ensure_resource(entry, tmp_path / "resources", lock_file=None, retries=1, backoff=0.01, timeout=5)
+    assert ckpt.read_bytes() == source.read_bytes()
+
+    model = tmp_path / "results" / "model.pt"
+    base = convert_pretrained_prior(ckpt, model, name="paper-prior", schedule=cfg["schedule"], network=cfg.get("network"))
+    assert isinstance(base, EDMPrior if kind == "edm" else ScoreSDEPrior)
+    # the converted file holds plain tensors: torch's weights-only loader reads it
+    assert torch.load(model, weights_only=True)["kind"] == kind
+
+    prior = load_prior(model)
+    assert isinstance(prior, UnitScalePrior) and prior.name == "paper-prior"
+    assert prior.num_parameters() == base.num_parameters() and prior.image_shape == (3, RES, RES)
+    # the converted network is the released one: same scores as the checkpoint loaded directly
+    u = torch.rand(2, 3, RES, RES, generator=torch.Generator().manual_seed(1))
+    s = prior.scale
+    assert s == (2.0 if kind == "edm" else 1.0)
+    for sigma_u in (0.01, 0.5, 5.0):
+        with torch.no_grad():
+            got = prior.score(u, sigma_u)
+            want = s * base.score(base.from_unit(u), sigma_u * s)
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-5), sigma_u
+    # the [0, 1] view's schedule and terminal density are the base's, rescaled (a change of variables)
+    t = torch.tensor([prior.schedule.t_eps, 0.3 * prior.schedule.T])
+    assert torch.allclose(prior.schedule.sigma(t), base.schedule.sigma(t) / s)
+    assert torch.allclose(prior.terminal_log_prob(u), base.terminal_log_prob(base.from_unit(u)) + base.unit_log_det)
+
+    # one potential evaluation on [0, 1] images: q_unit(u) = q(from_unit(u)) − d log s, probe for probe
+    x = u[:1].clamp(0, 1)
+    pu = potential(prior, x, n_probes=2, atol=1e-3, rtol=1e-3, seed=0)
+    pb = potential(base, base.from_unit(x), n_probes=2, atol=1e-3, rtol=1e-3, seed=0)
+    assert np.isfinite(pu.q).all() and (pu.nfe > 0).all()
+    tol = 3 * math.hypot(pu.stderr[0], pb.stderr[0]) + 1e-3 * abs(pb.q[0])
+    assert abs(pu.q[0] - (pb.q[0] - base.unit_log_det)) <= tol, (pu, pb, base.unit_log_det)
+
+
+def test_corrupted_checkpoint_fails_its_checksum_and_leaves_nothing(server, edm_files, tmp_path):  # noqa: F811
+    entry = _served_entry(server, "edm-ffhq64", edm_files["dir"] / "song-edm.pkl")
+    server.state.corrupt = True
+    root = tmp_path / "resources"
+    with pytest.raises(ChecksumError, match="edm-ffhq-64x64-uncond-ve.pkl"):
+        ensure_resource(entry, root, lock_file=None, retries=1, backoff=0.01, timeout=5)
+    left = [p for p in root.rglob("*") if p.is_file()]
+    assert left == [], left
+
+
+# ============================================================ the paper configuration's DAG
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+PAPER = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+
+
+def _dry_run(work: Path, *extra: str) -> tuple[str, float]:
+    """`snakemake -n --profile profiles/slurm all` run in ``work`` (the profile selects config/paper.yaml)."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(work), "--profile", str(REPO / "profiles" / "slurm"),
+         "-n", "--quiet", "rules", *extra, "all"],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    wall = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc.stdout + proc.stderr, wall
+
+
+def _job_counts(log: str) -> dict[str, int]:
+    table = log[log.index("Job stats:"):]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
+
+
+def _used_resources() -> list[str]:
+    ids = []
+    for cfg in PAPER["priors"].values():
+        ids += [cfg["resource"]] if "resource" in cfg else []
+        ids += [cfg["images"]["resource"]] if "images" in cfg else []
+        ids += ["mnist"] if cfg.get("training_data") == "mnist" else []
+    return list(dict.fromkeys(ids))
+
+
+def test_paper_dag_starts_with_the_downloads_when_resources_are_missing(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    log, wall = _dry_run(work)
+    jobs = _job_counts(log)
+    downloads = {r for r in jobs if r.startswith("download_")}
+    assert downloads == {f"download_{rid.replace('-', '_')}" for rid in _used_resources()}, jobs
+    # every prior of the paper: four released networks converted, MNIST trained here
+    assert jobs["import_pretrained_prior"] == 4 and jobs["train_score_network"] == 1
+    assert jobs["likelihood_sweep"] == len(PAPER["priors"]), jobs
+    # the downloads come first: every job that reads a resource waits for them
+    dag = _dag_edges(work)
+    assert downloads <= {r for r, deps in dag.items() if not deps}
+    for rule in ("import_pretrained_prior", "train_score_network", "likelihood_sweep"):
+        assert any(d.startswith("download_") for d in dag[rule]), (rule, dag[rule])
+    print(f"dry run with resources missing: {wall:.1f} s, {sum(jobs.values())} jobs")
+
+
+def test_paper_dag_is_listed_quickly_once_resources_are_in_place(tmp_path):
+    work = tmp_path / "work"
+    for rid in _used_resources():  # stand-ins at every place a download rule fills
+        for path, is_dir in resource_outputs(CATALOGUE[rid], work / PAPER["downloads"]["root"]):
+            if is_dir:
+                path.mkdir(parents=True, exist_ok=True)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(b"stand-in")
+    log, wall = _dry_run(work)
+    jobs = _job_counts(log)
+    assert not [r for r in jobs if r.startswith("download_")], jobs
+    figures = {r for r in jobs if r.startswith("fig")}
+    assert len(figures) == 13 and jobs["all"] == 1, jobs  # fig01–fig15 (fig01–03 are one rule)
+    assert wall < 30, f"the paper DAG took {wall:.1f} s to list"
+
+
+def _dag_edges(work: Path) -> dict[str, set[str]]:
+    """rule -> rules it depends on, from `snakemake --d3dag` (one node per job)."""
+    import json
+
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(work), "--profile", str(REPO / "profiles" / "slurm"),
+         "--d3dag", "all"],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    dag = json.loads(proc.stdout[proc.stdout.index("{"):])
+    rule_of = {n["id"]: n["value"]["rule"] for n in dag["nodes"]}
+    edges: dict[str, set[str]] = {r: set() for r in rule_of.values()}
+    for link in dag["edges"]:  # u is an input job of v
+        edges[rule_of[link["v"]]].add(rule_of[link["u"]])
+    return edges
