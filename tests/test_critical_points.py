@@ -101,7 +101,7 @@ def test_checkpoint_of_another_configuration_is_not_resumed(small_mixture, tmp_p
     assert other.resumed_from == 0 and torch.equal(other.end, fresh.end)
     with pytest.warns(UserWarning, match="different configuration.*x0_sha1"):
         descend(pr, x0 + 1e-3, step=0.004, n_steps=60, record_every=10, checkpoint_path=ckpt)
-    with pytest.warns(UserWarning, match="past n_steps"):
+    with pytest.warns(UserWarning, match="past the run.s end"):
         short = descend(pr, x0 + 1e-3, step=0.004, n_steps=30, record_every=10, checkpoint_path=ckpt)
     assert short.resumed_from == 0
 

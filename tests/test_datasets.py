@@ -11,9 +11,7 @@ import copy
 import gzip
 import hashlib
 import io
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ from PIL import Image
 
 from prior_landscape import datasets as ds
 from prior_landscape.downloads import ensure_resource, load_catalogue, resource_location
+from test_downloads import server  # noqa: F401 - the loopback HTTP server fixture
 
 CAT = load_catalogue()
 
@@ -164,39 +163,9 @@ def _afhq_zip(prefix: str = "") -> bytes:
     return buf.getvalue()
 
 
-class _Files(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        body = self.server.files.get(self.path.split("?")[0].lstrip("/"))
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-@pytest.fixture
-def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Files)
-    httpd.daemon_threads = True
-    httpd.files = {}
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    httpd.url = lambda name: f"http://127.0.0.1:{httpd.server_address[1]}/{name}"
-    try:
-        yield httpd
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-def test_afhq_through_ensure_resource_and_class_filter(server, tmp_path):
+def test_afhq_through_ensure_resource_and_class_filter(server, tmp_path):  # noqa: F811
     blob = _afhq_zip()
-    server.files["afhq_v2.zip"] = blob
+    server.state.files["afhq_v2.zip"] = blob
     entry = copy.deepcopy(CAT["afhqv2"])
     entry["files"][0]["url"] = server.url("afhq_v2.zip")
     entry["files"][0]["sha256"] = hashlib.sha256(blob).hexdigest()

@@ -195,3 +195,84 @@ def _dag_edges(work: Path) -> dict[str, set[str]]:
     for link in dag["edges"]:  # u is an input job of v
         edges[rule_of[link["v"]]].add(rule_of[link["u"]])
     return edges
+
+
+# ============================================== the paper's rules on tiny stand-ins, for real
+def _tiny_paper_config() -> dict:
+    """config/paper.yaml with its priors replaced by a tiny EDM network and a tiny MNIST network."""
+    cfg = copy.deepcopy(PAPER)
+    cfg["device"] = "cpu"
+    cfg["priors"] = {
+        "tiny-edm": {
+            "kind": "edm", "dataset": "stand-in for FFHQ-64", "resource": "edm-ffhq64",
+            "schedule": {"kind": "edm", "sigma_max": 80.0, "t_eps": 1e-3},
+            "images": {"resource": "ffhq", "dataset": "ffhq", "size": RES},
+        },
+        "tiny-mnist": {
+            "kind": "score_network", "dataset": "stand-in for binarized MNIST", "training_data": "mnist",
+            "network": {"base_channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1, "emb_features": 8,
+                        "emb_channels": 16, "groups": 4},
+            "schedule": {"kind": "ve", "sigma_min": 0.01, "sigma_max": 50.0, "t_eps": 1e-3},
+            "training": {"steps": 20, "batch_size": 8, "lr": 1e-3, "checkpoint_every": 10},
+            "images": {"resource": "mnist", "dataset": "mnist", "size": 32, "channels": 1, "split": "test"},
+        },
+    }  # fmt: skip
+    cfg["potential"].update(n_probes=2, atol=1e-2, rtol=1e-2, batch_size=8)
+    cfg["blur"]["kernel_size"] = 5  # reflect padding needs kernels smaller than the 8-px images
+    cfg["sweep"].update(families=["gaussian"], theta={"start": 0.0, "stop": 2.0, "num": 2}, n_images=2)
+    cfg["critical_points"].update(n_per_group=1, n_steps=4, n_segments=1, record_every=2, checkpoint_every=2, step=1e-3)
+    cfg["hessian"]["priors"] = ["tiny-edm"]
+    cfg["posterior"]["priors"] = ["tiny-edm"]
+    cfg["deblur"]["prior"] = cfg["deblur"]["kohler"]["prior"] = "tiny-edm"
+    return cfg
+
+
+@pytest.mark.slow
+def test_paper_rules_run_on_tiny_stand_ins(edm_files, tmp_path):  # noqa: F811
+    from test_datasets import _idx  # MNIST's idx format
+
+    work = tmp_path / "work"
+    res = work / "resources"
+    # the files the download rules would have placed: a released-format EDM pickle, FFHQ PNGs, MNIST idx files
+    pkl = res / "checkpoints/edm/edm-ffhq-64x64-uncond-ve.pkl"
+    pkl.parent.mkdir(parents=True)
+    pkl.write_bytes((edm_files["dir"] / "song-edm.pkl").read_bytes())
+    rng = np.random.default_rng(0)
+    from PIL import Image
+
+    faces = res / "datasets/ffhq/images1024x1024/00000"
+    faces.mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(faces / f"{i:05d}.png")
+    raw = res / "datasets/MNIST/raw"
+    for prefix, n in (("train", 40), ("t10k", 6)):
+        digits = np.zeros((n, 28, 28), np.uint8)
+        digits[:, 8:20, 12:16] = 255  # a "1"
+        _idx(raw / f"{prefix}-images-idx3-ubyte.gz", digits, 2051)
+        _idx(raw / f"{prefix}-labels-idx1-ubyte.gz", np.ones(n, np.uint8), 2049)
+    (work / "paper-tiny.yaml").write_text(yaml.safe_dump(_tiny_paper_config(), sort_keys=False, allow_unicode=True))
+
+    targets = ["results/sweeps/tiny-edm.parquet", "results/sweeps/tiny-mnist.parquet",
+               "results/critical_points/tiny-edm/summary.parquet"]
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile", str(work / "paper-tiny.yaml"),
+         "--replace-workflow-config", "--cores", "2", *targets],
+        capture_output=True, text=True, timeout=900, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-8000:]
+    log = proc.stdout + proc.stderr
+    # nothing was downloaded: the placed files satisfied the download rules' outputs
+    assert "download_" not in log and "import_pretrained_prior" in log and "train_score_network" in log
+
+    from prior_landscape.artefacts import read_table
+
+    edm = read_table(work / targets[0])
+    assert set(edm.image) == {"00000/00000.png", "00000/00001.png", "00000/00002.png", "00000/00003.png"} & set(edm.image)
+    assert len(edm) == 4 and edm.image.nunique() == 2 and np.isfinite(edm.q).all()
+    digits = read_table(work / targets[1])
+    assert len(digits) == 4 and np.isfinite(digits.q).all()
+    starts = read_table(work / targets[2])
+    assert list(starts.group) == ["training set", "unrelated images", "white noise"]
+    assert starts.source.iloc[0].startswith("00000/") and np.isfinite(starts.q_end).all()
+    prior = load_prior(work / "results/priors/tiny-edm/model.pt")
+    assert isinstance(prior, UnitScalePrior) and prior.image_shape == (3, RES, RES)

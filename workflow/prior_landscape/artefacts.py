@@ -57,10 +57,51 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        if tmp.exists():  # mkstemp makes 0600 files: give the result the umask's mode, as open() would
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def load_resumable_state(path: str | Path, kind: str, config, position: tuple[str, int], what: str) -> dict | None:
+    """The state a long job saved in ``path``, if it can resume the run described by ``config``.
+
+    ``kind``: the state's ``"kind"`` entry; ``config``: what must equal the saved
+    ``"config"`` (a dict or a string); ``position``: (key, last allowed value), e.g.
+    ``("iteration", K)``. Anything else (unreadable file, other kind, other
+    configuration, past the end) gives None with a warning saying why: the caller
+    starts afresh and overwrites the file.
+    """
+    import warnings
+
+    import torch
+
+    def afresh(why: str) -> None:
+        warnings.warn(f"{what} checkpoint {path} {why}; starting afresh and overwriting it", stacklevel=3)
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is ignored
+        return afresh(f"is unreadable ({err})")
+    if not isinstance(state, dict) or state.get("kind") != kind:
+        return afresh(f"is not a {what} checkpoint")
+    if state.get("config") != config:
+        diff = ""
+        if isinstance(config, dict) and isinstance(state.get("config"), dict):
+            diff = f" ({', '.join(sorted(k for k in config if state['config'].get(k) != config[k]))})"
+        return afresh(f"was made with a different configuration{diff}")
+    key, last = position
+    if int(state[key]) > last:
+        return afresh(f"is at {key} {int(state[key])}, past the run's end ({last})")
+    return state
 
 
 def package_versions() -> dict[str, str]:

@@ -52,7 +52,6 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -61,6 +60,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .artefacts import load_resumable_state
 from .priors.base import DiffusionPrior
 
 __all__ = ["DescentResult", "descend", "safe_step", "white_noise_starts"]
@@ -192,34 +192,6 @@ def _config(prior, x0, step, record_every, with_q) -> dict:
     }
 
 
-def _load_checkpoint(path: Path, config: dict, n_steps: int):
-    """The checkpoint's state if it can be resumed for this configuration, else None (with a warning)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is ignored
-        warnings.warn(f"descent checkpoint {path} is unreadable ({err}); starting afresh", stacklevel=3)
-        return None
-    if not isinstance(state, dict) or state.get("kind") != _CKPT_KIND:
-        warnings.warn(f"{path} is not a descent checkpoint; starting afresh and overwriting it", stacklevel=3)
-        return None
-    if state.get("config") != config:
-        diff = sorted(k for k in config if state["config"].get(k) != config[k])
-        warnings.warn(
-            f"descent checkpoint {path} was made with a different configuration ({', '.join(diff)}); "
-            "starting afresh and overwriting it",
-            stacklevel=3,
-        )
-        return None
-    if int(state["step_index"]) > n_steps:
-        warnings.warn(
-            f"descent checkpoint {path} is at step {int(state['step_index'])}, past n_steps = {n_steps}; "
-            "starting afresh and overwriting it",
-            stacklevel=3,
-        )
-        return None
-    return state
-
-
 # ---------------------------------------------------------------------- descent
 def _divergence_message(prior, what: str, image: int, k: int, step: float, last_norm: float | None) -> str:
     hint = "lower the step"
@@ -282,7 +254,7 @@ def descend(
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     config = _config(prior, x0, step, record_every, with_q) if ckpt is not None else None
     if ckpt is not None and ckpt.exists():
-        state = _load_checkpoint(ckpt, config, n_steps)
+        state = load_resumable_state(ckpt, _CKPT_KIND, config, ("step_index", n_steps), "descent")
         if state is not None:
             k = int(state["step_index"])
             x = state["x"].to(device=x0.device, dtype=x0.dtype)

@@ -198,6 +198,36 @@ def training_images(
     raise ValueError(f"unknown training data source {source!r}: expected 'photographs', 'binary_digits' or 'mnist'")
 
 
+def unrelated_images(names: list[str], n: int, shape: tuple[int, int, int], seed: int) -> tuple[torch.Tensor, list[str]]:
+    """Paper scale: ``n`` "unrelated" descent starts (P Fig. 3) of a prior's shape (C, H, W) from
+    bundled photographs: photograph i mod len(names), a seeded square window (half to all of
+    its short side), resized anti-aliased to H×W; colour kept for C = 3 (grey replicated),
+    grey for C = 1. Deterministic in ``seed``."""
+    from .datasets import resize_center_crop
+
+    C, H, W = shape
+    if H != W:
+        raise ValueError(f"square images expected, got shape {shape}")
+    rng = np.random.default_rng(seed)
+    out, ids = [], []
+    for i in range(n):
+        name = names[i % len(names)]
+        img = np.asarray(BUNDLED_PHOTOGRAPHS[name]() if name in BUNDLED_PHOTOGRAPHS else load_photograph(name))
+        img = img[..., :3] if img.ndim == 3 else img
+        side = int(min(img.shape[:2]) * rng.uniform(0.5, 1.0))
+        r = int(rng.integers(0, img.shape[0] - side + 1))
+        c = int(rng.integers(0, img.shape[1] - side + 1))
+        crop = resize_center_crop(img[r : r + side, c : c + side], H)
+        if C == 1:
+            crop = to_gray_unit(crop) if crop.ndim == 3 else crop
+            crop = crop[..., None]
+        elif crop.ndim == 2:
+            crop = np.repeat(crop[..., None], C, axis=2)
+        out.append(torch.as_tensor(np.ascontiguousarray(crop), dtype=torch.float32).permute(2, 0, 1))
+        ids.append(f"{name}@{r},{c}+{side}")
+    return torch.stack(out), ids
+
+
 def resource_dir(resource: str, resource_root: str | Path) -> Path:
     """Where the download rule of ``resource`` put it (see prior_landscape.downloads)."""
     from .downloads import load_catalogue, resource_location

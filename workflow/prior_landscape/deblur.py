@@ -18,7 +18,8 @@ and, exactly as P writes it, the θ step and the returned image use the DR
 iterate x (the "shadow" z = D(x) is recorded alongside and returned as
 ``DeblurResult.denoised``). At demo scale D is the Tweedie denoiser of an
 analytic prior, D(x) = x + σ² ∇log p_σ(x) (:func:`tweedie_denoiser`); matching
-D = prox_{γ_x σ_y² q} suggests σ ≈ σ_y √γ_x. P uses DRUNet on the Köhler data.
+D = prox_{γ_x σ_y² q} suggests σ ≈ σ_y √γ_x. P uses DRUNet on the Köhler data
+(:func:`prior_landscape.denoisers.drunet_denoiser`).
 
 Convolutions are circular and the prox is the closed-form Fourier solve
 :func:`prior_landscape.posterior.fft_prox` (P: "a linear system resolution ...
@@ -45,7 +46,8 @@ is written atomically (:func:`prior_landscape.artefacts.atomic_output`) every
 ``checkpoint_every`` iterations and at the end, with a fingerprint of everything
 that defines the run except K (y, θ₀, hyper-parameters, kernel model, the
 prior when ``grad_potential``/``denoiser`` is a bound method of a prior, the
-references and the caller's ``fingerprint``). A later call with the same
+references and the caller's ``fingerprint``; a callable's own ``fingerprint`` attribute, e.g.
+the weights digest of :func:`prior_landscape.denoisers.drunet_denoiser`). A later call with the same
 configuration resumes from it; the result is bit-for-bit that of an
 uninterrupted run to K. Checkpoints of another configuration, past K, or
 unreadable are ignored with a warning and overwritten.
@@ -56,7 +58,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -65,6 +66,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .artefacts import load_resumable_state
 from .posterior import data_fit, fft_prox, kernel_otf
 
 __all__ = ["DeblurResult", "blind_deconvolution", "algorithm1", "algorithm2", "tweedie_denoiser"]
@@ -128,31 +130,9 @@ def _callable_fingerprint(fn) -> str | None:
         desc += "|" + _prior_fingerprint(owner)
     if hasattr(fn, "sigma"):
         desc += f"|sigma={fn.sigma!r}"
+    if getattr(fn, "fingerprint", None):  # e.g. a DRUNet denoiser: the digest of its weights
+        desc += f"|{fn.fingerprint}"
     return desc
-
-
-def _load_checkpoint(path: Path, config: dict, n_iter: int):
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is ignored
-        warnings.warn(f"deblur checkpoint {path} is unreadable ({err}); starting afresh", stacklevel=3)
-        return None
-    if not isinstance(state, dict) or state.get("kind") != _CKPT_KIND:
-        warnings.warn(f"{path} is not a deblur checkpoint; starting afresh and overwriting it", stacklevel=3)
-        return None
-    if state.get("config") != json.dumps(config, sort_keys=True):
-        warnings.warn(
-            f"deblur checkpoint {path} was made with a different configuration; starting afresh and overwriting it",
-            stacklevel=3,
-        )
-        return None
-    if int(state["iteration"]) > n_iter:
-        warnings.warn(
-            f"deblur checkpoint {path} is at iteration {int(state['iteration'])}, past K = {n_iter}; starting afresh",
-            stacklevel=3,
-        )
-        return None
-    return state
 
 
 # ------------------------------------------------------------------ driver
@@ -250,7 +230,9 @@ def blind_deconvolution(
         "caller": fingerprint or {},
     }
     if ckpt is not None and ckpt.exists():
-        state = _load_checkpoint(ckpt, config, n_iter)
+        state = load_resumable_state(
+            ckpt, _CKPT_KIND, json.dumps(config, sort_keys=True), ("iteration", n_iter), "deblur"
+        )
         if state is not None:
             k = int(state["iteration"])
             x = state["x"].to(y.dtype)

@@ -26,6 +26,8 @@ def priors_trained_on(source):
 NATURAL_PRIORS = priors_trained_on("photographs")
 # P §2.3 Fig. 8: binarized digits (scikit-learn's at demo scale, MNIST at paper scale)
 DIGIT_PRIORS = priors_trained_on("binary_digits") + priors_trained_on("mnist")
+# P Fig. 4: full Hessians (d × d) only where d allows (the paper: the 64-px priors)
+HESSIAN_PRIORS = config["hessian"].get("priors", NATURAL_PRIORS)
 
 
 def prior_config(wildcards):

@@ -90,7 +90,7 @@ rule fig01_to_fig03_critical_points:
 
 rule fig04_hessian_spectra:
     input:
-        expand(f"{RESULTS}/hessian/{{prior}}.parquet", prior=NATURAL_PRIORS),
+        expand(f"{RESULTS}/hessian/{{prior}}.parquet", prior=HESSIAN_PRIORS),
     output:
         png=report(f"{RESULTS}/figures/fig04.png", caption="../report/fig04.rst", category="P §2.2 Critical points"),
         pdf=f"{RESULTS}/figures/fig04.pdf",

@@ -3,7 +3,7 @@
 
 rule critical_points:
     input:
-        model=f"{RESULTS}/priors/{{prior}}/model.pt",
+        unpack(prior_inputs),
     output:
         summary=f"{RESULTS}/critical_points/{{prior}}/summary.parquet",
         trajectory=f"{RESULTS}/critical_points/{{prior}}/trajectory.parquet",
@@ -15,6 +15,8 @@ rule critical_points:
         seed=config["seed"],
         device=config["device"],
         source=lambda wc: training_data(wc.prior),
+        images=image_source,
+        resource_root=RESOURCE_ROOT,
         # resumable descent state, deliberately not an output: it survives a killed job
         state=f"{RESULTS}/critical_points/{{prior}}/descent_state.pt",
     log:
@@ -54,7 +56,7 @@ rule hessian_spectra:
 
 rule sample_prior:
     input:
-        model=f"{RESULTS}/priors/{{prior}}/model.pt",
+        unpack(prior_inputs),
     output:
         f"{RESULTS}/samples/{{prior}}.parquet",
     params:
@@ -63,6 +65,8 @@ rule sample_prior:
         seed=config["seed"],
         device=config["device"],
         source=lambda wc: training_data(wc.prior),
+        images=image_source,
+        resource_root=RESOURCE_ROOT,
     log:
         f"{RESULTS}/logs/sample_prior/{{prior}}.log",
     threads: 2

@@ -7,6 +7,7 @@
 # so the compute rules run on one thread and Snakemake runs them side by side.
 
 import re
+from pathlib import Path
 
 POSTERIOR_PRIORS = list(config["posterior"]["priors"])
 DEBLUR = config["deblur"]
@@ -20,10 +21,29 @@ def _check_prior(key, name):
 for _i, _p in enumerate(POSTERIOR_PRIORS):
     _check_prior(f"posterior.priors.{_i}", _p)
 _check_prior("deblur.prior", DEBLUR["prior"])
-_check_prior("deblur.kohler.prior", DEBLUR["kohler"]["prior"])
+KOHLER = DEBLUR["kohler"]
+# Fig. 13's denoiser: DRUNet weights of the catalogue (paper), else the Tweedie denoiser of a prior
+KOHLER_DENOISER = KOHLER.get("denoiser")
+# Fig. 13's data: real Köhler shots (paper), else the bundled-photograph stand-in
+KOHLER_DATA = KOHLER.get("data")
+KOHLER_PRIOR = None if KOHLER_DENOISER else KOHLER["prior"]  # with DRUNet, `prior` is unused
+if KOHLER_PRIOR is not None:
+    _check_prior("deblur.kohler.prior", KOHLER_PRIOR)
+
+
+def _check_kohler_resources():
+    from prior_landscape.config import ConfigError
+
+    for key, section in (("denoiser", KOHLER_DENOISER), ("data", KOHLER_DATA)):
+        if section and section["resource"] not in CATALOGUE:
+            raise ConfigError(f"deblur.kohler.{key}.resource: unknown resource {section['resource']!r} "
+                              f"(known: {', '.join(CATALOGUE)})")
+
+
+_check_kohler_resources()
 
 # one deblurring case per Zernike noise level (Figs. 11, 14), the simplex kernels
-# (Figs. 12, 15) and the Köhler stand-in (Fig. 13)
+# (Figs. 12, 15) and the Köhler case (Fig. 13: real shots at paper scale, a stand-in in the demo)
 ZERNIKE_CASES = [f"zernike-{s:g}" for s in DEBLUR["zernike"]["noise_levels"]]
 DEBLUR_CASES = ZERNIKE_CASES + ["simplex", "kohler"]
 
@@ -41,17 +61,50 @@ def deblur_setup(wildcards):
         return {"case": case, "kind": "simplex", "prior": DEBLUR["prior"], "images": DEBLUR["images"],
                 "sigma_y": DEBLUR["simplex"]["sigma_y"], "model": DEBLUR["simplex"],
                 "zernike": {k: DEBLUR["zernike"][k] for k in ("fc", "pupil_size", "zernike_index")}, **shared}
-    return {"case": case, "kind": "kohler", "prior": DEBLUR["kohler"]["prior"], "sigma_y": DEBLUR["kohler"]["sigma_y"],
-            "model": DEBLUR["kohler"], **shared}
+    return {"case": case, "kind": "kohler", "prior": KOHLER_PRIOR, "sigma_y": KOHLER["sigma_y"],
+            "model": KOHLER, **shared}
 
 
-def deblur_model(wildcards):
-    return f"{RESULTS}/priors/{deblur_setup(wildcards)['prior']}/model.pt"
+# the ground-truth kernels of the Köhler shots: a manual resource, used when in place (an input
+# then, so that placing them later reruns the case), never required
+KOHLER_KERNELS = "kohler2012-kernels"
+
+
+def _kohler_kernels_in_place():
+    return KOHLER_KERNELS in CATALOGUE and all(Path(f).is_dir() for f in resource_files(KOHLER_KERNELS))
+
+
+def deblur_inputs(wildcards):
+    """The case's prior, and (paper scale) the dataset its images come from; for the Köhler case
+    with a DRUNet denoiser its weights, and with real data the Köhler shots (and their kernels
+    when in place)."""
+    setup = deblur_setup(wildcards)
+    inputs = inputs_of_prior(setup["prior"]) if setup["prior"] is not None else {}
+    if setup["kind"] == "kohler":
+        if KOHLER_DENOISER:
+            inputs["denoiser"] = resource_files(KOHLER_DENOISER["resource"])
+        if KOHLER_DATA:
+            inputs["kohler"] = resource_files(KOHLER_DATA["resource"])
+            if _kohler_kernels_in_place():
+                inputs["kernels"] = resource_files(KOHLER_KERNELS)
+    return inputs
+
+
+def deblur_images(wildcards):
+    prior = deblur_setup(wildcards)["prior"]
+    return None if prior is None else config["priors"][prior].get("images")
+
+
+def deblur_denoiser(wildcards):
+    """Where the Köhler case reads its DRUNet weights (None: the Tweedie denoiser of its prior)."""
+    if deblur_setup(wildcards)["kind"] != "kohler" or not KOHLER_DENOISER:
+        return None
+    return resource_path(KOHLER_DENOISER["resource"])
 
 
 rule posterior_profiles:
     input:
-        model=f"{RESULTS}/priors/{{prior}}/model.pt",
+        unpack(prior_inputs),
     output:
         noiseless=f"{RESULTS}/posterior/{{prior}}/noiseless.parquet",
         noisy=f"{RESULTS}/posterior/{{prior}}/noisy.parquet",
@@ -64,6 +117,8 @@ rule posterior_profiles:
         potential=config["potential"],
         data=config["data"],
         device=config["device"],
+        images=image_source,
+        resource_root=RESOURCE_ROOT,
     log:
         f"{RESULTS}/logs/posterior_profiles/{{prior}}.log",
     benchmark:
@@ -79,7 +134,7 @@ rule posterior_profiles:
 
 rule deblur_runs:
     input:
-        model=deblur_model,
+        unpack(deblur_inputs),
     output:
         trajectory=f"{RESULTS}/deblur/{{case}}/trajectory.parquet",
         metrics=f"{RESULTS}/deblur/{{case}}/metrics.parquet",
@@ -90,6 +145,9 @@ rule deblur_runs:
         setup=deblur_setup,
         data=config["data"],
         device=config["device"],
+        images=deblur_images,
+        denoiser=deblur_denoiser,
+        resource_root=RESOURCE_ROOT,
         # resumable state, deliberately not an output: it survives a killed job
         state=f"{RESULTS}/deblur/{{case}}/state.pt",
     log:

@@ -44,13 +44,22 @@ def _check_resources():
 _check_resources()
 
 
-def prior_inputs(wildcards):
+def inputs_of_prior(prior):
     """A rule's inputs about one prior: its model file, and (paper scale) the dataset its images come from."""
-    cfg = config["priors"][wildcards.prior]
-    inputs = {"model": f"{RESULTS}/priors/{wildcards.prior}/model.pt"}
+    cfg = config["priors"][prior]
+    inputs = {"model": f"{RESULTS}/priors/{prior}/model.pt"}
     if "images" in cfg:
         inputs["images"] = resource_files(cfg["images"]["resource"])
     return inputs
+
+
+def prior_inputs(wildcards):
+    return inputs_of_prior(wildcards.prior)
+
+
+def image_source(wildcards):
+    """A prior's ``images`` (paper scale: its dataset, read by prior_landscape.data.prior_images), or None."""
+    return config["priors"][wildcards.prior].get("images")
 
 
 def training_inputs(wildcards):

@@ -30,7 +30,7 @@ rule likelihood_sweep:
         data=config["data"],
         device=config["device"],
         source=lambda wc: training_data(wc.prior),
-        images=lambda wc: config["priors"][wc.prior].get("images"),
+        images=image_source,
         resource_root=RESOURCE_ROOT,
     log:
         f"{RESULTS}/logs/likelihood_sweep/{{prior}}.log",
@@ -38,7 +38,8 @@ rule likelihood_sweep:
         f"{RESULTS}/benchmarks/likelihood_sweep/{{prior}}.tsv"
     threads: 2
     resources:
-        mem_mb=4000,
+        # every blurred image is held at once (paper: 100 × 4 × 11 images of 3×256×256, ≈ 3.5 GB, twice)
+        mem_mb=32000 if config["scale"] == "paper" else 4000,
         runtime=240,
         gpu=1 if config["scale"] == "paper" else 0,
     script:
@@ -56,7 +57,7 @@ rule measure_prior_cost:
         data=config["data"],
         device=config["device"],
         seed=config["seed"],
-        images=lambda wc: config["priors"][wc.prior].get("images"),
+        images=image_source,
         resource_root=RESOURCE_ROOT,
     log:
         f"{RESULTS}/logs/measure_prior_cost/{{prior}}.log",

@@ -8,7 +8,14 @@ import torch
 
 from prior_landscape.artefacts import write_table
 from prior_landscape.critical_points import choose_step, descend, white_noise_starts
-from prior_landscape.data import crop_positions, extract_crops, load_photographs, training_images
+from prior_landscape.data import (
+    crop_positions,
+    extract_crops,
+    load_photographs,
+    prior_images,
+    training_images,
+    unrelated_images,
+)
 from prior_landscape.potential import potential_batched
 from prior_landscape.priors import load_prior
 from prior_landscape.runtime import start_job
@@ -21,18 +28,25 @@ prior = load_prior(sm.input.model, job.device)
 n, size = cfg["n_per_group"], p.data["crop_size"]
 
 # the three start groups of P Fig. 3
-train = training_images(p.source, p.data, p.seed)
-pick = np.random.default_rng(cfg["seed"]).choice(len(train), n, replace=False)
-unrelated_photos = load_photographs(cfg["unrelated"], p.data["downscale"])
-unrelated_crops = crop_positions(unrelated_photos, n, size, cfg["seed"], min_std=0.05)
+if p.images:  # paper scale: the prior's own dataset, and bundled photographs at its resolution
+    train_x, train_ids = prior_images(p.images, p.resource_root, n, cfg["seed"])
+    unrelated_x, unrelated_ids = unrelated_images(cfg["unrelated"], n, prior.image_shape, cfg["seed"])
+else:  # demo: crops of the training photographs (or digits) and of unrelated photographs
+    train = training_images(p.source, p.data, p.seed)
+    pick = np.random.default_rng(cfg["seed"]).choice(len(train), n, replace=False)
+    train_x, train_ids = train[pick], [f"{p.source}[{i}]" for i in pick]
+    unrelated_photos = load_photographs(cfg["unrelated"], p.data["downscale"])
+    unrelated_crops = crop_positions(unrelated_photos, n, size, cfg["seed"], min_std=0.05)
+    unrelated_x = extract_crops(unrelated_photos, unrelated_crops)
+    unrelated_ids = [f"{c.image}@{c.row},{c.col}" for c in unrelated_crops]
 groups = {
-    "training set": train[pick],
-    "unrelated images": extract_crops(unrelated_photos, unrelated_crops),
+    "training set": train_x,
+    "unrelated images": unrelated_x,
     "white noise": white_noise_starts(n, prior.image_shape, cfg["noise"]["mean"], cfg["noise"]["std"], cfg["seed"]),
 }
 x0 = torch.cat(list(groups.values())).to(job.device)
 labels = np.repeat(list(groups), n)
-sources = [f"{p.source}[{i}]" for i in pick] + [f"{c.image}@{c.row},{c.col}" for c in unrelated_crops] + [f"noise-{i}" for i in range(n)]
+sources = [*train_ids, *unrelated_ids, *(f"noise-{i}" for i in range(n))]
 
 step = choose_step(prior, x0, cfg["step"])
 job.log.info("descent step %.3g for %d starts, %d steps", step, len(x0), cfg["n_steps"])

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from prior_landscape.artefacts import write_table
-from prior_landscape.data import blurred_crops, crop_positions, extract_crops, load_photographs
+from prior_landscape.data import blurred_crops, crop_positions, extract_crops, load_photographs, prior_images
 from prior_landscape.deblur import blind_deconvolution, tweedie_denoiser
 from prior_landscape.kernels import (
     SimplexKernel,
@@ -43,6 +43,7 @@ if kind == "kohler":
     photos = load_photographs(m["photographs"], p.data["downscale"])
     specs = crop_positions(photos, len(photos), size, seed, margin=k, min_std=0.1)
     x = extract_crops(photos, specs).to(DT)
+    sources = [f"{c.image}@{c.row},{c.col}" for c in specs]
     h_bar = torch.stack([random_motion_kernel(k, seed + i, m["motion"]["length_scale"], m["motion"]["sigma"])
                          for i in range(len(specs))])
     if m["padding"] == "circular":
@@ -53,10 +54,15 @@ if kind == "kohler":
     inits = {"large": simplex_initialisation(k, "large")}  # P: the uniform kernel
     small_ref = None
 else:
-    photos = load_photographs(p.data["photographs"]["heldout"], p.data["downscale"])
-    specs = crop_positions(photos, s["images"]["n"], size, seed, min_std=s["images"]["min_crop_std"])
-    x = extract_crops(photos, specs).to(DT)
-    B = len(specs)
+    if p.images:  # paper scale: images of the prior's dataset (P: FFHQ-256)
+        x, sources = prior_images(p.images, p.resource_root, s["images"]["n"], seed)
+        x = x.to(DT)
+    else:
+        photos = load_photographs(p.data["photographs"]["heldout"], p.data["downscale"])
+        specs = crop_positions(photos, s["images"]["n"], size, seed, min_std=s["images"]["min_crop_std"])
+        x = extract_crops(photos, specs).to(DT)
+        sources = [f"{c.image}@{c.row},{c.col}" for c in specs]
+    B = len(x)
     if kind == "zernike":
         model, family = ZernikeKernel(k, m["zernike_index"], m["fc"], m["pupil_size"]), "zernike"
         theta_bar = torch.tensor(m["theta_bar"], dtype=DT)[torch.arange(B) % len(m["theta_bar"])]
@@ -87,7 +93,7 @@ inits = {n: (t.expand(B, *t.shape) if t.dim() == len(model.param_shape) else t) 
 # ---------------------------------------------------- every init in one batch
 names = list(inits)
 runs = pd.DataFrame({"run": range(len(names) * B), "init": np.repeat(names, B), "image": np.tile(np.arange(B), len(names)),
-                     "source": [f"{c.image}@{c.row},{c.col}" for c in specs] * len(names)})
+                     "source": sources * len(names)})
 theta0 = torch.cat([inits[n] for n in names]).to(DT)
 rep = lambda t: t.repeat(len(names), *([1] * (t.dim() - 1)))  # noqa: E731
 y_all, x_all, h_all = rep(y), rep(x), rep(h_bar)

@@ -9,7 +9,7 @@ from prior_landscape.artefacts import write_table
 from prior_landscape.blur import kernel, kernel_stack
 from prior_landscape.config import theta_grid
 from prior_landscape.critical_points import choose_step
-from prior_landscape.data import crop_positions, extract_crops, load_photographs
+from prior_landscape.data import crop_positions, extract_crops, load_photographs, prior_images
 from prior_landscape.posterior import (
     fft_blur,
     minimise_image,
@@ -41,10 +41,16 @@ def q_of(x):
     return torch.as_tensor(r.q, dtype=torch.float64, device=x.device)
 
 
-# x̄ from the data: held-out textured crops; and the critical points reached from them
-photos = load_photographs(p.data["photographs"]["heldout"], p.data["downscale"])
-specs = crop_positions(photos, cfg["n_images"], p.data["crop_size"], cfg["seed"], min_std=cfg["min_crop_std"])
-x_data = extract_crops(photos, specs).to(job.device, DT)
+# x̄ from the data: held-out textured crops (paper scale: images of the prior's dataset, P: FFHQ);
+# and the critical points reached from them
+if p.images:
+    x_data, sources = prior_images(p.images, p.resource_root, cfg["n_images"], cfg["seed"])
+    x_data = x_data.to(job.device, DT)
+else:
+    photos = load_photographs(p.data["photographs"]["heldout"], p.data["downscale"])
+    specs = crop_positions(photos, cfg["n_images"], p.data["crop_size"], cfg["seed"], min_std=cfg["min_crop_std"])
+    x_data = extract_crops(photos, specs).to(job.device, DT)
+    sources = [f"{s.image}@{s.row},{s.col}" for s in specs]
 cp = cfg["critical_points"]
 step_q = choose_step(prior, x_data, cp["step"])
 # gradient descent with momentum on q alone: ℓ with a zero kernel has no data term
@@ -56,7 +62,7 @@ points = []
 for name, x in sets.items():
     gn = prior.grad_potential(x).flatten(1).norm(dim=1).double().cpu().numpy()
     points.append(pd.DataFrame({
-        "x_bar": name, "image": range(len(x)), "source": [f"{s.image}@{s.row},{s.col}" for s in specs],
+        "x_bar": name, "image": range(len(x)), "source": sources,
         "q": q_of(x).cpu().numpy(), "grad_norm": gn,
         "relative_distance": ((x - x_data).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)).cpu().numpy(),
         "pixels": list(x.flatten(1).cpu().numpy().astype(np.float32)),

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 
 from prior_landscape.artefacts import write_table
-from prior_landscape.data import training_images
+from prior_landscape.data import prior_images, training_images
 from prior_landscape.priors import load_prior
 from prior_landscape.runtime import start_job
 from prior_landscape.sampling import sample_reverse_sde
@@ -14,8 +14,11 @@ cfg = sm.params.sampling
 job = start_job(sm, {"sampling": cfg}, {"seed": cfg["seed"]}, sm.params.device)
 prior = load_prior(sm.input.model, job.device)
 n = cfg["n_samples"]
-true = training_images(sm.params.source, sm.params.data, sm.params.seed)
-true = true[np.random.default_rng(cfg["seed"]).choice(len(true), n, replace=False)]
+if sm.params.images:  # paper scale: the prior's own dataset (binarized MNIST)
+    true, _ = prior_images(sm.params.images, sm.params.resource_root, n, cfg["seed"])
+else:
+    true = training_images(sm.params.source, sm.params.data, sm.params.seed)
+    true = true[np.random.default_rng(cfg["seed"]).choice(len(true), n, replace=False)]
 generated = sample_reverse_sde(prior, n, cfg["n_steps"], cfg["seed"], job.device).cpu()
 flat = lambda x: list(x.reshape(n, -1).numpy().astype(np.float32))  # noqa: E731
 C, H, W = prior.image_shape

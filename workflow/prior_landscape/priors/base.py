@@ -62,6 +62,38 @@ class DiffusionPrior(abc.ABC):
         return self
 
 
+class NetworkPrior(DiffusionPrior):
+    """A prior computed by a neural network ``self.net``: kept in eval mode with
+    ``requires_grad`` off on its weights (gradients flow to the input only);
+    ``to`` takes a device or a dtype (``prior.to(torch.float64)`` for Hessians)."""
+
+    net: torch.nn.Module
+
+    def _setup(self, net: torch.nn.Module) -> None:
+        self.net = net.eval()
+        self.net.requires_grad_(False)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.net.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or tuple(x.shape[1:]) != tuple(self.image_shape):
+            raise ValueError(f"x must have shape (B, {', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}")
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.net.parameters())
+
+    def to(self, device_or_dtype) -> "NetworkPrior":
+        """Move to a device and/or dtype (``prior.to("cuda")``, ``prior.to(torch.float64)``)."""
+        self.net.to(device_or_dtype)
+        return self
+
+
 def sigma_batch(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
     """Broadcast a noise level to shape (B,) on x's device and dtype."""
     sigma = torch.as_tensor(sigma, device=x.device, dtype=x.dtype)

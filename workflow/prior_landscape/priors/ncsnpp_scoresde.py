@@ -293,8 +293,11 @@ class _Attention(nn.Module):
         return (x + h) / math.sqrt(2.0) if self.skip_rescale else x + h
 
 
-class _ResBlockBigGAN(nn.Module):
-    def __init__(self, act, c_in, c_out, temb_dim, up, down, fir, fir_kernel, skip_rescale):
+class _ResBlockLayers(nn.Module):
+    """The layers both residual blocks share, under score_sde's names (the checkpoint's keys):
+    GroupNorm → act → Conv_0 (+ Dense_0 of the time embedding) → GroupNorm → act → Conv_1."""
+
+    def __init__(self, act, c_in, c_out, temb_dim, skip_rescale):
         super().__init__()
         c_out = c_out or c_in
         self.GroupNorm_0 = _group_norm(c_in)
@@ -302,12 +305,26 @@ class _ResBlockBigGAN(nn.Module):
         self.Dense_0 = nn.Linear(temb_dim, c_out)
         self.GroupNorm_1 = _group_norm(c_out)
         self.Conv_1 = _conv(c_out, c_out, 3)
+        self.act, self.c_in, self.c_out, self.skip_rescale = act, c_in, c_out, skip_rescale
+
+    def _residual(self, h, temb):
+        """Conv_0 output h → the residual branch's output."""
+        if temb is not None:
+            h = h + self.Dense_0(self.act(temb))[:, :, None, None]
+        return self.Conv_1(self.act(self.GroupNorm_1(h)))
+
+    def _sum(self, x, h):
+        return (x + h) / math.sqrt(2.0) if self.skip_rescale else x + h
+
+
+class _ResBlockBigGAN(_ResBlockLayers):
+    def __init__(self, act, c_in, c_out, temb_dim, up, down, fir, fir_kernel, skip_rescale):
+        super().__init__(act, c_in, c_out, temb_dim, skip_rescale)
+        c_out = self.c_out
         if c_in != c_out or up or down:
             self.Conv_2 = _conv(c_in, c_out, 1)
-        self.act, self.up, self.down = act, up, down
+        self.up, self.down = up, down
         self.fir, self.fir_kernel = fir, tuple(fir_kernel)
-        self.c_in, self.c_out = c_in, c_out
-        self.skip_rescale = skip_rescale
 
     def _resample(self, t):
         if self.up:
@@ -319,36 +336,23 @@ class _ResBlockBigGAN(nn.Module):
     def forward(self, x, temb=None):
         h = self._resample(self.act(self.GroupNorm_0(x)))
         x = self._resample(x)
-        h = self.Conv_0(h)
-        if temb is not None:
-            h = h + self.Dense_0(self.act(temb))[:, :, None, None]
-        h = self.Conv_1(self.act(self.GroupNorm_1(h)))
+        h = self._residual(self.Conv_0(h), temb)
         if self.c_in != self.c_out or self.up or self.down:
             x = self.Conv_2(x)
-        return (x + h) / math.sqrt(2.0) if self.skip_rescale else x + h
+        return self._sum(x, h)
 
 
-class _ResBlockDDPM(nn.Module):
+class _ResBlockDDPM(_ResBlockLayers):
     def __init__(self, act, c_in, c_out, temb_dim, skip_rescale):
-        super().__init__()
-        c_out = c_out or c_in
-        self.GroupNorm_0 = _group_norm(c_in)
-        self.Conv_0 = _conv(c_in, c_out, 3)
-        self.Dense_0 = nn.Linear(temb_dim, c_out)
-        self.GroupNorm_1 = _group_norm(c_out)
-        self.Conv_1 = _conv(c_out, c_out, 3)
-        if c_in != c_out:
-            self.NIN_0 = _NIN(c_in, c_out)
-        self.act, self.c_out, self.skip_rescale = act, c_out, skip_rescale
+        super().__init__(act, c_in, c_out, temb_dim, skip_rescale)
+        if c_in != self.c_out:
+            self.NIN_0 = _NIN(c_in, self.c_out)
 
     def forward(self, x, temb=None):
-        h = self.Conv_0(self.act(self.GroupNorm_0(x)))
-        if temb is not None:
-            h = h + self.Dense_0(self.act(temb))[:, :, None, None]
-        h = self.Conv_1(self.act(self.GroupNorm_1(h)))
+        h = self._residual(self.Conv_0(self.act(self.GroupNorm_0(x))), temb)
         if x.shape[1] != self.c_out:
             x = self.NIN_0(x)
-        return (x + h) / math.sqrt(2.0) if self.skip_rescale else x + h
+        return self._sum(x, h)
 
 
 class _Resample(nn.Module):

@@ -57,7 +57,7 @@ import torch
 from torch import nn
 
 from ..schedules import EDMSchedule, ScaledSchedule, VESchedule, schedule_from_config
-from .base import DiffusionPrior, sigma_batch
+from .base import DiffusionPrior, NetworkPrior, sigma_batch
 from .checkpoints import EDMDenoiser, EDMNetworkSpec, build_edm_network, load_edm_pickle, load_score_sde_checkpoint
 from .ncsnpp_scoresde import FFHQ256_NCSNPP_CONTINUOUS, ScoreSDENCSNpp, ScoreSDENCSNppConfig
 
@@ -79,35 +79,10 @@ PAPER_T_EPS = 1e-3
 EDM_SIGMA_MAX = 80.0
 
 
-class _NetworkPrior(DiffusionPrior):
-    """Shared plumbing: network in eval mode without weight gradients, dtype/device moves."""
+class _NetworkPrior(NetworkPrior):
+    """A released network: its own pixel scale (``data_range``) and conversion to our file format."""
 
     data_range: tuple[float, float]
-    net: nn.Module
-
-    def _setup(self, net: nn.Module):
-        self.net = net.eval()
-        self.net.requires_grad_(False)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.net.parameters()).dtype
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.net.parameters()).device
-
-    def _check(self, x: torch.Tensor):
-        if x.ndim != 4 or tuple(x.shape[1:]) != tuple(self.image_shape):
-            raise ValueError(f"x must have shape (B, {', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}")
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.net.parameters())
-
-    def to(self, device_or_dtype) -> "_NetworkPrior":
-        """Move to a device and/or dtype (``prior.to("cuda")``, ``prior.to(torch.float64)``)."""
-        self.net.to(device_or_dtype)
-        return self
 
     # ------------------------------------------------------------- image scale
     @property

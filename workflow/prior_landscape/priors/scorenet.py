@@ -79,7 +79,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..schedules import VESchedule, schedule_from_config
-from .base import DiffusionPrior, sigma_batch
+from .base import NetworkPrior, sigma_batch
 
 __all__ = [
     "DEMO_NET_KWARGS",
@@ -230,18 +230,9 @@ class ScoreUNet(nn.Module):
         return -xc / total + (self.sigma_data / s) * torch.rsqrt(total) * out
 
 
-def _num_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 # ======================================================================= prior
-class ScoreNetworkPrior(DiffusionPrior):
-    """A trained :class:`ScoreUNet` on a VE schedule, behind the DiffusionPrior interface.
-
-    The network is kept in eval mode with ``requires_grad`` off on its weights:
-    gradients flow to the input x only. ``to`` accepts a device or a dtype
-    (``prior.to(torch.float64)`` for double-precision Hessian checks).
-    """
+class ScoreNetworkPrior(NetworkPrior):
+    """A trained :class:`ScoreUNet` on a VE schedule, behind the DiffusionPrior interface."""
 
     def __init__(
         self,
@@ -256,35 +247,18 @@ class ScoreNetworkPrior(DiffusionPrior):
         div = 2 ** (net.levels - 1)
         if image_shape[1] % div or image_shape[2] % div:
             raise ValueError(f"image height and width must be divisible by {div}, got {image_shape}")
-        self.net = net.eval()
-        self.net.requires_grad_(False)
+        self._setup(net)
         self.schedule = schedule
         self.image_shape = tuple(int(s) for s in image_shape)
         self.name = name
         self.metadata = dict(metadata or {})
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.net.parameters()).dtype
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.net.parameters()).device
-
     def score(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         """s_θ(x, σ) ≈ ∇log p_σ(x); computed in the network's dtype, returned in x's."""
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(f"x must have shape (B, {', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}")
+        self._check(x)
         sig = sigma_batch(sigma, x)
         out = self.net(x.to(self.dtype), sig.to(self.dtype))
         return out.to(x.dtype)
-
-    def num_parameters(self) -> int:
-        return _num_params(self.net)
-
-    def to(self, device_or_dtype) -> "ScoreNetworkPrior":
-        self.net.to(device_or_dtype)
-        return self
 
     def save(self, path: str | Path) -> None:
         """Write the prior (atomically) as a ``kind="score_network"`` torch checkpoint."""

@@ -1,0 +1,154 @@
+"""Learned denoisers for Algorithm 2 (P Appendix B, Fig. 13): DRUNet (Zhang et al., DPIR) as
+distributed by deepinv, used as the proximal operator of an image prior.
+
+P treats the pre-trained DRUNet as prox_{γ_x σ_y² q} and runs Douglas–Rachford on the image
+(:func:`prior_landscape.deblur.blind_deconvolution` with ``method="douglas_rachford"``):
+``drunet_denoiser(load_drunet(path), sigma)`` is the ``denoiser`` callable it takes.
+
+Channels. The workflow reads the Köhler shots with the network's own channel count
+(``deblur.kohler.denoiser.channels``), so images and weights normally match. Otherwise
+:func:`drunet_denoiser` adapts, and says how in its docstring: a grey image given to a
+colour DRUNet is replicated on the three channels and the three outputs are averaged (the
+demo's grey stand-in photographs with ``drunet-color``); a colour image given to a grey
+DRUNet is denoised channel by channel. Any other mismatch is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["load_drunet", "drunet_denoiser", "drunet_channels", "state_dict_digest", "DRUNET_NC"]
+
+DRUNET_NC = (64, 128, 256, 512)  # deepinv's (and the released weights') widths
+_MULTIPLE = 8  # DRUNet downsamples three times by 2
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def state_dict_digest(net: torch.nn.Module) -> str:
+    """sha256 of a network's state dict (names, shapes, dtypes and values)."""
+    h = hashlib.sha256()
+    for name, t in sorted(net.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def load_drunet(
+    path: str | Path,
+    *,
+    channels: int = 3,
+    nc: Sequence[int] = DRUNET_NC,
+    device: str | torch.device = "cpu",
+) -> torch.nn.Module:
+    """DRUNet with the weights file ``path`` (a state dict, e.g. deepinv's
+    ``drunet_deepinv_color_finetune_22k.pth``: catalogue entries drunet-color / drunet-gray),
+    ``channels`` in and out (+ deepinv's noise-level map), widths ``nc``; in eval mode, its
+    weights frozen (no grad), on ``device``.
+
+    The returned module carries ``weights_path`` and ``weights_sha256`` (the file's digest:
+    :func:`drunet_denoiser` puts it in checkpoint fingerprints). Weights that do not fit the
+    architecture (another ``nc`` or ``channels``), or a file that is not a state dict, raise a
+    ValueError naming the file.
+    """
+    from deepinv.models import DRUNet
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"DRUNet weights {path} do not exist (download them: snakemake downloads)")
+    if channels not in (1, 3):
+        raise ValueError(f"DRUNet channels must be 1 or 3, got {channels}")
+    nc = [int(c) for c in nc]
+    if len(nc) != 4 or min(nc) < 1:
+        raise ValueError(f"DRUNet nc must be 4 positive widths, got {nc}")
+    arch = f"DRUNet(in_channels={channels}, out_channels={channels}, nc={nc})"
+    try:
+        net = DRUNet(in_channels=channels, out_channels=channels, nc=nc, pretrained=str(path))
+    except RuntimeError as err:
+        msg = " ".join(str(err).strip().split())
+        if "state_dict" in msg or "size mismatch" in msg or "key(s)" in msg:  # load_state_dict(strict=True)
+            raise ValueError(f"the DRUNet weights {path} do not fit {arch} (check deblur.kohler.denoiser.channels "
+                             f"and nc): {msg[:600]}") from err
+        raise ValueError(f"the DRUNet weights {path} could not be read as a state dict: {msg[:600]}") from err
+    except Exception as err:  # noqa: BLE001 - torch.load of a file that is no state dict fails in many ways
+        raise ValueError(f"the DRUNet weights {path} could not be read as a state dict: {err}") from err
+    net.eval()
+    net.requires_grad_(False)
+    net.to(device)
+    net.weights_path = str(path)
+    net.weights_sha256 = _file_sha256(path)
+    return net
+
+
+def drunet_channels(net: torch.nn.Module) -> int:
+    """The image channels a DRUNet takes (its head sees them plus the noise-level map)."""
+    return int(net.m_head.weight.shape[1]) - 1
+
+
+def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
+    H, W = x.shape[-2:]
+    ph, pw = (-H) % multiple, (-W) % multiple
+    if ph == 0 and pw == 0:
+        return x, H, W
+    # reflect needs the pad below the size; tiny images fall back to replicate
+    mode = "reflect" if ph < H and pw < W else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode), H, W
+
+
+def drunet_denoiser(net: torch.nn.Module, sigma: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """D(x) = net(x, σ) for x [B, C, H, W] in [0, 1]-scale images, for Algorithm 2.
+
+    H and W are padded at the bottom/right to a multiple of 8 (reflect; replicate when an image
+    is smaller than the pad) and the output is cropped back: DRUNet downsamples three times.
+    The network runs on its own device and dtype (float32); the result comes back on x's.
+    Channels: see the module docstring (grey x with a colour net: replicate, then average;
+    colour x with a grey net: channel by channel).
+
+    The callable carries ``.sigma``, ``.net`` and ``.fingerprint`` (architecture, σ and the
+    sha256 of the weights file, or of the state dict when the net was not loaded from a file):
+    :func:`prior_landscape.deblur.blind_deconvolution` puts it in its checkpoint fingerprint, so
+    a resumed run with other weights starts afresh.
+    """
+    if not sigma > 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    sigma = float(sigma)
+    c_net = drunet_channels(net)
+    param = next(net.parameters())
+    digest = getattr(net, "weights_sha256", None) or f"state:{state_dict_digest(net)}"
+
+    def denoise(x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:
+            raise ValueError(f"x must be (B, C, H, W), got {tuple(x.shape)}")
+        B, C = x.shape[:2]
+        v = x.to(device=param.device, dtype=param.dtype)
+        if C == c_net:
+            inp = v
+        elif C == 1 and c_net == 3:
+            inp = v.expand(B, 3, *v.shape[-2:])
+        elif c_net == 1:
+            inp = v.reshape(B * C, 1, *v.shape[-2:])
+        else:
+            raise ValueError(f"a {c_net}-channel DRUNet cannot denoise {C}-channel images")
+        padded, H, W = _pad_to_multiple(inp, _MULTIPLE)
+        with torch.no_grad():
+            out = net(padded, sigma)[..., :H, :W]
+        if C != c_net:
+            out = out.mean(1, keepdim=True) if c_net == 3 else out.reshape(B, C, H, W)
+        return out.to(device=x.device, dtype=x.dtype)
+
+    denoise.sigma = sigma
+    denoise.net = net
+    denoise.fingerprint = f"drunet|channels={c_net}|weights={digest}"
+    return denoise
