@@ -40,6 +40,25 @@ def test_bad_values_are_named(config, edit, message):
         validate_config(bad)
 
 
+def test_kohler_drunet_and_real_data_keys():
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    validate_config(paper)
+    kohler = paper["deblur"]["kohler"]
+    assert kohler["denoiser"]["kind"] == "drunet" and "prior" not in kohler  # DRUNet: no prior needed
+    assert kohler["data"]["shots"] == [[1, 1], [2, 6], [3, 5]]  # P Fig. 13's shots
+    for edit, message in [
+        (lambda k: k.pop("denoiser"), r"deblur\.kohler: 'prior' is a required property"),
+        (lambda k: k.pop("data"), r"deblur\.kohler: 'photographs' is a required property"),
+        (lambda k: k["data"].update(shots=[[5, 1]]), r"deblur\.kohler\.data\.shots\.0\.0: 5 is greater than"),
+        (lambda k: k["denoiser"].update(channels=2), r"deblur\.kohler\.denoiser\.channels: 2 is not one of"),
+        (lambda k: k["denoiser"].update(nc=[8, 16]), r"deblur\.kohler\.denoiser\.nc: \[8, 16\] is too short"),
+    ]:
+        bad = copy.deepcopy(paper)
+        edit(bad["deblur"]["kohler"])
+        with pytest.raises(ConfigError, match=message):
+            validate_config(bad)
+
+
 def test_theta_grid_is_the_papers():
     grid = theta_grid({"start": 0, "stop": 5, "num": 11})
     assert grid[0] == 0 and grid[-1] == 5 and len(grid) == 11

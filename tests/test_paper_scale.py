@@ -141,6 +141,8 @@ def _used_resources() -> list[str]:
         ids += [cfg["resource"]] if "resource" in cfg else []
         ids += [cfg["images"]["resource"]] if "images" in cfg else []
         ids += ["mnist"] if cfg.get("training_data") == "mnist" else []
+    kohler = PAPER["deblur"]["kohler"]  # Fig. 13: DRUNet weights and the Köhler shots
+    ids += [kohler[key]["resource"] for key in ("denoiser", "data") if key in kohler]
     return list(dict.fromkeys(ids))
 
 

@@ -100,7 +100,7 @@ FIGURE_INPUTS: dict[str, dict[str, list[str]]] = {
         "outputs": ["results/figures/fig12.png"],
         "inputs": [f"results/deblur/simplex/{k}.parquet" for k in ("metrics", "images", "trajectory")],
     },
-    "fig13_kohler_standin": {
+    "fig13_kohler": {
         "outputs": ["results/figures/fig13.png"],
         "inputs": [f"results/deblur/kohler/{k}.parquet" for k in ("metrics", "images", "trajectory")],
     },

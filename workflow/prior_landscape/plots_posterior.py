@@ -308,21 +308,38 @@ def plot_simplex_cases(metrics: pd.DataFrame, images: pd.DataFrame, init: str = 
     return fig
 
 
-def plot_kohler(metrics: pd.DataFrame, images: pd.DataFrame, trajectory: pd.DataFrame, n_show: int = 8):
-    """P Fig. 13 (demo stand-in): blurry images and true kernels (top), deblurred images and
-    estimated kernels (middle), the estimated kernel along the iterations (bottom rows)."""
+def _image(row, col: str) -> np.ndarray:
+    """An image of the images table, grey (H, W) or colour (H, W, 3) clipped to [0, 1]."""
+    a = np.asarray(row[col], dtype=np.float32)
+    h, w = int(row.height), int(row.width)
+    c = a.size // (h * w)
+    img = a.reshape(c, h, w)
+    return img[0] if c == 1 else np.clip(img.transpose(1, 2, 0), 0.0, 1.0)
+
+
+def plot_kohler(metrics: pd.DataFrame, images: pd.DataFrame, trajectory: pd.DataFrame, n_show: int = 8,
+                title: str | None = None):
+    """P Fig. 13: blurry images and true kernels (top), deblurred images and estimated kernels
+    (middle), the estimated kernel along the iterations (bottom rows). Grey or colour images;
+    without ground-truth kernels (real shots, kohler2012-kernels absent) h̄ is left blank and
+    no MNC is shown."""
     runs = _runs(images, metrics).sort_values("image")
     n = len(runs)
     fig = plt.figure(figsize=(max(2.6 * n, 0.8 * n_show), 3.5 + 0.85 * n))
     top, bottom = fig.subfigures(2, 1, height_ratios=[3.5, 0.85 * n])
     axes = top.subplots(2, 2 * n, gridspec_kw={"width_ratios": [2, 1] * n})
     for j, (_, r) in enumerate(runs.iterrows()):
-        _show(axes[0, 2 * j], _arr(r, "blurry"), f"y: {r.source}\nPSNR {r.psnr_blurry:.1f} dB"
+        _show(axes[0, 2 * j], _image(r, "blurry"), f"y: {r.source}\nPSNR {r.psnr_blurry:.1f} dB"
               f" (aligned {r.psnr_blurry_aligned:.1f})")
-        _kernel(axes[0, 2 * j + 1], _arr(r, "h_true"), "h̄")
-        _show(axes[1, 2 * j], _arr(r, "estimate"), f"x̂: PSNR {r.psnr:.1f} dB (aligned {r.psnr_aligned:.1f})"
+        h_true = _arr(r, "h_true")
+        if np.isfinite(h_true).all():
+            _kernel(axes[0, 2 * j + 1], h_true, "h̄")
+        else:
+            axes[0, 2 * j + 1].axis("off")
+            axes[0, 2 * j + 1].set_title("h̄ unknown", fontsize=7)
+        _show(axes[1, 2 * j], _image(r, "estimate"), f"x̂: PSNR {r.psnr:.1f} dB (aligned {r.psnr_aligned:.1f})"
               f"\nSSIM {r.ssim:.2f}")
-        _kernel(axes[1, 2 * j + 1], _arr(r, "h_hat"), f"ĥ: MNC {r.mnc:.2f}")
+        _kernel(axes[1, 2 * j + 1], _arr(r, "h_hat"), f"ĥ: MNC {r.mnc:.2f}" if np.isfinite(r.mnc) else "ĥ")
     strip_axes = bottom.subplots(n, n_show, squeeze=False)
     for i, (_, r) in enumerate(runs.iterrows()):
         strip = _kernel_strip(trajectory, int(r.run), n_show)
@@ -334,8 +351,8 @@ def plot_kohler(metrics: pd.DataFrame, images: pd.DataFrame, trajectory: pd.Data
             else:
                 ax.axis("off")
         strip_axes[i, 0].set_ylabel(f"image {int(r.image)}", fontsize=7)
-    top.suptitle("Algorithm 2 (Douglas–Rachford, Tweedie denoiser) on photographs blurred by camera-shake kernels",
-                 fontsize=8)
+    top.suptitle(title or "Algorithm 2 (Douglas–Rachford, Tweedie denoiser) on photographs blurred by camera-shake "
+                 "kernels", fontsize=8)
     return fig
 
 

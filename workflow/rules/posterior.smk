@@ -236,7 +236,7 @@ rule fig12_simplex_initialisations:
         "../scripts/plot_fig12.py"
 
 
-rule fig13_kohler_standin:
+rule fig13_kohler:
     input:
         **deblur_artefacts(["kohler"]),
     output:

@@ -90,12 +90,15 @@ for _rid, _entry in CATALOGUE.items():
 
 
 def used_resources():
-    """Resources the configuration needs: pre-trained priors, training and evaluation data."""
+    """Resources the configuration needs: pre-trained priors, training and evaluation data, and
+    Fig. 13's DRUNet weights and Köhler shots (deblur.kohler.denoiser / data)."""
     ids = []
     for cfg in config["priors"].values():
         ids += [cfg["resource"]] if "resource" in cfg else []
         ids += [cfg["images"]["resource"]] if "images" in cfg else []
         ids += [TRAINING_RESOURCES[cfg["training_data"]]] if cfg.get("training_data") in TRAINING_RESOURCES else []
+    kohler = config["deblur"]["kohler"]
+    ids += [kohler[key]["resource"] for key in ("denoiser", "data") if key in kohler]
     return list(dict.fromkeys(ids))
 
 

@@ -1,4 +1,5 @@
-"""Fig. 13: Algorithm 2 on the Köhler stand-in (photographs blurred by camera-shake kernels)."""
+"""Fig. 13: Algorithm 2 on the Köhler case: real shots with DRUNet (paper), or the stand-in
+(photographs blurred by camera-shake kernels, Tweedie denoiser of a prior; demo)."""
 
 import pandas as pd
 
@@ -7,5 +8,10 @@ from prior_landscape.plots_posterior import plot_kohler, save_figure
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 load = lambda paths: pd.concat([read_table(p) for p in paths], ignore_index=True)  # noqa: E731
-fig = plot_kohler(load(sm.input.metrics), load(sm.input.images), load(sm.input.trajectory))
+kohler = sm.config["deblur"]["kohler"]
+denoiser = "DRUNet" if kohler.get("denoiser") else "Tweedie denoiser"
+data = ("real Köhler et al. shots" if kohler.get("data")
+        else "photographs blurred by camera-shake kernels")
+title = f"Algorithm 2 (Douglas–Rachford, {denoiser}) on {data}"
+fig = plot_kohler(load(sm.input.metrics), load(sm.input.images), load(sm.input.trajectory), title=title)
 save_figure(fig, sm.output.png, sm.output.pdf)
