@@ -305,12 +305,15 @@ def rule_map(rules: Iterable) -> list[dict]:
     rule, ``{wildcard}`` or ``{wildcard,regex}``), ``output_regex`` (the rule's own
     regular expressions, constraints included) and ``input_functions`` (true when
     some input is computed by a function, which a review cannot evaluate)."""
+    def computed(i) -> bool:  # a function, or unpack(function) (a file object flagged "unpack")
+        return not isinstance(i, str) or bool((getattr(i, "flags", None) or {}).get("unpack"))
+
     out = []
     for r in rules:
         outputs = [str(o) for o in r.output]
         if not outputs:
             continue
-        inputs = [str(i) for i in r.input if isinstance(i, str)]
+        inputs = [str(i) for i in r.input if not computed(i)]
         try:
             regex = [o.regex().pattern for o in r.output]
         except Exception:  # noqa: BLE001 - Snakemake internals; fall back to the patterns
@@ -320,7 +323,7 @@ def rule_map(rules: Iterable) -> list[dict]:
             "outputs": outputs,
             "output_regex": regex,
             "inputs": inputs,
-            "input_functions": any(not isinstance(i, str) for i in r.input),
+            "input_functions": any(computed(i) for i in r.input),
         })
     return out
 
