@@ -230,7 +230,10 @@ def _tiny_paper_config() -> dict:
 
 
 @pytest.mark.slow
-def test_paper_rules_run_on_tiny_stand_ins(edm_files, tmp_path):  # noqa: F811
+def test_paper_rules_run_on_tiny_stand_ins(edm_files, server, tmp_path):  # noqa: F811
+    """The paper's rules, for real, on tiny files in the real formats: a released-format EDM pickle
+    and FFHQ PNGs where the download rules put them, and MNIST downloaded by its rule from a
+    loopback mirror (downloads.catalogue) with md5s pinned."""
     from test_datasets import _idx  # MNIST's idx format
 
     work = tmp_path / "work"
@@ -246,13 +249,22 @@ def test_paper_rules_run_on_tiny_stand_ins(edm_files, tmp_path):  # noqa: F811
     faces.mkdir(parents=True)
     for i in range(4):
         Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(faces / f"{i:05d}.png")
-    raw = res / "datasets/MNIST/raw"
+    served = tmp_path / "served"
     for prefix, n in (("train", 40), ("t10k", 6)):
         digits = np.zeros((n, 28, 28), np.uint8)
         digits[:, 8:20, 12:16] = 255  # a "1"
-        _idx(raw / f"{prefix}-images-idx3-ubyte.gz", digits, 2051)
-        _idx(raw / f"{prefix}-labels-idx1-ubyte.gz", np.ones(n, np.uint8), 2049)
-    (work / "paper-tiny.yaml").write_text(yaml.safe_dump(_tiny_paper_config(), sort_keys=False, allow_unicode=True))
+        _idx(served / f"{prefix}-images-idx3-ubyte.gz", digits, 2051)
+        _idx(served / f"{prefix}-labels-idx1-ubyte.gz", np.ones(n, np.uint8), 2049)
+    mnist = copy.deepcopy(CATALOGUE["mnist"])
+    for f in mnist["files"]:
+        data = (served / f["filename"]).read_bytes()
+        server.state.files[f["filename"]] = data
+        f.pop("urls", None)
+        f["url"], f["md5"] = server.url(f["filename"]), hashlib.md5(data).hexdigest()
+    (work / "mirror.yaml").write_text(yaml.safe_dump({"resources": [mnist]}, sort_keys=False))
+    cfg = _tiny_paper_config()
+    cfg["downloads"] = {"root": "resources", "catalogue": str(work / "mirror.yaml"), "lock_file": str(work / "lock.yaml")}
+    (work / "paper-tiny.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
 
     targets = ["results/sweeps/tiny-edm.parquet", "results/sweeps/tiny-mnist.parquet",
                "results/critical_points/tiny-edm/summary.parquet"]
@@ -263,8 +275,10 @@ def test_paper_rules_run_on_tiny_stand_ins(edm_files, tmp_path):  # noqa: F811
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-8000:]
     log = proc.stdout + proc.stderr
-    # nothing was downloaded: the placed files satisfied the download rules' outputs
-    assert "download_" not in log and "import_pretrained_prior" in log and "train_score_network" in log
+    # MNIST came through its download rule (from the mirror); the placed files satisfied the others
+    assert re.findall(r"^(?:local)?rule (download_\w+):", log, flags=re.M) == ["download_mnist"], log[-3000:]
+    assert "import_pretrained_prior" in log and "train_score_network" in log
+    assert sorted(p.name for p in (res / "datasets/MNIST/raw").iterdir()) == sorted(f["filename"] for f in mnist["files"])
 
     from prior_landscape.artefacts import read_table
 

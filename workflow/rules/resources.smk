@@ -11,10 +11,32 @@
 # message naming the files, the page and the exact place to put them; once they
 # are there the rule has nothing left to do.
 
-from prior_landscape.downloads import load_catalogue, resource_location, resource_outputs
+from prior_landscape.downloads import DEFAULT_LOCK_FILE, load_catalogue, resource_location, resource_outputs
 
-CATALOGUE = load_catalogue()
-RESOURCE_ROOT = config.get("downloads", {}).get("root", "resources")
+DOWNLOADS = config.get("downloads", {})
+RESOURCE_ROOT = DOWNLOADS.get("root", "resources")
+LOCK_FILE = DOWNLOADS.get("lock_file", str(DEFAULT_LOCK_FILE))
+
+
+def _catalogue():
+    """The packaged catalogue, or downloads.catalogue (a site mirror: other addresses and
+    checksums, the same ids and places, which every reader relies on)."""
+    from prior_landscape.config import ConfigError
+
+    packaged = load_catalogue()
+    if "catalogue" not in DOWNLOADS:
+        return packaged, None
+    mirror = load_catalogue(DOWNLOADS["catalogue"])
+    for rid, entry in mirror.items():
+        if rid not in packaged:
+            raise ConfigError(f"downloads.catalogue: {DOWNLOADS['catalogue']} has an unknown resource {rid!r}")
+        if [p for p, _ in resource_outputs(entry, "")] != [p for p, _ in resource_outputs(packaged[rid], "")]:
+            raise ConfigError(f"downloads.catalogue: resource {rid!r} of {DOWNLOADS['catalogue']} puts its files "
+                              "elsewhere than the packaged catalogue; a mirror may change addresses and checksums only")
+    return {**packaged, **mirror}, str(DOWNLOADS["catalogue"])
+
+
+CATALOGUE, CATALOGUE_FILE = _catalogue()
 # training data read from a downloaded dataset (the demo's ship with installed packages)
 TRAINING_RESOURCES = {"mnist": "mnist"}
 
@@ -78,6 +100,8 @@ for _rid, _entry in CATALOGUE.items():
         params:
             resource=_rid,
             root=RESOURCE_ROOT,
+            catalogue=CATALOGUE_FILE,
+            lock_file=LOCK_FILE,
         log:
             f"{RESULTS}/logs/download/{_rid}.log",
         localrule: True
