@@ -30,6 +30,12 @@ DIGIT_PRIORS = priors_trained_on("binary_digits") + priors_trained_on("mnist")
 HESSIAN_PRIORS = config["hessian"].get("priors", NATURAL_PRIORS)
 
 
+def more_time(minutes):
+    """A runtime that grows with the attempt (profiles/slurm retries failed jobs): the long jobs
+    resume from their saved state, so a job killed at its time limit finishes on the next try."""
+    return lambda wildcards, attempt: minutes * attempt
+
+
 def prior_config(wildcards):
     return config["priors"][wildcards.prior]
 

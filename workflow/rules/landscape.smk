@@ -26,7 +26,7 @@ rule critical_points:
     threads: 2
     resources:
         mem_mb=4000,
-        runtime=240,
+        runtime=more_time(240),  # minutes × attempt: a retry after a time-out gets more
         gpu=1 if config["scale"] == "paper" else 0,
     script:
         "../scripts/critical_points.py"
@@ -48,7 +48,7 @@ rule hessian_spectra:
     threads: 2
     resources:
         mem_mb=8000,
-        runtime=240,
+        runtime=more_time(240),  # minutes × attempt: a retry after a time-out gets more
         gpu=1 if config["scale"] == "paper" else 0,
     script:
         "../scripts/hessian_spectra.py"
@@ -72,7 +72,7 @@ rule sample_prior:
     threads: 2
     resources:
         mem_mb=4000,
-        runtime=60,
+        runtime=more_time(60),  # minutes × attempt: a retry after a time-out gets more
         gpu=1 if config["scale"] == "paper" else 0,
     script:
         "../scripts/sample_prior.py"

@@ -126,7 +126,7 @@ rule posterior_profiles:
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=60,
+        runtime=more_time(60),  # minutes × attempt: a retry after a time-out gets more
         gpu=1 if config["scale"] == "paper" else 0,
     script:
         "../scripts/posterior_profiles.py"
@@ -157,7 +157,7 @@ rule deblur_runs:
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=120,
+        runtime=more_time(120),  # minutes × attempt: a retry after a time-out gets more
         gpu=1 if config["scale"] == "paper" else 0,
     script:
         "../scripts/deblur_runs.py"

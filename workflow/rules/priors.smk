@@ -47,7 +47,7 @@ rule train_score_network:
     threads: 2
     resources:
         mem_mb=4000,
-        runtime=120,
+        runtime=more_time(120),  # minutes × attempt: a retry after a time-out gets more
         gpu=1 if config["scale"] == "paper" else 0,
     script:
         "../scripts/train_score_network.py"

@@ -40,7 +40,7 @@ rule likelihood_sweep:
     resources:
         # every blurred image is held at once (paper: 100 × 4 × 11 images of 3×256×256, ≈ 3.5 GB, twice)
         mem_mb=32000 if config["scale"] == "paper" else 4000,
-        runtime=240,
+        runtime=more_time(240),  # minutes × attempt: a retry after a time-out gets more
         gpu=1 if config["scale"] == "paper" else 0,
     script:
         "../scripts/likelihood_sweep.py"
@@ -64,7 +64,7 @@ rule measure_prior_cost:
     threads: 2
     resources:
         mem_mb=4000,
-        runtime=30,
+        runtime=more_time(30),  # minutes × attempt: a retry after a time-out gets more
         gpu=1 if config["scale"] == "paper" else 0,
     script:
         "../scripts/measure_prior_cost.py"
