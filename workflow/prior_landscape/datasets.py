@@ -200,6 +200,16 @@ def _find_dir(base: Path, relative: str, accept=lambda p: True) -> Path | None:
     return found[0] if found else None
 
 
+def _class_images(rid: str, folder: Path, classes: list[str], root, prefix: str, what: str) -> list[str]:
+    """Sorted ids ``<prefix><class>/<file>`` of the images in ``folder``'s class subfolders."""
+    ids = []
+    for c in classes:
+        if not (folder / c).is_dir():
+            raise _missing(rid, folder / c, root, f"{what} {c!r}")
+        ids += [f"{prefix}{c}/{i}" for i in _images_below(folder / c)]
+    return sorted(ids)
+
+
 def list_images(
     dataset: str, root: str | Path, *, split: str = "train", classes: Sequence[str] | None = None
 ) -> tuple[Path, list[str]]:
@@ -221,25 +231,14 @@ def list_images(
         split_dir = _find_dir(loc, split, lambda p: any((p / c).is_dir() for c in AFHQ_CLASSES))
         if split_dir is None:
             raise _missing(rid, loc / split, root, f"the {split} folder of AFHQv2 ({'/'.join(AFHQ_CLASSES)} inside)")
-        folder = split_dir.parent
-        ids = []
-        for c in classes:
-            if not (split_dir / c).is_dir():
-                raise _missing(rid, split_dir / c, root, f"the AFHQv2 class folder {c!r}")
-            ids += [f"{split}/{c}/{i}" for i in _images_below(split_dir / c)]
-        return folder, sorted(ids)
+        return split_dir.parent, _class_images(rid, split_dir, classes, root, f"{split}/", "the AFHQv2 class folder")
     if dataset == "imagenet-first10":
         classes = list(IMAGENET_FIRST10 if classes is None else classes)
         unknown = [c for c in classes if c not in IMAGENET_FIRST10]
         if unknown:
             raise ValueError(f"imagenet-first10: classes {unknown} are not among the first ten wnids "
                              f"{IMAGENET_FIRST10}")
-        ids = []
-        for c in classes:
-            if not (loc / c).is_dir():
-                raise _missing(rid, loc / c, root, f"the ImageNet class folder {c}")
-            ids += [f"{c}/{i}" for i in _images_below(loc / c)]
-        return loc, sorted(ids)
+        return loc, _class_images(rid, loc, classes, root, "", "the ImageNet class folder")
     if dataset == "bsd100":
         return loc, _images_below(loc)
     if dataset == "bsds500":
