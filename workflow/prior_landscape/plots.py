@@ -222,8 +222,9 @@ def plot_blurred_image_potential(sweep: pd.DataFrame, family: str = "gaussian"):
 
 def plot_digit_prior(samples: pd.DataFrame, sweeps: pd.DataFrame, n_show: int = 8):
     """P Fig. 8: (a) true samples, (b) generated samples, (c) q(h_θ ⋆ x) − q(x) versus θ."""
-    fig = plt.figure(figsize=(8, 2.6))
-    grid = fig.add_gridspec(2, n_show + 4)
+    fig = plt.figure(figsize=(8.6, 2.6))
+    # a spacer column between the samples and the curves leaves room for the curves' y label
+    grid = fig.add_gridspec(2, n_show + 5, width_ratios=[1] * n_show + [1.4, 1, 1, 1, 1])
     for r, kind in enumerate(["true", "generated"]):
         sub = samples[samples.kind == kind].head(n_show)
         for j, (_, row) in enumerate(sub.iterrows()):
@@ -234,6 +235,7 @@ def plot_digit_prior(samples: pd.DataFrame, sweeps: pd.DataFrame, n_show: int = 
     ax = fig.add_subplot(grid[:, n_show + 1 :])
     _sweep_curves(ax, sweeps)
     ax.set_title("potential versus blur", fontsize=8)
+    ax.yaxis.set_label_coords(-0.28, 0.5)
     return fig
 
 
@@ -248,5 +250,5 @@ def _sweep_curves(ax, df: pd.DataFrame) -> None:
         ax.fill_between(qs.index, qs[0.25], qs[0.75], color=c, alpha=0.18, lw=0)
     ax.axhline(0, color="0.6", lw=0.6)
     ax.set_xlabel("blur level θ [px]")
-    ax.set_ylabel("q(h_θ ⋆ x) − q(x)  [nats]")
+    ax.set_ylabel(r"$q(h_\theta \star x) - q(x)$  [nats]")
     ax.legend(frameon=False, fontsize=7)
