@@ -109,11 +109,16 @@ def test_report_is_generated(finished_run):
     assert "fig07.png" in html and "tab01.html" in html
 
 
-def test_bad_config_stops_before_any_job(tmp_path):
-    work = _workdir(tmp_path, {"sweep.theta.num": 1})
+@pytest.mark.parametrize("edit, message", [
+    ({"sweep.theta.num": 1}, "sweep.theta.num: 1 is less than the minimum of 2"),
+    ({"hessian.priors": ["gmm-natural", "no-such-prior"]}, "hessian.priors.1: 'no-such-prior' is not a prior"),
+    ({"posterior.priors": ["nope"]}, "posterior.priors.0: 'nope' is not a prior"),
+])
+def test_bad_config_stops_before_any_job(tmp_path, edit, message):
+    work = _workdir(tmp_path, edit)
     proc = _snakemake(work, "all", check=False)
     assert proc.returncode != 0
-    assert "sweep.theta.num: 1 is less than the minimum of 2" in proc.stdout + proc.stderr
+    assert message in proc.stdout + proc.stderr
     assert not (work / "results").exists()
 
 

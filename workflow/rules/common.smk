@@ -28,6 +28,11 @@ NATURAL_PRIORS = priors_trained_on("photographs")
 DIGIT_PRIORS = priors_trained_on("binary_digits") + priors_trained_on("mnist")
 # P Fig. 4: full Hessians (d × d) only where d allows (the paper: the 64-px priors)
 HESSIAN_PRIORS = config["hessian"].get("priors", NATURAL_PRIORS)
+for _i, _p in enumerate(HESSIAN_PRIORS):
+    if _p not in config["priors"]:
+        from prior_landscape.config import ConfigError
+
+        raise ConfigError(f"hessian.priors.{_i}: {_p!r} is not a prior of config['priors'] ({', '.join(PRIORS)})")
 
 
 def more_time(minutes):
