@@ -8,12 +8,6 @@
 # archive; after changing results by hand: snakemake --forcerun archive archive.
 
 
-def archive_rule_map(wildcards):
-    from prior_landscape.archive import rule_map  # imported here: pandas/pyarrow only when archiving
-
-    return rule_map(workflow.rules)
-
-
 rule archive:
     input:
         # every target of `all`, looked up when the DAG is built (so that a Snakefile

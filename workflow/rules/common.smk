@@ -1,6 +1,12 @@
-# Shared definitions: config validation, prior lookups, target lists.
+# Shared definitions (the rule files hold rules only): config validation and checks of the
+# names it refers to, prior lookups, target lists, the resources of the paper scale, the
+# posterior and deblurring cases, the archive's rule map.
+
+import re
+from pathlib import Path
 
 from prior_landscape.config import validate_config, theta_grid
+from prior_landscape.downloads import DEFAULT_LOCK_FILE, load_catalogue, resource_location, resource_outputs
 
 # Stops the run before any job starts, naming every bad key.
 validate_config(config, source="config (config.yaml and --config overrides)")
@@ -57,3 +63,206 @@ def all_targets():
         f"{RESULTS}/tables/tab01.csv",
         f"{RESULTS}/tables/deblur_metrics.csv",
     ]
+
+
+# ------------------------------------------------------------------ paper-scale resources
+# (the download rules and the import of released checkpoints: resources.smk)
+
+
+DOWNLOADS = config.get("downloads", {})
+RESOURCE_ROOT = DOWNLOADS.get("root", "resources")
+LOCK_FILE = DOWNLOADS.get("lock_file", str(DEFAULT_LOCK_FILE))
+
+
+def _catalogue():
+    """The packaged catalogue, or downloads.catalogue (a site mirror: other addresses and
+    checksums, the same ids and places, which every reader relies on)."""
+    from prior_landscape.config import ConfigError
+
+    packaged = load_catalogue()
+    if "catalogue" not in DOWNLOADS:
+        return packaged, None
+    mirror = load_catalogue(DOWNLOADS["catalogue"])
+    for rid, entry in mirror.items():
+        if rid not in packaged:
+            raise ConfigError(f"downloads.catalogue: {DOWNLOADS['catalogue']} has an unknown resource {rid!r}")
+        if [p for p, _ in resource_outputs(entry, "")] != [p for p, _ in resource_outputs(packaged[rid], "")]:
+            raise ConfigError(f"downloads.catalogue: resource {rid!r} of {DOWNLOADS['catalogue']} puts its files "
+                              "elsewhere than the packaged catalogue; a mirror may change addresses and checksums only")
+    return {**packaged, **mirror}, str(DOWNLOADS["catalogue"])
+
+
+CATALOGUE, CATALOGUE_FILE = _catalogue()
+# training data read from a downloaded dataset (the demo's ship with installed packages)
+TRAINING_RESOURCES = {"mnist": "mnist"}
+
+
+def resource_files(rid):
+    """The paths the download rule of resource ``rid`` produces (files and unpacked folders)."""
+    if rid not in CATALOGUE:
+        raise ValueError(f"unknown resource {rid!r} (catalogue: {', '.join(CATALOGUE)})")
+    return [str(p) for p, _ in resource_outputs(CATALOGUE[rid], RESOURCE_ROOT)]
+
+
+def resource_path(rid):
+    """Where a reader finds resource ``rid`` (downloads.resource_location)."""
+    return str(resource_location(CATALOGUE[rid], RESOURCE_ROOT))
+
+
+def _check_resources():
+    """A resource id of the configuration that the catalogue lacks stops the run, naming the key."""
+    from prior_landscape.config import ConfigError
+
+    for prior, cfg in config["priors"].items():
+        for key, rid in (("resource", cfg.get("resource")), ("images.resource", cfg.get("images", {}).get("resource"))):
+            if rid is not None and rid not in CATALOGUE:
+                raise ConfigError(f"priors.{prior}.{key}: unknown resource {rid!r} (known: {', '.join(CATALOGUE)})")
+
+
+_check_resources()
+
+
+def inputs_of_prior(prior):
+    """A rule's inputs about one prior: its model file, and (paper scale) the dataset its images come from."""
+    cfg = config["priors"][prior]
+    inputs = {"model": f"{RESULTS}/priors/{prior}/model.pt"}
+    if "images" in cfg:
+        inputs["images"] = resource_files(cfg["images"]["resource"])
+    return inputs
+
+
+def prior_inputs(wildcards):
+    return inputs_of_prior(wildcards.prior)
+
+
+def image_source(wildcards):
+    """A prior's ``images`` (paper scale: its dataset, read by prior_landscape.data.prior_images), or None."""
+    return config["priors"][wildcards.prior].get("images")
+
+
+def training_inputs(wildcards):
+    """Training data downloaded for a prior trained here (MNIST at paper scale), else nothing."""
+    source = config["priors"][wildcards.prior].get("training_data", "photographs")
+    return {"data": resource_files(TRAINING_RESOURCES[source])} if source in TRAINING_RESOURCES else {}
+
+
+def used_resources():
+    """Resources the configuration needs: pre-trained priors, training and evaluation data, and
+    Fig. 13's DRUNet weights and Köhler shots (deblur.kohler.denoiser / data)."""
+    ids = []
+    for cfg in config["priors"].values():
+        ids += [cfg["resource"]] if "resource" in cfg else []
+        ids += [cfg["images"]["resource"]] if "images" in cfg else []
+        ids += [TRAINING_RESOURCES[cfg["training_data"]]] if cfg.get("training_data") in TRAINING_RESOURCES else []
+    kohler = config["deblur"]["kohler"]
+    ids += [kohler[key]["resource"] for key in ("denoiser", "data") if key in kohler]
+    return list(dict.fromkeys(ids))
+
+
+# ------------------------------------------------------------ posterior and deblurring
+# (posterior.smk)
+
+
+POSTERIOR_PRIORS = list(config["posterior"]["priors"])
+DEBLUR = config["deblur"]
+
+
+def _check_prior(key, name):
+    if name not in config["priors"]:
+        raise ValueError(f"{key}: {name!r} is not a prior of config['priors'] ({', '.join(config['priors'])})")
+
+
+for _i, _p in enumerate(POSTERIOR_PRIORS):
+    _check_prior(f"posterior.priors.{_i}", _p)
+_check_prior("deblur.prior", DEBLUR["prior"])
+KOHLER = DEBLUR["kohler"]
+# Fig. 13's denoiser: DRUNet weights of the catalogue (paper), else the Tweedie denoiser of a prior
+KOHLER_DENOISER = KOHLER.get("denoiser")
+# Fig. 13's data: real Köhler shots (paper), else the bundled-photograph stand-in
+KOHLER_DATA = KOHLER.get("data")
+KOHLER_PRIOR = None if KOHLER_DENOISER else KOHLER["prior"]  # with DRUNet, `prior` is unused
+if KOHLER_PRIOR is not None:
+    _check_prior("deblur.kohler.prior", KOHLER_PRIOR)
+
+
+def _check_kohler_resources():
+    from prior_landscape.config import ConfigError
+
+    for key, section in (("denoiser", KOHLER_DENOISER), ("data", KOHLER_DATA)):
+        if section and section["resource"] not in CATALOGUE:
+            raise ConfigError(f"deblur.kohler.{key}.resource: unknown resource {section['resource']!r} "
+                              f"(known: {', '.join(CATALOGUE)})")
+
+
+_check_kohler_resources()
+
+# one deblurring case per Zernike noise level (Figs. 11, 14), the simplex kernels
+# (Figs. 12, 15) and the Köhler case (Fig. 13: real shots at paper scale, a stand-in in the demo)
+ZERNIKE_CASES = [f"zernike-{s:g}" for s in DEBLUR["zernike"]["noise_levels"]]
+DEBLUR_CASES = ZERNIKE_CASES + ["simplex", "kohler"]
+
+
+def deblur_setup(wildcards):
+    """The config slice one case depends on (a param: changing it reruns that case only)."""
+    case = wildcards.case
+    shared = {k: DEBLUR[k] for k in ("n_iter", "n_inner", "reset_every", "record_every", "checkpoint_every",
+                                     "collapse_tol")}
+    if case.startswith("zernike-"):
+        sigma = DEBLUR["zernike"]["noise_levels"][ZERNIKE_CASES.index(case)]
+        return {"case": case, "kind": "zernike", "prior": DEBLUR["prior"], "images": DEBLUR["images"],
+                "sigma_y": sigma, "model": DEBLUR["zernike"], **shared}
+    if case == "simplex":
+        return {"case": case, "kind": "simplex", "prior": DEBLUR["prior"], "images": DEBLUR["images"],
+                "sigma_y": DEBLUR["simplex"]["sigma_y"], "model": DEBLUR["simplex"],
+                "zernike": {k: DEBLUR["zernike"][k] for k in ("fc", "pupil_size", "zernike_index")}, **shared}
+    return {"case": case, "kind": "kohler", "prior": KOHLER_PRIOR, "sigma_y": KOHLER["sigma_y"],
+            "model": KOHLER, **shared}
+
+
+# the ground-truth kernels of the Köhler shots: a manual resource, used when in place (an input
+# then, so that placing them later reruns the case), never required
+KOHLER_KERNELS = "kohler2012-kernels"
+
+
+def _kohler_kernels_in_place():
+    return KOHLER_KERNELS in CATALOGUE and all(Path(f).is_dir() for f in resource_files(KOHLER_KERNELS))
+
+
+def deblur_inputs(wildcards):
+    """The case's prior, and (paper scale) the dataset its images come from; for the Köhler case
+    with a DRUNet denoiser its weights, and with real data the Köhler shots (and their kernels
+    when in place)."""
+    setup = deblur_setup(wildcards)
+    inputs = inputs_of_prior(setup["prior"]) if setup["prior"] is not None else {}
+    if setup["kind"] == "kohler":
+        if KOHLER_DENOISER:
+            inputs["denoiser"] = resource_files(KOHLER_DENOISER["resource"])
+        if KOHLER_DATA:
+            inputs["kohler"] = resource_files(KOHLER_DATA["resource"])
+            if _kohler_kernels_in_place():
+                inputs["kernels"] = resource_files(KOHLER_KERNELS)
+    return inputs
+
+
+def deblur_images(wildcards):
+    prior = deblur_setup(wildcards)["prior"]
+    return None if prior is None else config["priors"][prior].get("images")
+
+
+def deblur_denoiser(wildcards):
+    """Where the Köhler case reads its DRUNet weights (None: the Tweedie denoiser of its prior)."""
+    if deblur_setup(wildcards)["kind"] != "kohler" or not KOHLER_DENOISER:
+        return None
+    return resource_path(KOHLER_DENOISER["resource"])
+
+
+def deblur_artefacts(cases, kinds=("metrics", "images", "trajectory")):
+    return {k: [f"{RESULTS}/deblur/{c}/{k}.parquet" for c in cases] for k in kinds}
+
+
+# -------------------------------------------------------------------------- archive
+
+def archive_rule_map(wildcards):
+    from prior_landscape.archive import rule_map  # imported here: pandas/pyarrow only when archiving
+
+    return rule_map(workflow.rules)

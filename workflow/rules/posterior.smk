@@ -6,102 +6,6 @@
 # 16×16 problems gain nothing from intra-op threads (they only add contention),
 # so the compute rules run on one thread and Snakemake runs them side by side.
 
-import re
-from pathlib import Path
-
-POSTERIOR_PRIORS = list(config["posterior"]["priors"])
-DEBLUR = config["deblur"]
-
-
-def _check_prior(key, name):
-    if name not in config["priors"]:
-        raise ValueError(f"{key}: {name!r} is not a prior of config['priors'] ({', '.join(config['priors'])})")
-
-
-for _i, _p in enumerate(POSTERIOR_PRIORS):
-    _check_prior(f"posterior.priors.{_i}", _p)
-_check_prior("deblur.prior", DEBLUR["prior"])
-KOHLER = DEBLUR["kohler"]
-# Fig. 13's denoiser: DRUNet weights of the catalogue (paper), else the Tweedie denoiser of a prior
-KOHLER_DENOISER = KOHLER.get("denoiser")
-# Fig. 13's data: real Köhler shots (paper), else the bundled-photograph stand-in
-KOHLER_DATA = KOHLER.get("data")
-KOHLER_PRIOR = None if KOHLER_DENOISER else KOHLER["prior"]  # with DRUNet, `prior` is unused
-if KOHLER_PRIOR is not None:
-    _check_prior("deblur.kohler.prior", KOHLER_PRIOR)
-
-
-def _check_kohler_resources():
-    from prior_landscape.config import ConfigError
-
-    for key, section in (("denoiser", KOHLER_DENOISER), ("data", KOHLER_DATA)):
-        if section and section["resource"] not in CATALOGUE:
-            raise ConfigError(f"deblur.kohler.{key}.resource: unknown resource {section['resource']!r} "
-                              f"(known: {', '.join(CATALOGUE)})")
-
-
-_check_kohler_resources()
-
-# one deblurring case per Zernike noise level (Figs. 11, 14), the simplex kernels
-# (Figs. 12, 15) and the Köhler case (Fig. 13: real shots at paper scale, a stand-in in the demo)
-ZERNIKE_CASES = [f"zernike-{s:g}" for s in DEBLUR["zernike"]["noise_levels"]]
-DEBLUR_CASES = ZERNIKE_CASES + ["simplex", "kohler"]
-
-
-def deblur_setup(wildcards):
-    """The config slice one case depends on (a param: changing it reruns that case only)."""
-    case = wildcards.case
-    shared = {k: DEBLUR[k] for k in ("n_iter", "n_inner", "reset_every", "record_every", "checkpoint_every",
-                                     "collapse_tol")}
-    if case.startswith("zernike-"):
-        sigma = DEBLUR["zernike"]["noise_levels"][ZERNIKE_CASES.index(case)]
-        return {"case": case, "kind": "zernike", "prior": DEBLUR["prior"], "images": DEBLUR["images"],
-                "sigma_y": sigma, "model": DEBLUR["zernike"], **shared}
-    if case == "simplex":
-        return {"case": case, "kind": "simplex", "prior": DEBLUR["prior"], "images": DEBLUR["images"],
-                "sigma_y": DEBLUR["simplex"]["sigma_y"], "model": DEBLUR["simplex"],
-                "zernike": {k: DEBLUR["zernike"][k] for k in ("fc", "pupil_size", "zernike_index")}, **shared}
-    return {"case": case, "kind": "kohler", "prior": KOHLER_PRIOR, "sigma_y": KOHLER["sigma_y"],
-            "model": KOHLER, **shared}
-
-
-# the ground-truth kernels of the Köhler shots: a manual resource, used when in place (an input
-# then, so that placing them later reruns the case), never required
-KOHLER_KERNELS = "kohler2012-kernels"
-
-
-def _kohler_kernels_in_place():
-    return KOHLER_KERNELS in CATALOGUE and all(Path(f).is_dir() for f in resource_files(KOHLER_KERNELS))
-
-
-def deblur_inputs(wildcards):
-    """The case's prior, and (paper scale) the dataset its images come from; for the Köhler case
-    with a DRUNet denoiser its weights, and with real data the Köhler shots (and their kernels
-    when in place)."""
-    setup = deblur_setup(wildcards)
-    inputs = inputs_of_prior(setup["prior"]) if setup["prior"] is not None else {}
-    if setup["kind"] == "kohler":
-        if KOHLER_DENOISER:
-            inputs["denoiser"] = resource_files(KOHLER_DENOISER["resource"])
-        if KOHLER_DATA:
-            inputs["kohler"] = resource_files(KOHLER_DATA["resource"])
-            if _kohler_kernels_in_place():
-                inputs["kernels"] = resource_files(KOHLER_KERNELS)
-    return inputs
-
-
-def deblur_images(wildcards):
-    prior = deblur_setup(wildcards)["prior"]
-    return None if prior is None else config["priors"][prior].get("images")
-
-
-def deblur_denoiser(wildcards):
-    """Where the Köhler case reads its DRUNet weights (None: the Tweedie denoiser of its prior)."""
-    if deblur_setup(wildcards)["kind"] != "kohler" or not KOHLER_DENOISER:
-        return None
-    return resource_path(KOHLER_DENOISER["resource"])
-
-
 rule posterior_profiles:
     input:
         unpack(prior_inputs),
@@ -198,10 +102,6 @@ rule fig10_noisy_profiles:
         runtime=5,
     script:
         "../scripts/plot_fig10.py"
-
-
-def deblur_artefacts(cases, kinds=("metrics", "images", "trajectory")):
-    return {k: [f"{RESULTS}/deblur/{c}/{k}.parquet" for c in cases] for k in kinds}
 
 
 rule fig11_zernike_example:
