@@ -88,6 +88,10 @@ def test_download_convert_load_and_evaluate(kind, server, edm_files, sde_file, t
             got = prior.score(u, sigma_u)
             want = s * base.score(base.from_unit(u), sigma_u * s)
         assert torch.allclose(got, want, rtol=1e-5, atol=1e-5), sigma_u
+    prior.max_batch = 1  # the network sees one image at a time: the same scores
+    with torch.no_grad():
+        assert torch.allclose(prior.score(u, 0.5), s * base.score(base.from_unit(u), 0.5 * s), rtol=1e-5, atol=1e-5)
+    prior.max_batch = 16
     # the [0, 1] view's schedule and terminal density are the base's, rescaled (a change of variables)
     t = torch.tensor([prior.schedule.t_eps, 0.3 * prior.schedule.T])
     assert torch.allclose(prior.schedule.sigma(t), base.schedule.sigma(t) / s)

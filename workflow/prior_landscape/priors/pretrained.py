@@ -292,10 +292,14 @@ class UnitScalePrior(DiffusionPrior):
     so the potential the engine integrates is q_u(u) = q(lo + s·u) − d·log s
     (``base.unit_log_det``): the same landscape, shifted by a constant. Step
     sizes, σ_y and descent steps are then in [0, 1] units for every prior.
+
+    ``max_batch``: the network sees at most this many images at once (a descent of
+    60 images at 256×256 would not fit a 16 GB GPU in one forward pass); None: all.
     """
 
-    def __init__(self, base: _NetworkPrior):
+    def __init__(self, base: _NetworkPrior, max_batch: int | None = 16):
         self.base = base
+        self.max_batch = max_batch
         lo, hi = base.data_range
         self.scale = float(hi - lo)
         self.name = base.name
@@ -303,8 +307,11 @@ class UnitScalePrior(DiffusionPrior):
         self.schedule = ScaledSchedule(base.schedule, self.scale)
 
     def score(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
-        sig = sigma_batch(sigma, x)
-        return self.scale * self.base.score(self.base.from_unit(x), sig * self.scale)
+        u, sig = self.base.from_unit(x), sigma_batch(sigma, x) * self.scale
+        m = self.max_batch
+        if m is None or x.shape[0] <= m:
+            return self.scale * self.base.score(u, sig)
+        return self.scale * torch.cat([self.base.score(u[i : i + m], sig[i : i + m]) for i in range(0, x.shape[0], m)])
 
     def terminal_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         return self.base.terminal_log_prob(self.base.from_unit(x)) + self.base.unit_log_det
