@@ -352,7 +352,7 @@ def plot_kohler(metrics: pd.DataFrame, images: pd.DataFrame, trajectory: pd.Data
                 ax.axis("off")
         strip_axes[i, 0].set_ylabel(f"image {int(r.image)}", fontsize=7)
     top.suptitle(title or "Algorithm 2 (Douglas–Rachford, Tweedie denoiser) on photographs blurred by camera-shake "
-                 "kernels", fontsize=8)
+                 "kernels", fontsize=8, y=1.06)  # above the panels' two-line titles
     return fig
 
 
