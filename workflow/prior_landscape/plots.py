@@ -173,7 +173,8 @@ def plot_critical_point_statistics(summary: pd.DataFrame):
                 data.append(summary[(summary.prior == prior) & (summary.group == group)][col].to_numpy())
                 pos.append(i * (len(groups) + 1) + j)
                 colours.append(GROUP_COLOURS.get(group, "0.5"))
-        bp = ax.boxplot(data, positions=pos, widths=0.8, patch_artist=True, showfliers=True)
+        bp = ax.boxplot(data, positions=pos, widths=0.8, patch_artist=True, showfliers=True,
+                        medianprops={"color": "black", "lw": 1.2})
         for patch, c, group in zip(bp["boxes"], colours, groups * len(priors)):
             patch.set_facecolor(c)
             patch.set_alpha(0.9 if group == "training set" else 0.35)
