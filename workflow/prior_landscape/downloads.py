@@ -56,7 +56,6 @@ import os
 import posixpath
 import re
 import shutil
-import socket
 import stat
 import sys
 import tarfile
@@ -92,6 +91,7 @@ __all__ = [
     "resource_location",
     "resource_outputs",
     "load_catalogue",
+    "load_catalogue_with_mirror",
     "read_lock",
     "file_digest",
     "unpack_archive",
@@ -826,6 +826,23 @@ def load_catalogue(path: str | Path | None = None) -> dict[str, dict]:
                     raise CatalogueError(f"{where}: a manual entry needs {key!r}")
         out[rid] = entry
     return out
+
+
+def load_catalogue_with_mirror(mirror: str | Path | None = None) -> dict[str, dict]:
+    """The packaged catalogue, its entries replaced by those of ``mirror`` (a site mirror or
+    cache: other addresses and checksums for the same ids, placing the same files, which
+    every reader relies on). CatalogueError names a mirror entry that breaks this."""
+    packaged = load_catalogue()
+    if mirror is None:
+        return packaged
+    replaced = load_catalogue(mirror)
+    for rid, entry in replaced.items():
+        if rid not in packaged:
+            raise CatalogueError(f"{mirror}: unknown resource {rid!r} (a mirror replaces entries of the catalogue)")
+        if [p for p, _ in resource_outputs(entry, "")] != [p for p, _ in resource_outputs(packaged[rid], "")]:
+            raise CatalogueError(f"{mirror}: resource {rid!r} puts its files elsewhere than the packaged catalogue; "
+                                 "a mirror may change addresses and checksums only")
+    return {**packaged, **replaced}
 
 
 # ----------------------------------------------------------------------------- command line

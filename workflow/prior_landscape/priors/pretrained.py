@@ -54,7 +54,6 @@ import math
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from ..schedules import EDMSchedule, ScaledSchedule, VESchedule, schedule_from_config
 from .base import DiffusionPrior, NetworkPrior, sigma_batch
