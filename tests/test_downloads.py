@@ -8,6 +8,7 @@ corrupted content. Nothing else is contacted.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import io
@@ -35,6 +36,7 @@ from prior_landscape.downloads import (
     ensure_resource,
     fetch,
     load_catalogue,
+    load_catalogue_with_mirror,
     read_lock,
     resource_location,
     unpack_archive,
@@ -502,3 +504,22 @@ def test_malformed_catalogue_is_rejected(tmp_path):
     path.write_text(yaml.safe_dump(bad))
     with pytest.raises(CatalogueError, match="md5"):
         load_catalogue(path)
+
+
+def test_a_site_mirror_replaces_addresses_and_checksums_only(tmp_path):
+    packaged = load_catalogue()
+    assert load_catalogue_with_mirror(None) == packaged
+    entry = copy.deepcopy(packaged["edm-ffhq64"])
+    entry["files"][0]["url"] = "https://mirror.invalid/edm-ffhq-64x64-uncond-ve.pkl"
+    entry["files"][0]["sha256"] = "0" * 64
+    mirror = tmp_path / "mirror.yaml"
+    mirror.write_text(yaml.safe_dump({"resources": [entry]}))
+    merged = load_catalogue_with_mirror(mirror)
+    assert merged["edm-ffhq64"] == entry and merged["mnist"] == packaged["mnist"] and merged.keys() == packaged.keys()
+    moved = dict(entry, path="elsewhere")
+    mirror.write_text(yaml.safe_dump({"resources": [moved]}))
+    with pytest.raises(CatalogueError, match="'edm-ffhq64' puts its files elsewhere"):
+        load_catalogue_with_mirror(mirror)
+    mirror.write_text(yaml.safe_dump({"resources": [dict(entry, id="no-such-thing")]}))
+    with pytest.raises(CatalogueError, match="unknown resource 'no-such-thing'"):
+        load_catalogue_with_mirror(mirror)

@@ -198,6 +198,19 @@ def training_images(
     raise ValueError(f"unknown training data source {source!r}: expected 'photographs', 'binary_digits' or 'mnist'")
 
 
+def heldout_images(
+    images: dict | None, resource_root: str | Path, data_cfg: dict, n: int, seed: int, min_std: float = 0.0
+) -> tuple[torch.Tensor, list[str]]:
+    """The images x̄ an experiment is evaluated on, with their ids: at paper scale ``n`` images
+    of the prior's own dataset (``images``, see :func:`prior_images`); in the demo ``n``
+    crops of the held-out photographs (``data_cfg``) whose std is at least ``min_std``."""
+    if images:
+        return prior_images(images, resource_root, n, seed)
+    photos = load_photographs(data_cfg["photographs"]["heldout"], data_cfg["downscale"])
+    specs = crop_positions(photos, n, data_cfg["crop_size"], seed, min_std=min_std)
+    return extract_crops(photos, specs), [f"{c.image}@{c.row},{c.col}" for c in specs]
+
+
 def unrelated_images(names: list[str], n: int, shape: tuple[int, int, int], seed: int) -> tuple[torch.Tensor, list[str]]:
     """Paper scale: ``n`` "unrelated" descent starts (P Fig. 3) of a prior's shape (C, H, W) from
     bundled photographs: photograph i mod len(names), a seeded square window (half to all of

@@ -5,8 +5,14 @@
 import re
 from pathlib import Path
 
-from prior_landscape.config import validate_config, theta_grid
-from prior_landscape.downloads import DEFAULT_LOCK_FILE, load_catalogue, resource_location, resource_outputs
+from prior_landscape.config import ConfigError, validate_config, theta_grid
+from prior_landscape.downloads import (
+    DEFAULT_LOCK_FILE,
+    CatalogueError,
+    load_catalogue_with_mirror,
+    resource_location,
+    resource_outputs,
+)
 
 # Stops the run before any job starts, naming every bad key.
 validate_config(config, source="config (config.yaml and --config overrides)")
@@ -34,11 +40,16 @@ NATURAL_PRIORS = priors_trained_on("photographs")
 DIGIT_PRIORS = priors_trained_on("binary_digits") + priors_trained_on("mnist")
 # P Fig. 4: full Hessians (d × d) only where d allows (the paper: the 64-px priors)
 HESSIAN_PRIORS = config["hessian"].get("priors", NATURAL_PRIORS)
-for _i, _p in enumerate(HESSIAN_PRIORS):
-    if _p not in config["priors"]:
-        from prior_landscape.config import ConfigError
 
-        raise ConfigError(f"hessian.priors.{_i}: {_p!r} is not a prior of config['priors'] ({', '.join(PRIORS)})")
+
+def _check_prior(key, name):
+    """A prior named by the configuration that config['priors'] lacks stops the run, naming the key."""
+    if name not in config["priors"]:
+        raise ConfigError(f"{key}: {name!r} is not a prior of config['priors'] ({', '.join(PRIORS)})")
+
+
+for _i, _p in enumerate(HESSIAN_PRIORS):
+    _check_prior(f"hessian.priors.{_i}", _p)
 
 
 def more_time(minutes):
@@ -74,25 +85,12 @@ RESOURCE_ROOT = DOWNLOADS.get("root", "resources")
 LOCK_FILE = DOWNLOADS.get("lock_file", str(DEFAULT_LOCK_FILE))
 
 
-def _catalogue():
-    """The packaged catalogue, or downloads.catalogue (a site mirror: other addresses and
-    checksums, the same ids and places, which every reader relies on)."""
-    from prior_landscape.config import ConfigError
-
-    packaged = load_catalogue()
-    if "catalogue" not in DOWNLOADS:
-        return packaged, None
-    mirror = load_catalogue(DOWNLOADS["catalogue"])
-    for rid, entry in mirror.items():
-        if rid not in packaged:
-            raise ConfigError(f"downloads.catalogue: {DOWNLOADS['catalogue']} has an unknown resource {rid!r}")
-        if [p for p, _ in resource_outputs(entry, "")] != [p for p, _ in resource_outputs(packaged[rid], "")]:
-            raise ConfigError(f"downloads.catalogue: resource {rid!r} of {DOWNLOADS['catalogue']} puts its files "
-                              "elsewhere than the packaged catalogue; a mirror may change addresses and checksums only")
-    return {**packaged, **mirror}, str(DOWNLOADS["catalogue"])
-
-
-CATALOGUE, CATALOGUE_FILE = _catalogue()
+# the packaged catalogue, or with downloads.catalogue's entries (a site mirror) in their place
+CATALOGUE_FILE = DOWNLOADS.get("catalogue")
+try:
+    CATALOGUE = load_catalogue_with_mirror(CATALOGUE_FILE)
+except CatalogueError as err:
+    raise ConfigError(f"downloads.catalogue: {err}") from None
 # training data read from a downloaded dataset (the demo's ship with installed packages)
 TRAINING_RESOURCES = {"mnist": "mnist"}
 
@@ -109,17 +107,26 @@ def resource_path(rid):
     return str(resource_location(CATALOGUE[rid], RESOURCE_ROOT))
 
 
-def _check_resources():
-    """A resource id of the configuration that the catalogue lacks stops the run, naming the key."""
-    from prior_landscape.config import ConfigError
-
+def configured_resources():
+    """(config key, resource id) of every resource the configuration uses: released priors,
+    their images, downloaded training data, and Fig. 13's DRUNet weights and Köhler shots."""
     for prior, cfg in config["priors"].items():
-        for key, rid in (("resource", cfg.get("resource")), ("images.resource", cfg.get("images", {}).get("resource"))):
-            if rid is not None and rid not in CATALOGUE:
-                raise ConfigError(f"priors.{prior}.{key}: unknown resource {rid!r} (known: {', '.join(CATALOGUE)})")
+        if "resource" in cfg:
+            yield f"priors.{prior}.resource", cfg["resource"]
+        if "images" in cfg:
+            yield f"priors.{prior}.images.resource", cfg["images"]["resource"]
+        if cfg.get("training_data") in TRAINING_RESOURCES:
+            yield f"priors.{prior}.training_data", TRAINING_RESOURCES[cfg["training_data"]]
+    kohler = config["deblur"]["kohler"]
+    for key in ("denoiser", "data"):
+        if key in kohler:
+            yield f"deblur.kohler.{key}.resource", kohler[key]["resource"]
 
 
-_check_resources()
+# a resource id of the configuration that the catalogue lacks stops the run, naming the key
+for _key, _rid in configured_resources():
+    if _rid not in CATALOGUE:
+        raise ConfigError(f"{_key}: unknown resource {_rid!r} (known: {', '.join(CATALOGUE)})")
 
 
 def inputs_of_prior(prior):
@@ -147,16 +154,8 @@ def training_inputs(wildcards):
 
 
 def used_resources():
-    """Resources the configuration needs: pre-trained priors, training and evaluation data, and
-    Fig. 13's DRUNet weights and Köhler shots (deblur.kohler.denoiser / data)."""
-    ids = []
-    for cfg in config["priors"].values():
-        ids += [cfg["resource"]] if "resource" in cfg else []
-        ids += [cfg["images"]["resource"]] if "images" in cfg else []
-        ids += [TRAINING_RESOURCES[cfg["training_data"]]] if cfg.get("training_data") in TRAINING_RESOURCES else []
-    kohler = config["deblur"]["kohler"]
-    ids += [kohler[key]["resource"] for key in ("denoiser", "data") if key in kohler]
-    return list(dict.fromkeys(ids))
+    """Resources the configuration needs (configured_resources), each once."""
+    return list(dict.fromkeys(rid for _, rid in configured_resources()))
 
 
 # ------------------------------------------------------------ posterior and deblurring
@@ -165,11 +164,6 @@ def used_resources():
 
 POSTERIOR_PRIORS = list(config["posterior"]["priors"])
 DEBLUR = config["deblur"]
-
-
-def _check_prior(key, name):
-    if name not in config["priors"]:
-        raise ValueError(f"{key}: {name!r} is not a prior of config['priors'] ({', '.join(config['priors'])})")
 
 
 for _i, _p in enumerate(POSTERIOR_PRIORS):
@@ -185,16 +179,6 @@ if KOHLER_PRIOR is not None:
     _check_prior("deblur.kohler.prior", KOHLER_PRIOR)
 
 
-def _check_kohler_resources():
-    from prior_landscape.config import ConfigError
-
-    for key, section in (("denoiser", KOHLER_DENOISER), ("data", KOHLER_DATA)):
-        if section and section["resource"] not in CATALOGUE:
-            raise ConfigError(f"deblur.kohler.{key}.resource: unknown resource {section['resource']!r} "
-                              f"(known: {', '.join(CATALOGUE)})")
-
-
-_check_kohler_resources()
 
 # one deblurring case per Zernike noise level (Figs. 11, 14), the simplex kernels
 # (Figs. 12, 15) and the Köhler case (Fig. 13: real shots at paper scale, a stand-in in the demo)

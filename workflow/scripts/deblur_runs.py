@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from prior_landscape.artefacts import write_table
-from prior_landscape.data import blurred_crops, crop_positions, extract_crops, load_photographs, prior_images
+from prior_landscape.data import blurred_crops, crop_positions, extract_crops, heldout_images, load_photographs
 from prior_landscape.deblur import blind_deconvolution, tweedie_denoiser
 from prior_landscape.denoisers import DRUNET_NC, drunet_denoiser, load_drunet
 from prior_landscape.kernels import (
@@ -100,14 +100,9 @@ elif kind == "kohler":
     inits = {"large": simplex_initialisation(k, "large")}  # P: the uniform kernel
     small_ref = None
 else:
-    if p.images:  # paper scale: images of the prior's dataset (P: FFHQ-256)
-        x, sources = prior_images(p.images, p.resource_root, s["images"]["n"], seed)
-        x = x.to(DT)
-    else:
-        photos = load_photographs(p.data["photographs"]["heldout"], p.data["downscale"])
-        specs = crop_positions(photos, s["images"]["n"], size, seed, min_std=s["images"]["min_crop_std"])
-        x = extract_crops(photos, specs).to(DT)
-        sources = [f"{c.image}@{c.row},{c.col}" for c in specs]
+    # paper scale: images of the prior's dataset (P: FFHQ-256); demo: textured held-out crops
+    x, sources = heldout_images(p.images, p.resource_root, p.data, s["images"]["n"], seed, s["images"]["min_crop_std"])
+    x = x.to(DT)
     B = len(x)
     if kind == "zernike":
         model, family = ZernikeKernel(k, m["zernike_index"], m["fc"], m["pupil_size"]), "zernike"

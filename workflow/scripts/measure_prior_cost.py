@@ -3,7 +3,7 @@
 import pandas as pd
 
 from prior_landscape.artefacts import write_table
-from prior_landscape.data import crop_positions, extract_crops, load_photographs, prior_images
+from prior_landscape.data import heldout_images
 from prior_landscape.priors import load_prior
 from prior_landscape.runtime import start_job
 from prior_landscape.timing import measure_prior_cost
@@ -12,11 +12,7 @@ sm = snakemake  # noqa: F821 - injected by Snakemake
 p = sm.params
 job = start_job(sm, {"timing": p.timing, "potential": p.potential}, {"seed": p.seed}, device=p.device)
 prior = load_prior(sm.input.model, job.device)
-if p.images:  # paper scale: images of the prior's own dataset, at its resolution
-    x, _ = prior_images(p.images, p.resource_root, p.timing["n_images"], p.seed)
-else:
-    images = load_photographs(p.data["photographs"]["heldout"], p.data["downscale"])
-    x = extract_crops(images, crop_positions(images, p.timing["n_images"], p.data["crop_size"], p.seed))
+x, _ = heldout_images(p.images, p.resource_root, p.data, p.timing["n_images"], p.seed)
 pot = {k: v for k, v in p.potential.items() if k != "batch_size"}
 row = measure_prior_cost(prior, x, repeats=p.timing["repeats"], device=job.device, **pot)
 row["device"] = job.device

@@ -9,7 +9,7 @@ from prior_landscape.artefacts import write_table
 from prior_landscape.blur import kernel, kernel_stack
 from prior_landscape.config import theta_grid
 from prior_landscape.critical_points import choose_step
-from prior_landscape.data import crop_positions, extract_crops, load_photographs, prior_images
+from prior_landscape.data import heldout_images
 from prior_landscape.posterior import (
     fft_blur,
     minimise_image,
@@ -43,14 +43,8 @@ def q_of(x):
 
 # x̄ from the data: held-out textured crops (paper scale: images of the prior's dataset, P: FFHQ);
 # and the critical points reached from them
-if p.images:
-    x_data, sources = prior_images(p.images, p.resource_root, cfg["n_images"], cfg["seed"])
-    x_data = x_data.to(job.device, DT)
-else:
-    photos = load_photographs(p.data["photographs"]["heldout"], p.data["downscale"])
-    specs = crop_positions(photos, cfg["n_images"], p.data["crop_size"], cfg["seed"], min_std=cfg["min_crop_std"])
-    x_data = extract_crops(photos, specs).to(job.device, DT)
-    sources = [f"{s.image}@{s.row},{s.col}" for s in specs]
+x_data, sources = heldout_images(p.images, p.resource_root, p.data, cfg["n_images"], cfg["seed"], cfg["min_crop_std"])
+x_data = x_data.to(job.device, DT)
 cp = cfg["critical_points"]
 step_q = choose_step(prior, x_data, cp["step"])
 # gradient descent with momentum on q alone: ℓ with a zero kernel has no data term
