@@ -171,6 +171,9 @@ def test_zernike_large_initialisation_avoids_the_airy_collapse(demo_mixture, cro
     assert (to_airy[small] < 0.05).all() and (to_airy[small] < 0.5 * to_airy0[small]).all()
     assert (to_airy[large] > 0.2).all()
     assert (ke[large] < ke[small] - 0.05).all()
+    # "ends near θ̄": the large start's kernel is nearer h(θ̄) than the no-blur kernel, at least
+    # twice as near; the small start's is nearer the Airy pattern than h(θ̄)
+    assert (ke[large] < 0.5 * to_airy[large]).all() and (to_airy[small] < ke[small]).all()
     assert {"kernel_error", "mnc", "psnr"} <= set(res.trajectory.columns)
     assert torch.isfinite(psnr(res.x, torch.cat([crops, crops]))).all()
 

@@ -82,6 +82,8 @@ def test_zernike_small_init_collapses_and_large_init_does_not(posterior_run):
     assert (small.collapse_distance < 0.5 * small.collapse_distance_init).all()
     assert not large.no_blur.any() and (large.collapse_distance > 0.2).all()
     assert (large.kernel_error < small.kernel_error - 0.05).all()
+    # the large start ends at least twice as near h(θ̄) as the Airy pattern (aligned ℓ² distances)
+    assert (large.kernel_error < 0.5 * large.collapse_distance).all()
     for col in ("psnr", "ssim", "kernel_error", "mnc", "psnr_blurry"):
         assert np.isfinite(m[col]).all(), col
     traj = read_table(posterior_run / "results/deblur/zernike-0.01/trajectory.parquet")

@@ -32,9 +32,9 @@ def load_prior(path: str | Path, device: str = "cpu", name: str | None = None, c
     if kind in ("edm", "score_sde"):
         return load_converted_prior(state, device)
     if kind == "gaussian_mixture":
-        prior = GaussianMixturePrior.load(path)
+        prior = GaussianMixturePrior.from_state(state, source=str(path))
     elif kind == "score_network":
-        prior = ScoreNetworkPrior.load(path)
+        prior = ScoreNetworkPrior.from_state(state, source=str(path))
     else:
         raise ValueError(f"{path} holds an unknown prior kind {kind!r}")
     return prior.to(device)

@@ -201,9 +201,13 @@ class GaussianMixturePrior(DiffusionPrior):
 
     @classmethod
     def load(cls, path: str | Path) -> "GaussianMixturePrior":
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return cls.from_state(torch.load(path, map_location="cpu", weights_only=True), source=str(path))
+
+    @classmethod
+    def from_state(cls, state: dict, source: str = "the state") -> "GaussianMixturePrior":
+        """The prior from the dict :meth:`save` writes (``source`` names it in errors)."""
         if state.get("kind") != "gaussian_mixture":
-            raise ValueError(f"{path} does not hold a Gaussian-mixture prior (kind={state.get('kind')!r})")
+            raise ValueError(f"{source} does not hold a Gaussian-mixture prior (kind={state.get('kind')!r})")
         return cls(
             state["weights"],
             state["means"],

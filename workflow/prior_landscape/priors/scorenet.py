@@ -285,20 +285,24 @@ class ScoreNetworkPrior(NetworkPrior):
             raise
         except Exception as exc:  # not a torch file, or unpicklable content
             raise ValueError(f"{path} is not a score-network checkpoint: cannot be read by torch.load ({exc})") from exc
+        return cls.from_state(state, source=str(path)).to(device)
+
+    @classmethod
+    def from_state(cls, state, source: str = "the state") -> "ScoreNetworkPrior":
+        """The prior from the dict :meth:`save` writes (``source`` names it in errors), on the CPU."""
         if not isinstance(state, dict) or state.get("kind") != "score_network":
             kind = state.get("kind") if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"{path} does not hold a score-network prior (kind={kind!r})")
+            raise ValueError(f"{source} does not hold a score-network prior (kind={kind!r})")
         with torch.random.fork_rng(devices=[]):  # the init is overwritten; leave the global RNG alone
             net = ScoreUNet(**state["net_kwargs"])
         net.load_state_dict(state["state_dict"])
-        prior = cls(
+        return cls(
             net,
             schedule_from_config(state["schedule"]),
             tuple(state["image_shape"]),
             state.get("name", "scorenet"),
             state.get("metadata", {}),
         )
-        return prior.to(device)
 
 
 # ==================================================================== training
