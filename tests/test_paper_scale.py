@@ -216,8 +216,10 @@ def _tiny_paper_config() -> dict:
         },
         "tiny-mnist": {
             "kind": "score_network", "dataset": "stand-in for binarized MNIST", "training_data": "mnist",
-            "network": {"base_channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1, "emb_features": 8,
-                        "emb_channels": 16, "groups": 4},
+            # P's architecture (diffusers' UNet2DModel, attention included), two narrow levels
+            "network": {**PAPER["priors"]["mnist-binary"]["network"], "block_out_channels": [8, 16],
+                        "layers_per_block": 1, "norm_num_groups": 4, "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
+                        "up_block_types": ["AttnUpBlock2D", "UpBlock2D"]},
             "schedule": {"kind": "ve", "sigma_min": 0.01, "sigma_max": 50.0, "t_eps": 1e-3},
             "training": {"steps": 20, "batch_size": 8, "lr": 1e-3, "checkpoint_every": 10},
             "images": {"resource": "mnist", "dataset": "mnist", "size": 32, "channels": 1, "split": "test"},
@@ -296,3 +298,5 @@ def test_paper_rules_run_on_tiny_stand_ins(edm_files, server, tmp_path):  # noqa
     assert starts.source.iloc[0].startswith("00000/") and np.isfinite(starts.q_end).all()
     prior = load_prior(work / "results/priors/tiny-edm/model.pt")
     assert isinstance(prior, UnitScalePrior) and prior.image_shape == (3, RES, RES)
+    digit_prior = load_prior(work / "results/priors/tiny-mnist/model.pt")
+    assert digit_prior.net.config["architecture"] == "diffusers_unet2d" and digit_prior.image_shape == (1, 32, 32)

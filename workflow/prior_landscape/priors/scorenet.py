@@ -22,7 +22,11 @@ and DiffUNet. They were checked and not used, because
   unreachable (documented as ``'baseline_ve'``, tested as ``'ve-baseline'``);
 * DiffUNet / ADM are larger still (ImageNet-style channel counts, attention).
 
-So :class:`ScoreUNet` is a compact UNet written here: ``len(channel_mult)``
+At paper scale the binarized-MNIST prior takes P's own network instead, diffusers'
+``UNet2DModel`` (:class:`DiffusersScoreUNet`, ``network: {architecture:
+diffusers_unet2d}``): 15.9 M parameters, too slow for the CPU demo.
+
+So the demo's :class:`ScoreUNet` is a compact UNet written here: ``len(channel_mult)``
 resolution levels (default 2: 16×16 and 8×8) with ``num_res_blocks`` residual
 blocks each, GroupNorm + SiLU, average-pool downsampling, nearest-neighbour
 upsampling + conv, skip concatenations, one bottleneck block, and the noise
@@ -85,6 +89,9 @@ __all__ = [
     "DEMO_NET_KWARGS",
     "DEMO_TRAIN_KWARGS",
     "ScoreUNet",
+    "DiffusersScoreUNet",
+    "ARCHITECTURES",
+    "build_score_network",
     "ScoreNetworkPrior",
     "train_dsm",
     "load_training_checkpoint",
@@ -129,7 +136,24 @@ class _ResBlock(nn.Module):
         return (h + self.skip(x)) * (1.0 / math.sqrt(2.0))
 
 
-class ScoreUNet(nn.Module):
+class _PreconditionedScore(nn.Module):
+    """s_θ(x, σ) from an unpreconditioned network ``raw(x_in, c_noise)`` by the EDM
+    preconditioning with a data offset (module docstring); subclasses set ``sigma_data``,
+    ``data_mean``, ``levels`` (resolutions, for the size check) and ``config``."""
+
+    def raw(self, x_in: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        sd2 = self.sigma_data**2
+        s = sigma.to(x.dtype)[:, None, None, None]
+        total = s * s + sd2
+        xc = x - self.data_mean
+        out = self.raw(xc * torch.rsqrt(total), torch.log(sigma.to(x.dtype)) / 4)
+        return -xc / total + (self.sigma_data / s) * torch.rsqrt(total) * out
+
+
+class ScoreUNet(_PreconditionedScore):
     """Compact noise-conditional UNet returning the score s_θ(x, σ) (EDM-preconditioned).
 
     ``forward(x, sigma)`` takes x of shape (B, C, H, W) and sigma of shape (B,)
@@ -221,22 +245,88 @@ class ScoreUNet(nn.Module):
                 h = self.up_conv[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
         return self.conv_out(F.silu(self.norm_out(h)))
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        sd2 = self.sigma_data**2
-        s = sigma.to(x.dtype)[:, None, None, None]
-        total = s * s + sd2
-        xc = x - self.data_mean
-        out = self.raw(xc * torch.rsqrt(total), torch.log(sigma.to(x.dtype)) / 4)
-        return -xc / total + (self.sigma_data / s) * torch.rsqrt(total) * out
+
+class DiffusersScoreUNet(_PreconditionedScore):
+    """P's binarized-MNIST network (P §2.3): diffusers' ``UNet2DModel`` with its default
+    blocks (ResNet blocks, two per level, self-attention in the three lower down levels
+    and the three upper up levels), ``block_out_channels`` (32, 64, 128, 256) in P, which
+    gives P's 15.9 M parameters at 32×32×1, as F_θ inside the same preconditioning as
+    :class:`ScoreUNet`.
+
+    The noise level enters through the UNet's sinusoidal timestep embedding as
+    ``timestep = 250 · c_noise`` (c_noise = log σ / 4, so σ ∈ [0.01, 50] spans timesteps
+    −288 to 245: the embedding's frequencies resolve it as they resolve DDPM's 0–1000).
+    Attention uses diffusers' plain ``AttnProcessor`` (matrix products and softmax) in the
+    network's dtype, so forward-mode JVPs (Hessians) and float64 evaluation work as for
+    :class:`ScoreUNet`; diffusers embeds the timestep in float32 whatever the dtype.
+    ``unet_kwargs`` go to ``UNet2DModel`` unchanged (e.g. ``layers_per_block``,
+    ``down_block_types``); the checkpoint stores them in :attr:`config`.
+    """
+
+    TIMESTEP_SCALE = 250.0
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        block_out_channels: Sequence[int] = (32, 64, 128, 256),
+        sigma_data: float = 0.5,
+        data_mean: float = 0.0,
+        **unet_kwargs,
+    ):
+        super().__init__()
+        try:
+            from diffusers import UNet2DModel
+            from diffusers.models.attention_processor import AttnProcessor
+        except ImportError as err:  # pinned in pyproject.toml; say what is missing
+            raise ImportError(f"the diffusers_unet2d architecture needs diffusers ({err})") from err
+        self.config = dict(
+            architecture="diffusers_unet2d",
+            in_channels=int(in_channels),
+            block_out_channels=[int(c) for c in block_out_channels],
+            sigma_data=float(sigma_data),
+            data_mean=float(data_mean),
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in unet_kwargs.items()},
+        )
+        self.sigma_data = float(sigma_data)
+        self.data_mean = float(data_mean)
+        self.levels = len(block_out_channels)
+        self.unet = UNet2DModel(in_channels=int(in_channels), out_channels=int(in_channels),
+                                block_out_channels=tuple(int(c) for c in block_out_channels), **unet_kwargs)
+        for module in self.unet.modules():  # UNet2DModel has no set_attn_processor
+            if hasattr(module, "set_processor"):
+                module.set_processor(AttnProcessor())
+                # diffusers "upcasts" the softmax to float32, a half-precision guard that would
+                # round float64 evaluations (Hessians, finite differences) to float32
+                module.upcast_softmax = module.upcast_attention = False
+        last = self.unet.conv_out  # start at F = 0 (the Gaussian score), as ScoreUNet does
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+    def raw(self, x_in: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+        return self.unet(x_in, self.TIMESTEP_SCALE * c_noise).sample
+
+
+#: the architectures a ``network`` config may name (key ``architecture``; default "unet")
+ARCHITECTURES = {"unet": ScoreUNet, "diffusers_unet2d": DiffusersScoreUNet}
+
+
+def build_score_network(**kwargs) -> _PreconditionedScore:
+    """The network a ``net_kwargs`` dict describes: ``architecture`` picks the class
+    (:data:`ARCHITECTURES`, default "unet" = :class:`ScoreUNet`), the rest are its arguments."""
+    arch = kwargs.pop("architecture", "unet")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown score-network architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[arch](**kwargs)
 
 
 # ======================================================================= prior
 class ScoreNetworkPrior(NetworkPrior):
-    """A trained :class:`ScoreUNet` on a VE schedule, behind the DiffusionPrior interface."""
+    """A trained score network (:class:`ScoreUNet` or :class:`DiffusersScoreUNet`) on a VE
+    schedule, behind the DiffusionPrior interface."""
 
     def __init__(
         self,
-        net: ScoreUNet,
+        net: _PreconditionedScore,
         schedule: VESchedule,
         image_shape: tuple[int, int, int],
         name: str = "scorenet",
@@ -294,7 +384,7 @@ class ScoreNetworkPrior(NetworkPrior):
             kind = state.get("kind") if isinstance(state, dict) else type(state).__name__
             raise ValueError(f"{source} does not hold a score-network prior (kind={kind!r})")
         with torch.random.fork_rng(devices=[]):  # the init is overwritten; leave the global RNG alone
-            net = ScoreUNet(**state["net_kwargs"])
+            net = build_score_network(**state["net_kwargs"])
         net.load_state_dict(state["state_dict"])
         return cls(
             net,
@@ -347,10 +437,11 @@ def train_dsm(
     resume: bool = True,
     name: str = "scorenet",
 ) -> tuple[ScoreNetworkPrior, pd.DataFrame]:
-    """Train a :class:`ScoreUNet` by σ²-weighted denoising score matching on a VE schedule.
+    """Train a score network by σ²-weighted denoising score matching on a VE schedule.
 
-    ``crops``: images (N, C, H, W), float, e.g. in [0, 1]. ``net_kwargs`` default to
-    :data:`DEMO_NET_KWARGS` with ``in_channels`` from the crops; ``sigma_data`` and
+    ``crops``: images (N, C, H, W), float, e.g. in [0, 1]. ``net_kwargs`` describe the
+    network (:func:`build_score_network`); for the default architecture they default to
+    :data:`DEMO_NET_KWARGS`; ``in_channels`` defaults to the crops'; ``sigma_data`` and
     ``data_mean`` default to the crops' pixel std and mean. Returns the EMA prior and
     a loss history with one row per ``log_every`` steps: ``step``, ``loss`` (mean
     minibatch loss over the window), the same loss split into three equal bins of
@@ -381,9 +472,10 @@ def train_dsm(
     if N < 2 or steps < 0 or batch_size < 1:
         raise ValueError(f"need N ≥ 2 crops, steps ≥ 0, batch_size ≥ 1 (got {N}, {steps}, {batch_size})")
 
-    kw = dict(DEMO_NET_KWARGS)
+    net_kwargs = dict(net_kwargs or {})
+    kw = dict(DEMO_NET_KWARGS) if net_kwargs.get("architecture", "unet") == "unet" else {}
     kw["in_channels"] = C
-    kw.update(net_kwargs or {})
+    kw.update(net_kwargs)
     kw.setdefault("sigma_data", float(x_all.std()))
     kw.setdefault("data_mean", float(x_all.mean()))
     kw["sigma_data"] = max(float(kw["sigma_data"]), 1e-3)
@@ -391,7 +483,7 @@ def train_dsm(
     gen = torch.Generator().manual_seed(int(seed))
     with torch.random.fork_rng(devices=[]):  # seeded init, global RNG untouched
         torch.manual_seed(int(seed))
-        net = ScoreUNet(**kw)
+        net = build_score_network(**kw)
     config = {
         "net_kwargs": net.config,  # normalised (lists, floats)
         "schedule": schedule.to_dict(),
