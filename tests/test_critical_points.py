@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from prior_landscape.critical_points import DescentResult, descend, safe_step, white_noise_starts
+from prior_landscape.critical_points import DescentResult, choose_step, descend, safe_step, white_noise_starts
 from prior_landscape.data import crop_positions, extract_crops
 from prior_landscape.hessian import eigenvalues
 
@@ -23,6 +23,22 @@ def test_safe_step_is_the_inverse_curvature_bound(small_mixture, demo_mixture):
         x = pr.sample(3, generator=torch.Generator().manual_seed(0))
         lam_max = max(eigenvalues(H).max() for H in pr.hessian_potential(x))
         assert lam_max <= 1 / safe_step(pr) * (1 + 1e-9)
+
+
+def test_a_step_in_p_convention_is_a_relaxed_denoiser_iteration(demo_mixture):
+    """η = 0.02 means P's update x ← x − η (x − D_σε(x)) = (1 − η) x + η D(x), D the prior's
+    Tweedie denoiser x + σ_ε² ∇log p_σε at the potential's own σ_ε; "auto" the safe step."""
+    pr = demo_mixture
+    x = pr.sample(3, generator=torch.Generator().manual_seed(1))
+    s = choose_step(pr, x, 0.02)
+    assert s == pytest.approx(0.02 * pr.sigma_eps**2)
+    denoised = x + pr.sigma_eps**2 * pr.score(x, pr.sigma_eps)
+    one = descend(pr, x, step=s, n_steps=1, record_every=1).end
+    torch.testing.assert_close(one, 0.98 * x + 0.02 * denoised, rtol=1e-12, atol=1e-12)
+    assert choose_step(pr, x, "auto") == safe_step(pr)
+    for bad in (0.0, -0.02):
+        with pytest.raises(ValueError, match="η must be positive"):
+            choose_step(pr, x, bad)
 
 
 def test_descent_from_samples_reaches_second_order_critical_points(small_mixture):

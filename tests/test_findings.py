@@ -93,17 +93,12 @@ def test_natural_network_prefers_blur_and_digit_network_does_not(brief_networks,
 
 
 @pytest.mark.slow
-def test_descent_on_q_drops_it_markedly_and_training_starts_stay_closest(brief_networks):
-    """P §2.2, Figs. 2–3 on the brief photograph network: descending q from training crops,
-    unrelated photographs and white noise lowers q by tens to hundreds of nats, and the
-    training-set starts end closest to where they began (the group P highlights).
-
-    Not asserted, because the demo priors do not show it: P's "a few percent" distance.
-    The mixture's only critical points are its component means (far from any crop:
-    test_critical_points.py), and the small network's ‖∇q‖ plateaus (≈ 40 after the first
-    ~200 steps) while x keeps drifting toward smoother images: with the workflow's safe
-    step the median distance of training crops is 1.4 % after 10 steps, 7 % after 50,
-    14 % after 200, 31 % after 1000 (demo network, 2000 DSM steps).
+def test_descent_on_q_stops_a_few_percent_from_natural_starts_with_q_much_lower(brief_networks):
+    """P §2.2, Figs. 1–3 on the brief photograph network, with P's descent (η = 0.02 on the
+    scaled score, x ← (1 − η) x + η D_σε(x)): from training crops and unrelated photographs
+    the descent ends a few percent from its start while q drops by hundreds of nats, the
+    drop much larger than from white noise (P: "the difference of potential ... is much
+    higher for natural images than for the noisy image"), and q has levelled off (Fig. 2).
     """
     prior = brief_networks["photographs"]
     data = {"photographs": {"train": ["astronaut", "camera", "coffee", "chelsea", "rocket", "coins", "moon", "china"]},
@@ -118,18 +113,26 @@ def test_descent_on_q_drops_it_markedly_and_training_starts_stay_closest(brief_n
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        res = descend(prior, x0, step=choose_step(prior, x0, "auto"), n_steps=200, record_every=50)
-        r = potential_batched(prior, torch.cat([res.start, res.end]), 36, probe_keys=np.tile(np.arange(3 * n), 2),
+        step = choose_step(prior, x0, 0.02)
+        assert step == pytest.approx(0.02 * prior.sigma_eps**2)
+        half = descend(prior, x0, step=step, n_steps=500, record_every=100)
+        res = descend(prior, x0, step=step, n_steps=1000, record_every=100)
+        r = potential_batched(prior, torch.cat([res.start, half.end, res.end]), 54, probe_keys=np.tile(np.arange(3 * n), 3),
                               n_probes=4, atol=1e-4, rtol=1e-4)
     finally:
         torch.set_num_threads(threads)
-    drop = r.q[: 3 * n] - r.q[3 * n:]
+    q0, q_half, q1 = r.q[: 3 * n], r.q[3 * n: 6 * n], r.q[6 * n:]
+    drop, dist = q0 - q1, res.relative_distance
+    print("q drop", drop.round(1), "first half", (q0 - q_half).round(1), "distance", dist.round(4))
     groups = {"training set": slice(0, n), "unrelated": slice(n, 2 * n), "white noise": slice(2 * n, 3 * n)}
-    for name, g in groups.items():
-        assert np.median(drop[g]) > 20, (name, drop[g])  # q drops markedly (nats)
-    ratio = res.final_grad_norm / res.grad_norm_start
-    print("q drop", drop.round(1), "‖∇q‖ ratio", ratio.round(3), "distance", res.relative_distance.round(3))
-    # natural images reach the flat region fastest: ‖∇q‖ falls most from the training-set starts
-    assert np.median(ratio[groups["training set"]]) < 0.5 * np.median(ratio[groups["white noise"]]), ratio
-    dist = res.relative_distance
-    assert np.median(dist[groups["training set"]]) < np.median(dist[groups["white noise"]]), dist
+    natural = np.r_[0:2 * n]
+    # P Fig. 3: "less than 10 % even when starting from pure noise" (measured: medians 8.6 % training
+    # set, 7.0 % unrelated, 12 % noise after 1000 steps; 3.7 %, 3.3 %, 3.8 % after 300)
+    assert np.median(dist[natural]) < 0.10 and np.median(dist[groups["white noise"]]) < 0.15, dist
+    # ... while q drops by hundreds of nats, far more from natural images than from noise
+    # (measured: medians 747, 519 and 137 nats)
+    assert np.median(drop[natural]) > 300, drop
+    assert np.median(drop[natural]) > 3 * np.median(drop[groups["white noise"]]), drop
+    # Fig. 2: q levels off, the second half of the descent lowering it less than the first
+    first, second = q0 - q_half, q_half - q1
+    assert np.median(second[natural]) < 0.6 * np.median(first[natural]), (first, second)

@@ -113,6 +113,8 @@ def test_report_is_generated(finished_run):
     ({"sweep.theta.num": 1}, "sweep.theta.num: 1 is less than the minimum of 2"),
     ({"hessian.priors": ["gmm-natural", "no-such-prior"]}, "hessian.priors.1: 'no-such-prior' is not a prior"),
     ({"posterior.priors": ["nope"]}, "posterior.priors.0: 'nope' is not a prior"),
+    ({"critical_points.step_by_prior": {"gmm": "auto"}}, "critical_points.step_by_prior.gmm: 'gmm' is not a prior"),
+    ({"critical_points.step": -0.02}, "critical_points.step"),
 ])
 def test_bad_config_stops_before_any_job(tmp_path, edit, message):
     work = _workdir(tmp_path, edit)

@@ -1,43 +1,50 @@
 """Critical points of the potential by gradient descent (P §2.2, Figs. 1–3).
 
-P descends the potential q = −log p_{t_ε} of a diffusion prior with a fixed step,
+P descends the potential q = −log p_{t_ε} of a diffusion prior with a fixed step. Its
+released code (the notebooks of mh-nguyen712/blind_deblur_diffusion) steps along the
+*scaled* score, D_σ(x) − x = σ² ∇log p_σ(x), so its η = 0.02 multiplies σ² ∇q:
 
-    x_{k+1} = x_k − η ∇q(x_k),      ∇q = −score(·, σ(t_ε)) = ``prior.grad_potential``,
+    x_{k+1} = x_k − η σ² ∇q(x_k) = (1 − η) x_k + η D_σ(x_k),    ∇q = −score(·, σ(t_ε)) = ``prior.grad_potential``,
 
-from three groups of starts (training-set images, images of unrelated data sets,
-white Gaussian noise), 10k steps of η = 0.02 for its 64-px models and 5k for
-FFHQ-256. The end points x̄ satisfy ∇q(x̄) ≈ 0 and are generically second-order
-critical points (Lee et al. 2016). P then reports q along the descent (Fig. 2),
-and the relative distance ‖x − x̄‖/‖x̄‖ and the drop q(x) − q(x̄) (Fig. 3).
+a relaxed iteration of the prior's denoiser. Here σ = σ(t_ε) (``prior.sigma_eps``), so
+that the end points are critical points of the very q the potential engine evaluates; P
+takes σ = 0.001 on [−1, 1] images (0.0005 on [0, 1]) with its q at EDM's t_ε. The
+descent runs from three groups of starts (training-set images, images of unrelated data
+sets, white Gaussian noise), 10k steps for P's 64-px models and 5k for FFHQ-256. The end
+points x̄ satisfy ∇q(x̄) ≈ 0 and are generically second-order critical points (Lee et al.
+2016). P then reports q along the descent (Fig. 2), and the relative distance
+‖x − x̄‖/‖x̄‖ and the drop q(x) − q(x̄) (Fig. 3).
 
-:func:`descend` runs the descent on a batch of images at once. Evaluating q itself
-needs a probability-flow ODE (:mod:`prior_landscape.potential`), far too costly to
-do along the way, so the trajectory records ‖∇q‖ per image every ``record_every``
-steps and, only when an ``energy_fn`` is given, q as well (for the analytic
-mixture prior pass its exact ``prior.potential``; for a network pass None and
-compute q at the start and end points with the potential engine afterwards).
+:func:`descend` runs the descent on a batch of images at once, with the step on ∇q itself
+(η σ², see :func:`choose_step`). Evaluating q needs a probability-flow ODE
+(:mod:`prior_landscape.potential`), far too costly to do along the way, so the trajectory
+records ‖∇q‖ per image every ``record_every`` steps and, only when an ``energy_fn`` is
+given, q as well (for the analytic mixture prior pass its exact ``prior.potential``; for a
+network pass None and compute q at the start and end points with the potential engine
+afterwards).
 
 Step size
 ---------
-η = 0.02 is P's value for [−1, 1] images and large networks; it is not safe in
-general. A fixed step decreases q monotonically when η ≤ 1/L, L the Lipschitz
-constant of ∇q (largest Hessian eigenvalue), and diverges along any direction
-whose curvature exceeds 2/η. For the analytic :class:`GaussianMixturePrior`,
+A fixed step s on ∇q decreases q monotonically when s ≤ 1/L, L the Lipschitz constant of
+∇q (largest Hessian eigenvalue), and diverges along any direction whose curvature exceeds
+2/s. For the analytic :class:`GaussianMixturePrior`,
 
     ∇²q = Σ_k γ_k (Σ_k + σ²I)⁻¹ − Cov_γ(s_k) ≼ I / (φ + σ_ε²)
 
 (the covariance of the component scores is positive semi-definite), so
-L ≤ 1/(φ + σ_ε²) everywhere and :func:`safe_step` returns η = φ + σ_ε², with which
-every step decreases q. On the demo mixture (φ ≈ 1e-3) η = 0.02 diverges. A
+L ≤ 1/(φ + σ_ε²) everywhere and :func:`safe_step` returns s = φ + σ_ε², with which
+every step decreases q (η = 1 + φ/σ_ε² in P's units). P's η = 0.02 is far inside that
+bound: on the mixture it converges slowly toward the component means, its only critical
+points; on a score network it stops within a few percent of natural starts (P Fig. 3). A
 divergence is caught: as soon as ∇q (or q) of an image becomes NaN or infinite,
-:class:`FloatingPointError` names the image and the step and asks for a smaller η.
+:class:`FloatingPointError` names the image and the step and asks for a smaller one.
 
 Resuming
 --------
 With ``checkpoint_path``, the state (x, step index, trajectory so far) is written
 atomically every ``checkpoint_every`` steps and at the end, together with a
 fingerprint of the configuration: the start images x0 (SHA-1 of their values,
-shape, dtype), η, ``record_every``, whether q is recorded, and the prior (class,
+shape, dtype), the step, ``record_every``, whether q is recorded, and the prior (class,
 name, schedule and the values of its tensors / network weights). A later call
 with the same configuration resumes from it; ``n_steps`` is *not* part of the
 fingerprint, so a checkpoint of a shorter run (or of a run that was killed) is
@@ -342,11 +349,17 @@ def largest_curvature(prior: DiffusionPrior, x: torch.Tensor, iters: int = 30, s
 
 
 def choose_step(prior: DiffusionPrior, x: torch.Tensor, step: float | str, safety: float = 2.0) -> float:
-    """The descent step: a number is used as given (P: 0.02 for its networks); ``"auto"``
-    is the exact safe step φ + σ_ε² for the analytic mixture and 1/(safety·λ_max) at the
-    starts otherwise (λ_max by power iteration), so that q decreases from the first step."""
+    """The step s on ∇q of the fixed-step descent x ← x − s ∇q(x).
+
+    A number is η in P's convention (module docstring): s = η σ_ε², so that the update is
+    x ← (1 − η) x + η D_{σ_ε}(x) (P: η = 0.02). ``"auto"`` is the exact safe step
+    φ + σ_ε² for the analytic mixture and 1/(safety·λ_max) at the starts otherwise (λ_max by
+    power iteration), so that q decreases from the first step."""
     if step != "auto":
-        return float(step)
+        eta = float(step)
+        if not eta > 0:
+            raise ValueError(f"the descent step η must be positive, got {step!r}")
+        return eta * prior.sigma_eps**2
     try:
         return safe_step(prior)
     except TypeError:

@@ -50,6 +50,8 @@ def _check_prior(key, name):
 
 for _i, _p in enumerate(HESSIAN_PRIORS):
     _check_prior(f"hessian.priors.{_i}", _p)
+for _p in config["critical_points"].get("step_by_prior", {}):
+    _check_prior(f"critical_points.step_by_prior.{_p}", _p)
 
 
 def more_time(minutes):

@@ -48,8 +48,11 @@ x0 = torch.cat(list(groups.values())).to(job.device)
 labels = np.repeat(list(groups), n)
 sources = [*train_ids, *unrelated_ids, *(f"noise-{i}" for i in range(n))]
 
-step = choose_step(prior, x0, cfg["step"])
-job.log.info("descent step %.3g for %d starts, %d steps", step, len(x0), cfg["n_steps"])
+# the step: η in P's convention (x ← (1 − η) x + η D_σε(x)), or "auto"; per prior if configured
+eta = cfg.get("step_by_prior", {}).get(sm.wildcards.prior, cfg["step"])
+step = choose_step(prior, x0, eta)
+job.log.info("descent step %.3g on ∇q (η = %.3g σ_ε²) for %d starts, %d steps", step, step / prior.sigma_eps**2,
+             len(x0), cfg["n_steps"])
 pot = {k: v for k, v in p.potential.items() if k != "batch_size"}
 exact = getattr(prior, "potential", None)
 
@@ -85,7 +88,8 @@ summary["q_end_stderr"] = along[along.step == cfg["n_steps"]].q_stderr.to_numpy(
 if exact is not None:
     summary["q_start_exact"] = exact(res.start.double()).cpu().numpy()
     summary["q_end_exact"] = exact(res.end.double()).cpu().numpy()
-summary["step_size"] = step
+summary["step_size"] = step  # on ∇q
+summary["step_eta"] = step / prior.sigma_eps**2  # P's convention: the step on σ_ε² ∇q = x − D(x)
 summary["prior"] = prior.name
 
 traj = res.trajectory.merge(along, on=["image", "step"], how="outer").sort_values(["image", "step"])
@@ -97,7 +101,7 @@ images = pd.DataFrame({
     "start": list(res.start.reshape(len(x0), -1).cpu().numpy().astype(np.float32)),
     "end": list(res.end.reshape(len(x0), -1).cpu().numpy().astype(np.float32)),
 })
-prov = job.provenance(step_size=step)
+prov = job.provenance(step_size=step, step_eta=step / prior.sigma_eps**2)
 write_table(summary, sm.output.summary, prov)
 write_table(traj.reset_index(drop=True), sm.output.trajectory, prov)
 write_table(images, sm.output.images, prov)

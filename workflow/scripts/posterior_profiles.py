@@ -67,7 +67,8 @@ job.log.info("critical points: step %.3g, %d steps, max ‖∇q‖ %.3g", step_q
 
 theta_bar = float(cfg["theta_bar"])
 thetas = np.union1d(theta_grid(cfg["theta"]), [theta_bar])
-lipschitz_q = 1.0 / step_q  # L_q (exact for the mixture; 2 λ_max at the crops for a network)
+# L_q for the inner minimisations' safe step: exact for the mixture, 2 λ_max at the crops for a network
+lipschitz_q = 1.0 / (step_q if cp["step"] == "auto" else choose_step(prior, x_data, "auto"))
 size = cfg["kernel_size"]
 noiseless, noisy, lambdas = [], [], []
 for family in cfg["families"]:
