@@ -59,6 +59,20 @@ def test_run_leaves_artefacts_figures_tables(finished_run):
     assert not (res / "priors/scorenet-natural/training_state.pt").exists()
 
 
+def test_descent_trajectory_has_engine_and_exact_potentials(finished_run):
+    """fig02 reads q (the engine, at the segment ends); the analytic prior adds its exact q at every record."""
+    traj = read_table(finished_run / "results/critical_points/gmm-natural/trajectory.parquet")
+    assert {"q", "q_exact", "q_stderr", "grad_norm"} <= set(traj.columns)
+    at_segments = traj[traj.q.notna()]
+    assert sorted(at_segments.step.unique()) == [0, 10, 20] and (at_segments.groupby("step").size() == 6).all()
+    assert traj.q_exact.notna().all() and sorted(traj.step.unique()) == [0, 5, 10, 15, 20]
+    # the engine and the exact value agree where both exist (tiny config: loose tolerances)
+    rel = np.abs(at_segments.q - at_segments.q_exact) / np.abs(at_segments.q_exact)
+    assert np.median(rel) < 0.05, rel
+    net = read_table(finished_run / "results/critical_points/scorenet-natural/trajectory.parquet")
+    assert net.q_exact.isna().all() and net.q.notna().sum() == 3 * 6
+
+
 def test_sweep_artefact_has_provenance_and_exact_values(finished_run):
     df = read_table(finished_run / "results/sweeps/gmm-natural.parquet")
     assert len(df) == 2 * 3 * 2  # families × θ × images

@@ -152,6 +152,12 @@ def plot_descent_potential(trajectory: pd.DataFrame):
             c = GROUP_COLOURS.get(group)
             ax.plot(qs.index, qs[0.5], "-o", ms=3, color=c, label=group)
             ax.fill_between(qs.index, qs[0.25], qs[0.75], color=c, alpha=0.18, lw=0)
+        if "q_exact" in trajectory:  # an analytic prior: its exact q at every record, dashed
+            exact = trajectory[(trajectory.prior == prior) & trajectory.q_exact.notna()]
+            for group, g in exact.groupby("group", sort=False):
+                ax.plot(*zip(*g.groupby("step").q_exact.median().items()), "--", lw=1, color=GROUP_COLOURS.get(group))
+            if len(exact):
+                ax.text(0.98, 0.97, "dashed: exact q", transform=ax.transAxes, ha="right", va="top", fontsize=7)
         ax.set_title(prior)
         ax.set_xlabel("descent step")
         ax.set_ylabel("q(x_k)  [nats]")

@@ -92,7 +92,12 @@ summary["step_size"] = step  # on ∇q
 summary["step_eta"] = step / prior.sigma_eps**2  # P's convention: the step on σ_ε² ∇q = x − D(x)
 summary["prior"] = prior.name
 
-traj = res.trajectory.merge(along, on=["image", "step"], how="outer").sort_values(["image", "step"])
+# q by the engine at the segment ends; the analytic prior's exact q at every record as q_exact
+traj = res.trajectory.rename(columns={"q": "q_exact"})
+if "q_exact" not in traj:  # a network: no exact value
+    traj["q_exact"] = np.nan
+traj = traj.merge(along, on=["image", "step"], how="outer")
+traj = traj.sort_values(["image", "step"])
 traj["group"] = labels[traj.image.to_numpy()]
 traj["prior"] = prior.name
 C, H, W = prior.image_shape
