@@ -103,6 +103,7 @@ def plot_likelihood_sweeps(df: pd.DataFrame):
 
 
 GROUP_COLOURS = {"training set": "#D55E00", "unrelated images": "#0072B2", "white noise": "#999999"}
+GROUP_LABELS = {"training set": "training set", "unrelated images": "unrelated", "white noise": "noise"}  # fig01 titles
 
 
 def _img(row, col: str = "pixels") -> np.ndarray:
@@ -115,6 +116,8 @@ def _show(ax, img, title=None):
     ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
+    for spine in ax.spines.values():  # an image needs no axis lines
+        spine.set_visible(False)
     if title:
         ax.set_title(title, fontsize=7)
 
@@ -132,11 +135,11 @@ def plot_critical_points(images: pd.DataFrame, summary: pd.DataFrame, n_show: in
         shown = pd.concat([im[im.group == g].head(per_group) for g in groups])
         for j, (_, row) in enumerate(shown.iterrows()):
             s = sm.loc[row["image"]]
-            _show(axes[2 * i, j], _img(row, "start"), f"{row['group'].split()[0]}\nq = {s.q_start:.0f}")
+            _show(axes[2 * i, j], _img(row, "start"), f"{GROUP_LABELS.get(row['group'], row['group'])}\nq = {s.q_start:.0f}")
             _show(axes[2 * i + 1, j], _img(row, "end"), f"q = {s.q_end:.0f}")
         axes[2 * i, 0].set_ylabel(f"{prior}\nstart x", fontsize=7)
         axes[2 * i + 1, 0].set_ylabel("critical point x̄", fontsize=7)
-    fig.suptitle("Starts and the critical points reached by gradient descent on q (q in nats)", y=1.0)
+    fig.suptitle("Starts x and critical points x̄ of q\n(q in nats)", y=1.0, fontsize=9)
     fig.tight_layout()
     return fig
 
