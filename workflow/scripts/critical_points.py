@@ -51,8 +51,8 @@ sources = [*train_ids, *unrelated_ids, *(f"noise-{i}" for i in range(n))]
 # the step: η in P's convention (x ← (1 − η) x + η D_σε(x)), or "auto"; per prior if configured
 eta = cfg.get("step_by_prior", {}).get(sm.wildcards.prior, cfg["step"])
 step = choose_step(prior, x0, eta)
-job.log.info("descent step %.3g on ∇q (η = %.3g σ_ε²) for %d starts, %d steps", step, step / prior.sigma_eps**2,
-             len(x0), cfg["n_steps"])
+step_eta = step / prior.sigma_eps**2  # the same step in P's convention (on σ_ε² ∇q = x − D(x))
+job.log.info("descent step %.3g on ∇q (η = %.3g) for %d starts, %d steps", step, step_eta, len(x0), cfg["n_steps"])
 pot = {k: v for k, v in p.potential.items() if k != "batch_size"}
 exact = getattr(prior, "potential", None)
 
@@ -89,7 +89,7 @@ if exact is not None:
     summary["q_start_exact"] = exact(res.start.double()).cpu().numpy()
     summary["q_end_exact"] = exact(res.end.double()).cpu().numpy()
 summary["step_size"] = step  # on ∇q
-summary["step_eta"] = step / prior.sigma_eps**2  # P's convention: the step on σ_ε² ∇q = x − D(x)
+summary["step_eta"] = step_eta
 summary["prior"] = prior.name
 
 # q by the engine at the segment ends; the analytic prior's exact q at every record as q_exact
@@ -106,7 +106,7 @@ images = pd.DataFrame({
     "start": list(res.start.reshape(len(x0), -1).cpu().numpy().astype(np.float32)),
     "end": list(res.end.reshape(len(x0), -1).cpu().numpy().astype(np.float32)),
 })
-prov = job.provenance(step_size=step, step_eta=step / prior.sigma_eps**2)
+prov = job.provenance(step_size=step, step_eta=step_eta)
 write_table(summary, sm.output.summary, prov)
 write_table(traj.reset_index(drop=True), sm.output.trajectory, prov)
 write_table(images, sm.output.images, prov)

@@ -138,8 +138,13 @@ class _ResBlock(nn.Module):
 
 class _PreconditionedScore(nn.Module):
     """s_θ(x, σ) from an unpreconditioned network ``raw(x_in, c_noise)`` by the EDM
-    preconditioning with a data offset (module docstring); subclasses set ``sigma_data``,
-    ``data_mean``, ``levels`` (resolutions, for the size check) and ``config``."""
+    preconditioning with a data offset (module docstring), whose σ_d and m it holds;
+    subclasses set ``levels`` (resolutions, for the size check) and ``config``."""
+
+    def __init__(self, sigma_data: float, data_mean: float):
+        super().__init__()
+        self.sigma_data = float(sigma_data)
+        self.data_mean = float(data_mean)
 
     def raw(self, x_in: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -174,7 +179,7 @@ class ScoreUNet(_PreconditionedScore):
         sigma_data: float = 0.5,
         data_mean: float = 0.0,
     ):
-        super().__init__()
+        super().__init__(sigma_data, data_mean)
         if emb_features % 2:
             raise ValueError(f"emb_features must be even, got {emb_features}")
         self.config = dict(
@@ -188,8 +193,6 @@ class ScoreUNet(_PreconditionedScore):
             sigma_data=float(sigma_data),
             data_mean=float(data_mean),
         )
-        self.sigma_data = float(sigma_data)
-        self.data_mean = float(data_mean)
         self.levels = len(channel_mult)
         # Sinusoidal features of c_noise = log(σ)/4 ∈ ~[−1.2, 1]: angular frequencies
         # 2π·2^k on a geometric grid from 1/4 to 8 cycles per unit.
@@ -273,7 +276,7 @@ class DiffusersScoreUNet(_PreconditionedScore):
         data_mean: float = 0.0,
         **unet_kwargs,
     ):
-        super().__init__()
+        super().__init__(sigma_data, data_mean)
         try:
             from diffusers import UNet2DModel
             from diffusers.models.attention_processor import AttnProcessor
@@ -287,8 +290,6 @@ class DiffusersScoreUNet(_PreconditionedScore):
             data_mean=float(data_mean),
             **{k: list(v) if isinstance(v, tuple) else v for k, v in unet_kwargs.items()},
         )
-        self.sigma_data = float(sigma_data)
-        self.data_mean = float(data_mean)
         self.levels = len(block_out_channels)
         self.unet = UNet2DModel(in_channels=int(in_channels), out_channels=int(in_channels),
                                 block_out_channels=tuple(int(c) for c in block_out_channels), **unet_kwargs)
