@@ -58,15 +58,18 @@ def test_the_sweep_estimates_reproduce_the_exact_trend(demo_mixture, heldout_ima
         exact.median_q_end - exact.median_q_start)
 
 
+# the demo's training photographs (config.yaml's data section), half its 6000 crops
+PHOTO_DATA = {"photographs": {"train": ["astronaut", "camera", "coffee", "chelsea", "rocket", "coins", "moon", "china"]},
+              "downscale": 2, "crop_size": 16, "n_train_crops": 3000}
+
+
 @pytest.fixture(scope="module")
 def brief_networks():
     """Score networks of photographs and of binary digits, 400 DSM steps each (~1 min on 2 cores)."""
-    data = {"photographs": {"train": ["astronaut", "camera", "coffee", "chelsea", "rocket", "coins", "moon", "china"]},
-            "downscale": 2, "crop_size": 16, "n_train_crops": 3000}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        nets = {src: train_dsm(training_images(src, data, 0), SCHEDULE, steps=400, batch_size=64, lr=2e-3, seed=0,
+        nets = {src: train_dsm(training_images(src, PHOTO_DATA, 0), SCHEDULE, steps=400, batch_size=64, lr=2e-3, seed=0,
                                name=src)[0] for src in ("photographs", "binary_digits")}
     finally:
         torch.set_num_threads(threads)
@@ -93,7 +96,7 @@ def test_natural_network_prefers_blur_and_digit_network_does_not(brief_networks,
 
 
 @pytest.mark.slow
-def test_descent_on_q_stops_a_few_percent_from_natural_starts_with_q_much_lower(brief_networks):
+def test_descent_on_q_stops_a_few_percent_from_natural_starts_with_q_much_lower(brief_networks, tmp_path):
     """P §2.2, Figs. 1–3 on the brief photograph network, with P's descent (η = 0.02 on the
     scaled score, x ← (1 − η) x + η D_σε(x)): from training crops and unrelated photographs
     the descent ends a few percent from its start while q drops by hundreds of nats, the
@@ -101,10 +104,8 @@ def test_descent_on_q_stops_a_few_percent_from_natural_starts_with_q_much_lower(
     higher for natural images than for the noisy image"), and q has levelled off (Fig. 2).
     """
     prior = brief_networks["photographs"]
-    data = {"photographs": {"train": ["astronaut", "camera", "coffee", "chelsea", "rocket", "coins", "moon", "china"]},
-            "downscale": 2, "crop_size": 16, "n_train_crops": 3000}
     n = 6
-    train = training_images("photographs", data, 0)
+    train = training_images("photographs", PHOTO_DATA, 0)
     train = train[np.random.default_rng(2).choice(len(train), n, replace=False)]
     others = load_photographs(["immunohistochemistry", "hubble_deep_field", "page", "text"], 2)
     unrelated = extract_crops(others, crop_positions(others, n, 16, seed=2, min_std=0.05))
@@ -115,8 +116,11 @@ def test_descent_on_q_stops_a_few_percent_from_natural_starts_with_q_much_lower(
     try:
         step = choose_step(prior, x0, 0.02)
         assert step == pytest.approx(0.02 * prior.sigma_eps**2)
-        half = descend(prior, x0, step=step, n_steps=500, record_every=100)
-        res = descend(prior, x0, step=step, n_steps=1000, record_every=100)
+        # 500 steps, then extended to 1000 from the checkpoint (the same as one run of 1000)
+        state = tmp_path / "descent.pt"
+        half = descend(prior, x0, step=step, n_steps=500, record_every=100, checkpoint_path=state)
+        res = descend(prior, x0, step=step, n_steps=1000, record_every=100, checkpoint_path=state)
+        assert res.resumed_from == 500
         r = potential_batched(prior, torch.cat([res.start, half.end, res.end]), 54, probe_keys=np.tile(np.arange(3 * n), 3),
                               n_probes=4, atol=1e-4, rtol=1e-4)
     finally:
