@@ -2,7 +2,7 @@
 
 Both build the full d × d Hessian ∇²q(x) = −∂score(x, σ(t_ε))/∂x of one image:
 
-* batched: ``prior_landscape.hessian.hessian_of_potential`` — ``torch.func.jvp``
+* batched: ``prior_landscape.landscape.hessian.hessian_of_potential`` — ``torch.func.jvp``
   under ``torch.func.vmap``, ``--chunk-size`` basis vectors per pass (and its
   reverse-mode variant ``mode="vjp"``: one ``torch.func.vjp``, pullback vmapped);
 * loop (P): ``hessian_loop(method="jvp")`` — one ``torch.autograd.functional.jvp``
@@ -54,7 +54,7 @@ def _time(fn, device, repeat: int, budget_s: float = 20.0):
 
 def _prior(args, device, dtype):
     from prior_landscape.priors.scorenet import DEMO_NET_KWARGS, ScoreNetworkPrior, ScoreUNet
-    from prior_landscape.schedules import VESchedule
+    from prior_landscape.priors.schedules import VESchedule
 
     if args.checkpoint is not None:
         prior = ScoreNetworkPrior.load(args.checkpoint)
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    from prior_landscape.hessian import hessian_loop, hessian_of_potential, intrinsic_dimension, spectrum
+    from prior_landscape.landscape.hessian import hessian_loop, hessian_of_potential, intrinsic_dimension, spectrum
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)

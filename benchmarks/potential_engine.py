@@ -3,7 +3,7 @@
 Both compute q(x) = −log p_{t_ε}(x) on the same prior, the same images, the same
 RK45 tolerance and the same number of Hutchinson probes:
 
-* engine: ``prior_landscape.potential.potential`` — all images in one batch,
+* engine: ``prior_landscape.landscape.potential.potential`` — all images in one batch,
   per-sample adaptive Dormand–Prince steps (torchode), P probes sharing one
   trajectory per image;
 * reference: ``potential_reference`` — scipy ``solve_ivp`` (RK45), one image and
@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _demo_data(n_images: int):
-    from prior_landscape.data import crop_positions, extract_crops, load_photographs
+    from prior_landscape.io.images import crop_positions, extract_crops, load_photographs
 
     train = load_photographs(["astronaut", "camera", "coffee", "chelsea", "rocket", "coins", "moon", "china"], 2)
     held = load_photographs(["flower", "clock", "brick", "gravel", "grass"], 2)
@@ -42,7 +42,7 @@ def _demo_data(n_images: int):
 def _priors(crops, scorenet_path: Path | None):
     from prior_landscape.priors import GaussianMixturePrior, load_prior
     from prior_landscape.priors.scorenet import train_dsm
-    from prior_landscape.schedules import VESchedule
+    from prior_landscape.priors.schedules import VESchedule
 
     schedule = VESchedule(0.01, 20.0, 1e-3)
     gmm = GaussianMixturePrior.fit(crops.numpy(), (1, 16, 16), schedule, n_components=8, rank=32, name="gmm-natural")
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     ap.add_argument("--scorenet", type=Path, default=REPO / "results/priors/scorenet-natural/model.pt")
     args = ap.parse_args(argv)
 
-    from prior_landscape.potential import potential, potential_reference
+    from prior_landscape.landscape.potential import potential, potential_reference
 
     crops, images = _demo_data(args.images)
     kw = dict(n_probes=args.probes, atol=args.tol, rtol=args.tol, seed=0)

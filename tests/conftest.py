@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from prior_landscape.data import crop_positions, extract_crops, load_photographs
+from prior_landscape.io.images import crop_positions, extract_crops, load_photographs
 from prior_landscape.priors import GaussianMixturePrior
-from prior_landscape.schedules import VESchedule
+from prior_landscape.priors.schedules import VESchedule
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = ["astronaut", "camera", "coffee", "chelsea", "rocket", "coins", "moon", "china"]

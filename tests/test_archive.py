@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from prior_landscape.archive import (
+from prior_landscape.io.archive import (
     CONFIG_FILE,
     FIGURE_INPUTS,
     FORMAT,
@@ -27,7 +27,7 @@ from prior_landscape.archive import (
     unpack,
     write_archive,
 )
-from prior_landscape.artefacts import provenance, write_table
+from prior_landscape.io.artefacts import provenance, write_table
 from prior_landscape.cli import main as cli_main
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -184,7 +184,7 @@ def test_static_map_lists_every_figure_and_table_rule():
             if "{RESULTS}/figures/" in body or "{RESULTS}/tables/" in body:
                 figure_rules.add(name)
     missing = figure_rules - set(FIGURE_INPUTS)
-    assert figure_rules and not missing, f"add {sorted(missing)} to FIGURE_INPUTS in prior_landscape/archive.py"
+    assert figure_rules and not missing, f"add {sorted(missing)} to FIGURE_INPUTS in prior_landscape/io/archive.py"
 
 
 # --------------------------------------------------------------------------- a real run

@@ -11,8 +11,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from prior_landscape import artefacts
-from prior_landscape.artefacts import atomic_output, provenance, read_provenance, read_table, write_table
+from prior_landscape.io import artefacts
+from prior_landscape.io.artefacts import atomic_output, provenance, read_provenance, read_table, write_table
 
 
 def test_round_trip_with_provenance(tmp_path):
@@ -60,7 +60,7 @@ def test_killed_process_leaves_no_complete_looking_file(tmp_path):
     code = textwrap.dedent(
         f"""
         import os, signal, time
-        from prior_landscape.artefacts import atomic_output
+        from prior_landscape.io.artefacts import atomic_output
         with atomic_output({str(target)!r}) as tmp:
             tmp.write_bytes(b"x" * 1000)
             os.kill(os.getpid(), signal.SIGKILL)

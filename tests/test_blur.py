@@ -11,7 +11,7 @@ from scipy.signal import convolve2d
 from scipy.special import j1
 
 import deepinv as dinv
-from prior_landscape.blur import (
+from prior_landscape.inverse.operators import (
     AIRY_FIRST_ZERO,
     FAMILIES,
     blur,

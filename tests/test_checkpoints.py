@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from prior_landscape.potential import potential
+from prior_landscape.landscape.potential import potential
 from prior_landscape.priors.checkpoints import (
     CheckpointError,
     UnsafePickleError,
@@ -37,7 +37,7 @@ from prior_landscape.priors.pretrained import (
     checkpoint_format,
     load_pretrained_prior,
 )
-from prior_landscape.schedules import EDMSchedule, VESchedule
+from prior_landscape.priors.schedules import EDMSchedule, VESchedule
 
 deepinv_models = pytest.importorskip("deepinv.models")
 

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from prior_landscape.critical_points import DescentResult, choose_step, descend, safe_step, white_noise_starts
-from prior_landscape.data import crop_positions, extract_crops
-from prior_landscape.hessian import eigenvalues
+from prior_landscape.landscape.critical_points import DescentResult, choose_step, descend, safe_step, white_noise_starts
+from prior_landscape.io.images import crop_positions, extract_crops
+from prior_landscape.landscape.hessian import eigenvalues
 
 
 def _max_increase(traj: pd.DataFrame) -> float:

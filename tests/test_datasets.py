@@ -19,8 +19,8 @@ import pytest
 import torch
 from PIL import Image
 
-from prior_landscape import datasets as ds
-from prior_landscape.downloads import ensure_resource, load_catalogue, resource_location
+from prior_landscape.io import datasets as ds
+from prior_landscape.io.downloads import ensure_resource, load_catalogue, resource_location
 from test_downloads import server  # noqa: F401 - the loopback HTTP server fixture
 
 CAT = load_catalogue()

@@ -17,9 +17,9 @@ import math
 import pytest
 import torch
 
-from prior_landscape.blur import kernel as family_kernel
-from prior_landscape.deblur import algorithm1, algorithm2, blind_deconvolution, tweedie_denoiser
-from prior_landscape.kernels import (
+from prior_landscape.inverse.operators import kernel as family_kernel
+from prior_landscape.inverse.algorithms import algorithm1, algorithm2, blind_deconvolution, tweedie_denoiser
+from prior_landscape.inverse.kernels import (
     SimplexKernel,
     ZernikeKernel,
     project_simplex_kernel,
@@ -27,7 +27,7 @@ from prior_landscape.kernels import (
     zernike_initialisation,
 )
 from prior_landscape.metrics import collapse_distance, kernel_error, mnc, psnr
-from prior_landscape.posterior import data_fit, fft_blur, kernel_otf
+from prior_landscape.inverse.profiles import data_fit, fft_blur, kernel_otf
 
 DT = torch.float64
 SIGMA_Y = 0.01
@@ -39,7 +39,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def crops(heldout_images):
-    from prior_landscape.data import crop_positions, extract_crops
+    from prior_landscape.io.images import crop_positions, extract_crops
 
     specs = crop_positions(heldout_images, 2, 16, seed=5, min_std=0.1)
     return extract_crops(heldout_images, specs).to(DT)

@@ -22,10 +22,10 @@ import torch.nn.functional as F
 import yaml
 
 from conftest import REPO
-from prior_landscape.deblur import blind_deconvolution
-from prior_landscape.denoisers import drunet_channels, drunet_denoiser, load_drunet
-from prior_landscape.downloads import ensure_resource, load_catalogue, resource_location, resource_outputs
-from prior_landscape.kernels import SimplexKernel, simplex_initialisation
+from prior_landscape.inverse.algorithms import blind_deconvolution
+from prior_landscape.inverse.denoisers import drunet_channels, drunet_denoiser, load_drunet
+from prior_landscape.io.downloads import ensure_resource, load_catalogue, resource_location, resource_outputs
+from prior_landscape.inverse.kernels import SimplexKernel, simplex_initialisation
 from test_downloads import server  # noqa: F401 - the loopback HTTP server fixture
 
 CATALOGUE = load_catalogue()
@@ -189,7 +189,7 @@ def _run(work: Path, config: Path, *targets: str) -> str:
 
 @pytest.mark.slow
 def test_kohler_case_runs_drunet_on_real_shots(tmp_path):
-    from prior_landscape.artefacts import read_table
+    from prior_landscape.io.artefacts import read_table
 
     work = tmp_path / "work"
     res = work / "resources"

@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from prior_landscape.downloads import (
+from prior_landscape.io.downloads import (
     ArchiveError,
     CatalogueError,
     ChecksumError,
@@ -168,7 +168,7 @@ def test_download_verifies_and_lands_atomically(server, tmp_path, caplog):
     server.state.files["w.bin"] = data
     seen = []
     dest = tmp_path / "sub" / "w.bin"
-    with caplog.at_level(logging.INFO, logger="prior_landscape.downloads"):
+    with caplog.at_level(logging.INFO, logger="prior_landscape.io.downloads"):
         out = fetch(server.url("w.bin"), dest, sha256=_sha(data), chunk_size=8192,
                     progress=lambda d, t: seen.append((d, t)), **FAST)
     assert out == dest and dest.read_bytes() == data

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from conftest import SCHEDULE
-from prior_landscape.blur import blur, kernel
-from prior_landscape.critical_points import choose_step, descend, white_noise_starts
-from prior_landscape.data import (
+from prior_landscape.inverse.operators import blur, kernel
+from prior_landscape.landscape.critical_points import choose_step, descend, white_noise_starts
+from prior_landscape.io.images import (
     blurred_crops,
     crop_positions,
     extract_crops,
@@ -21,9 +21,9 @@ from prior_landscape.data import (
     load_photographs,
     training_images,
 )
-from prior_landscape.potential import potential_batched
+from prior_landscape.landscape.potential import potential_batched
 from prior_landscape.priors.scorenet import train_dsm
-from prior_landscape.sweeps import likelihood_sweep, sweep_summary
+from prior_landscape.landscape.sweeps import likelihood_sweep, sweep_summary
 
 THETAS = np.linspace(0, 5, 6)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from prior_landscape.hessian import eigenvalues, hessian_loop, hessian_of_potential, intrinsic_dimension, spectrum
+from prior_landscape.landscape.hessian import eigenvalues, hessian_loop, hessian_of_potential, intrinsic_dimension, spectrum
 
 
 def _close(A: torch.Tensor, B: torch.Tensor, rtol: float = 1e-10) -> None:
@@ -72,7 +72,7 @@ def test_batched_equals_the_loop_and_does_not_depend_on_chunk_size(small_mixture
 def test_batched_equals_the_loop_on_a_score_network():
     """Forward-mode AD through the score UNet (GroupNorm, SiLU, pooling, upsampling) in float64."""
     scorenet = pytest.importorskip("prior_landscape.priors.scorenet")
-    from prior_landscape.schedules import VESchedule
+    from prior_landscape.priors.schedules import VESchedule
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

@@ -6,7 +6,7 @@ import torch
 from scipy.optimize import minimize
 from scipy.special import j1
 
-from prior_landscape.kernels import (
+from prior_landscape.inverse.kernels import (
     SimplexKernel,
     ZernikeKernel,
     diagonal_motion_kernel,

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from prior_landscape.kernels import ZernikeKernel, dirac_kernel, gaussian_kernel, random_motion_kernel
+from prior_landscape.inverse.kernels import ZernikeKernel, dirac_kernel, gaussian_kernel, random_motion_kernel
 from prior_landscape.metrics import (
     collapse_distance,
     cross_correlation,

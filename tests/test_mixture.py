@@ -74,7 +74,7 @@ def test_fit_recovers_a_low_rank_gaussian():
     d, r = 16, 3
     U = np.linalg.qr(rng.normal(size=(d, r)))[0]
     X = 0.5 + (rng.normal(size=(20_000, r)) * [1.0, 0.5, 0.25]) @ U.T + 0.01 * rng.normal(size=(20_000, d))
-    from prior_landscape.schedules import VESchedule
+    from prior_landscape.priors.schedules import VESchedule
 
     pr = GaussianMixturePrior.fit(X, (1, 4, 4), VESchedule(0.01, 10.0), n_components=1, rank=r)
     np.testing.assert_allclose(pr.floor, 1e-4, rtol=0.05)

@@ -26,8 +26,8 @@ import torch
 import yaml
 
 from conftest import REPO
-from prior_landscape.downloads import ChecksumError, ensure_resource, load_catalogue, resource_outputs
-from prior_landscape.potential import potential
+from prior_landscape.io.downloads import ChecksumError, ensure_resource, load_catalogue, resource_outputs
+from prior_landscape.landscape.potential import potential
 from prior_landscape.priors import load_prior
 from prior_landscape.priors.pretrained import (
     EDMPrior,
@@ -286,7 +286,7 @@ def test_paper_rules_run_on_tiny_stand_ins(edm_files, server, tmp_path):  # noqa
     assert "import_pretrained_prior" in log and "train_score_network" in log
     assert sorted(p.name for p in (res / "datasets/MNIST/raw").iterdir()) == sorted(f["filename"] for f in mnist["files"])
 
-    from prior_landscape.artefacts import read_table
+    from prior_landscape.io.artefacts import read_table
 
     edm = read_table(work / targets[0])
     assert set(edm.image) == {"00000/00000.png", "00000/00001.png", "00000/00002.png", "00000/00003.png"} & set(edm.image)

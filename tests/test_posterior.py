@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from prior_landscape.blur import blur, kernel, kernel_stack
-from prior_landscape.critical_points import safe_step
-from prior_landscape.data import crop_positions, extract_crops
-from prior_landscape.posterior import (
+from prior_landscape.inverse.operators import blur, kernel, kernel_stack
+from prior_landscape.landscape.critical_points import safe_step
+from prior_landscape.io.images import crop_positions, extract_crops
+from prior_landscape.inverse.profiles import (
     cg_prox,
     data_fit,
     fft_blur,

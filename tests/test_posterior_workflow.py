@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from prior_landscape.artefacts import read_table
+from prior_landscape.io.artefacts import read_table
 from test_workflow import SNAKEMAKE, _snakemake, _workdir
 
 pytestmark = pytest.mark.slow

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from prior_landscape.blur import kernel
-from prior_landscape.data import blurred_crops, crop_positions
-from prior_landscape.potential import NonFiniteODEError, potential, potential_batched, potential_reference
+from prior_landscape.inverse.operators import kernel
+from prior_landscape.io.images import blurred_crops, crop_positions
+from prior_landscape.landscape.potential import NonFiniteODEError, potential, potential_batched, potential_reference
 from prior_landscape.priors.base import DiffusionPrior
 
 

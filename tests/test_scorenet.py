@@ -17,7 +17,7 @@ from prior_landscape.priors.scorenet import (
     load_training_checkpoint,
     train_dsm,
 )
-from prior_landscape.schedules import VESchedule
+from prior_landscape.priors.schedules import VESchedule
 
 SCHED = VESchedule(sigma_min=0.01, sigma_max=20.0)
 TINY = dict(base_channels=8, channel_mult=(1, 2), num_res_blocks=1, emb_features=8, emb_channels=16, groups=4)

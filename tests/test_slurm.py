@@ -25,7 +25,7 @@ import torch
 import yaml
 
 from conftest import REPO
-from prior_landscape.artefacts import read_table
+from prior_landscape.io.artefacts import read_table
 from slurm_cluster import cluster_answers, slurm_cluster  # noqa: F401 - the session fixture
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from prior_landscape.artefacts import read_table
+from prior_landscape.io.artefacts import read_table
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 pytestmark = pytest.mark.slow

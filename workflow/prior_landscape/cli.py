@@ -19,7 +19,7 @@ import sys
 
 
 def _review(args) -> int:
-    from .archive import format_review, review
+    from prior_landscape.io.archive import format_review, review
 
     try:
         rv = review(args.path)

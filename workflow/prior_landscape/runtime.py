@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .artefacts import provenance
+from prior_landscape.io.artefacts import provenance
 
 
 def resolve_device(name: str) -> str:

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from prior_landscape.config import ConfigError, validate_config, theta_grid
-from prior_landscape.downloads import (
+from prior_landscape.io.downloads import (
     DEFAULT_LOCK_FILE,
     CatalogueError,
     load_catalogue_with_mirror,
@@ -145,7 +145,7 @@ def prior_inputs(wildcards):
 
 
 def image_source(wildcards):
-    """A prior's ``images`` (paper scale: its dataset, read by prior_landscape.data.prior_images), or None."""
+    """A prior's ``images`` (paper scale: its dataset, read by prior_landscape.io.images.prior_images), or None."""
     return config["priors"][wildcards.prior].get("images")
 
 
@@ -249,6 +249,6 @@ def deblur_artefacts(cases, kinds=("metrics", "images", "trajectory")):
 # -------------------------------------------------------------------------- archive
 
 def archive_rule_map(wildcards):
-    from prior_landscape.archive import rule_map  # imported here: pandas/pyarrow only when archiving
+    from prior_landscape.io.archive import rule_map  # imported here: pandas/pyarrow only when archiving
 
     return rule_map(workflow.rules)

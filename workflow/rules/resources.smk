@@ -1,5 +1,5 @@
 # Paper scale: one download rule per checkpoint and per dataset of the catalogue
-# (workflow/prior_landscape/resources.yaml), and the conversion of released
+# (workflow/prior_landscape/io/resources.yaml), and the conversion of released
 # checkpoints into priors. The demo needs none of this: its priors are fitted or
 # trained here on data that ships with scikit-image and scikit-learn.
 #

@@ -1,6 +1,6 @@
-"""Pack results/ into the archive, with its manifest and config (prior_landscape.archive)."""
+"""Pack results/ into the archive, with its manifest and config (prior_landscape.io.archive)."""
 
-from prior_landscape.archive import write_archive
+from prior_landscape.io.archive import write_archive
 from prior_landscape.runtime import start_job
 
 sm = snakemake  # noqa: F821 - injected by Snakemake

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from prior_landscape.artefacts import write_table
-from prior_landscape.blur import kernel
+from prior_landscape.io.artefacts import write_table
+from prior_landscape.inverse.operators import kernel
 from prior_landscape.config import theta_grid
 from prior_landscape.runtime import start_job
 

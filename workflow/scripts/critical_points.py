@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from prior_landscape.artefacts import write_table
-from prior_landscape.critical_points import choose_step, descend, white_noise_starts
-from prior_landscape.data import (
+from prior_landscape.io.artefacts import write_table
+from prior_landscape.landscape.critical_points import choose_step, descend, white_noise_starts
+from prior_landscape.io.images import (
     crop_positions,
     extract_crops,
     load_photographs,
@@ -16,7 +16,7 @@ from prior_landscape.data import (
     training_images,
     unrelated_images,
 )
-from prior_landscape.potential import potential_batched
+from prior_landscape.landscape.potential import potential_batched
 from prior_landscape.priors import load_prior
 from prior_landscape.runtime import start_job
 

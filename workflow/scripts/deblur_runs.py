@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from prior_landscape.artefacts import write_table
-from prior_landscape.data import blurred_crops, crop_positions, extract_crops, heldout_images, load_photographs
-from prior_landscape.deblur import blind_deconvolution, tweedie_denoiser
-from prior_landscape.denoisers import DRUNET_NC, drunet_denoiser, load_drunet
-from prior_landscape.kernels import (
+from prior_landscape.io.artefacts import write_table
+from prior_landscape.io.images import blurred_crops, crop_positions, extract_crops, heldout_images, load_photographs
+from prior_landscape.inverse.algorithms import blind_deconvolution, tweedie_denoiser
+from prior_landscape.inverse.denoisers import DRUNET_NC, drunet_denoiser, load_drunet
+from prior_landscape.inverse.kernels import (
     SimplexKernel,
     ZernikeKernel,
     diagonal_motion_kernel,
@@ -30,7 +30,7 @@ from prior_landscape.kernels import (
     zernike_initialisation,
 )
 from prior_landscape.metrics import collapse_distance, kernel_error, mnc, psnr, ssim
-from prior_landscape.posterior import fft_blur
+from prior_landscape.inverse.profiles import fft_blur
 from prior_landscape.priors import load_prior
 from prior_landscape.runtime import start_job
 
@@ -66,7 +66,7 @@ def centred_kernels(kernels):
 # ------------------------------------------------------------ the problem
 if real_data:
     # P Fig. 13: real camera shake (Köhler et al. 2012), centre crops of the shots
-    from prior_landscape.datasets import read_kohler
+    from prior_landscape.io.datasets import read_kohler
 
     d = m["data"]
     channels = denoiser_cfg["channels"] if denoiser_cfg else prior.image_shape[0]

@@ -1,6 +1,6 @@
 """Download (or pick up, for manual sources) one resource of the catalogue, verified."""
 
-from prior_landscape.downloads import ensure_resource, load_catalogue_with_mirror
+from prior_landscape.io.downloads import ensure_resource, load_catalogue_with_mirror
 from prior_landscape.runtime import start_job
 
 sm = snakemake  # noqa: F821 - injected by Snakemake

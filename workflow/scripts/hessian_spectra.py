@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from prior_landscape.artefacts import read_table, write_table
-from prior_landscape.hessian import hessian_of_potential, intrinsic_dimension, spectrum
+from prior_landscape.io.artefacts import read_table, write_table
+from prior_landscape.landscape.hessian import hessian_of_potential, intrinsic_dimension, spectrum
 from prior_landscape.priors import load_prior
 from prior_landscape.runtime import start_job
 

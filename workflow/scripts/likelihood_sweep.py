@@ -2,13 +2,13 @@
 
 import pandas as pd
 
-from prior_landscape.artefacts import write_table
-from prior_landscape.blur import blur
+from prior_landscape.io.artefacts import write_table
+from prior_landscape.inverse.operators import blur
 from prior_landscape.config import theta_grid
-from prior_landscape.data import blurred_crops, crop_positions, heldout_digits, load_photographs, prior_images
+from prior_landscape.io.images import blurred_crops, crop_positions, heldout_digits, load_photographs, prior_images
 from prior_landscape.priors import load_prior
 from prior_landscape.runtime import start_job
-from prior_landscape.sweeps import likelihood_sweep
+from prior_landscape.landscape.sweeps import likelihood_sweep
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 p = sm.params

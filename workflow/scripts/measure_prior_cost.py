@@ -2,11 +2,11 @@
 
 import pandas as pd
 
-from prior_landscape.artefacts import write_table
-from prior_landscape.data import heldout_images
+from prior_landscape.io.artefacts import write_table
+from prior_landscape.io.images import heldout_images
 from prior_landscape.priors import load_prior
 from prior_landscape.runtime import start_job
-from prior_landscape.timing import measure_prior_cost
+from prior_landscape.landscape.timing import measure_prior_cost
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 p = sm.params

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from prior_landscape.artefacts import atomic_output, read_table
-from prior_landscape.plots import (
+from prior_landscape.io.artefacts import atomic_output, read_table
+from prior_landscape.report.landscape_figures import (
     plot_critical_point_statistics,
     plot_critical_points,
     plot_descent_potential,

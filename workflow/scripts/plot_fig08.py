@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from prior_landscape.artefacts import read_table
-from prior_landscape.plots import plot_digit_prior, save_figure
+from prior_landscape.io.artefacts import read_table
+from prior_landscape.report.landscape_figures import plot_digit_prior, save_figure
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 load = lambda paths: pd.concat([read_table(p) for p in paths], ignore_index=True)  # noqa: E731

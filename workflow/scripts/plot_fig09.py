@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from prior_landscape.artefacts import atomic_output, read_table
-from prior_landscape.plots_posterior import plot_noiseless_profiles, profile_minima, save_figure
+from prior_landscape.io.artefacts import atomic_output, read_table
+from prior_landscape.report.posterior_figures import plot_noiseless_profiles, profile_minima, save_figure
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 profiles = pd.concat([read_table(p) for p in sm.input.profiles], ignore_index=True)

@@ -5,12 +5,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from prior_landscape.artefacts import write_table
-from prior_landscape.blur import kernel, kernel_stack
+from prior_landscape.io.artefacts import write_table
+from prior_landscape.inverse.operators import kernel, kernel_stack
 from prior_landscape.config import theta_grid
-from prior_landscape.critical_points import choose_step
-from prior_landscape.data import heldout_images
-from prior_landscape.posterior import (
+from prior_landscape.landscape.critical_points import choose_step
+from prior_landscape.io.images import heldout_images
+from prior_landscape.inverse.profiles import (
     fft_blur,
     minimise_image,
     noiseless_profile,
@@ -18,7 +18,7 @@ from prior_landscape.posterior import (
     safe_posterior_step,
     select_lambda,
 )
-from prior_landscape.potential import potential_batched
+from prior_landscape.landscape.potential import potential_batched
 from prior_landscape.priors import load_prior
 from prior_landscape.runtime import start_job
 

@@ -3,11 +3,11 @@
 import numpy as np
 import pandas as pd
 
-from prior_landscape.artefacts import write_table
-from prior_landscape.data import prior_images, training_images
+from prior_landscape.io.artefacts import write_table
+from prior_landscape.io.images import prior_images, training_images
 from prior_landscape.priors import load_prior
 from prior_landscape.runtime import start_job
-from prior_landscape.sampling import sample_reverse_sde
+from prior_landscape.priors.sampling import sample_reverse_sde
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 cfg = sm.params.sampling

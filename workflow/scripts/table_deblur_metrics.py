@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from prior_landscape.artefacts import atomic_output, read_table
-from prior_landscape.plots_posterior import deblur_summary
+from prior_landscape.io.artefacts import atomic_output, read_table
+from prior_landscape.report.posterior_figures import deblur_summary
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 metrics = pd.concat([read_table(p) for p in sm.input], ignore_index=True)

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from prior_landscape.artefacts import read_table
-from prior_landscape.tables import prior_table, write_table_files
+from prior_landscape.io.artefacts import read_table
+from prior_landscape.report.tables import prior_table, write_table_files
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 timing = pd.concat([read_table(p) for p in sm.input], ignore_index=True)

@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-from prior_landscape.artefacts import write_table
-from prior_landscape.data import training_images
+from prior_landscape.io.artefacts import write_table
+from prior_landscape.io.images import training_images
 from prior_landscape.priors.scorenet import train_dsm
 from prior_landscape.runtime import start_job
-from prior_landscape.schedules import schedule_from_config
+from prior_landscape.priors.schedules import schedule_from_config
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 cfg, data, seed = sm.params.prior, sm.params.data, sm.params.seed

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from .base import DiffusionPrior
-from .mixture import GaussianMixturePrior
-from .scorenet import ScoreNetworkPrior
+from prior_landscape.priors.base import DiffusionPrior
+from prior_landscape.priors.mixture import GaussianMixturePrior
+from prior_landscape.priors.scorenet import ScoreNetworkPrior
 
 __all__ = ["DiffusionPrior", "GaussianMixturePrior", "ScoreNetworkPrior", "load_prior"]
 
@@ -17,7 +17,7 @@ def load_prior(path: str | Path, device: str = "cpu", name: str | None = None, c
     """Load a prior: a checkpoint written by this package (dispatching on its ``kind``;
     converted pre-trained networks come as their view on [0, 1] images), an EDM
     pickle (``.pkl``) or a score_sde checkpoint (``.pth``) in the release's scale."""
-    from .pretrained import checkpoint_format, load_converted_prior, load_pretrained_prior
+    from prior_landscape.priors.pretrained import checkpoint_format, load_converted_prior, load_pretrained_prior
 
     path = Path(path)
     if not path.exists():

@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from ..schedules import Schedule
+from prior_landscape.priors.schedules import Schedule
 
 
 class DiffusionPrior(abc.ABC):

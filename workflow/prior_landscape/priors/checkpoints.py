@@ -63,7 +63,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .ncsnpp_scoresde import FFHQ256_NCSNPP_CONTINUOUS, ScoreSDENCSNpp, ScoreSDENCSNppConfig
+from prior_landscape.priors.ncsnpp_scoresde import FFHQ256_NCSNPP_CONTINUOUS, ScoreSDENCSNpp, ScoreSDENCSNppConfig
 
 __all__ = [
     "CheckpointError",

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..schedules import Schedule, schedule_from_config
-from .base import DiffusionPrior, sigma_batch
+from prior_landscape.priors.schedules import Schedule, schedule_from_config
+from prior_landscape.priors.base import DiffusionPrior, sigma_batch
 
 
 class GaussianMixturePrior(DiffusionPrior):
@@ -183,7 +183,7 @@ class GaussianMixturePrior(DiffusionPrior):
         return self
 
     def save(self, path: str | Path) -> None:
-        from ..artefacts import atomic_output
+        from prior_landscape.io.artefacts import atomic_output
 
         state = {
             "kind": "gaussian_mixture",

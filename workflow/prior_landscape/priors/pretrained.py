@@ -21,7 +21,7 @@ noise standard deviation in that scale:
   σ_min = 0.01 and σ_max = 348 live in the [0, 1] scale); ``ScoreSDEPrior.score``
   takes images in [0, 1].
 
-The workflow's images are float tensors in [0, 1] (``prior_landscape.data``).
+The workflow's images are float tensors in [0, 1] (``prior_landscape.io.images``).
 ``prior.from_unit(x)`` maps them to the prior's scale (x ↦ 2x − 1 for EDM, the
 identity for score_sde), ``prior.to_unit`` back, and ``prior.unit_log_det``
 (d·log 2 for EDM, 0 for score_sde) converts potentials: a density on [0, 1]
@@ -55,10 +55,10 @@ from pathlib import Path
 
 import torch
 
-from ..schedules import EDMSchedule, ScaledSchedule, VESchedule, schedule_from_config
-from .base import DiffusionPrior, NetworkPrior, sigma_batch
-from .checkpoints import EDMDenoiser, EDMNetworkSpec, build_edm_network, load_edm_pickle, load_score_sde_checkpoint
-from .ncsnpp_scoresde import FFHQ256_NCSNPP_CONTINUOUS, ScoreSDENCSNpp, ScoreSDENCSNppConfig
+from prior_landscape.priors.schedules import EDMSchedule, ScaledSchedule, VESchedule, schedule_from_config
+from prior_landscape.priors.base import DiffusionPrior, NetworkPrior, sigma_batch
+from prior_landscape.priors.checkpoints import EDMDenoiser, EDMNetworkSpec, build_edm_network, load_edm_pickle, load_score_sde_checkpoint
+from prior_landscape.priors.ncsnpp_scoresde import FFHQ256_NCSNPP_CONTINUOUS, ScoreSDENCSNpp, ScoreSDENCSNppConfig
 
 __all__ = [
     "EDMPrior",
@@ -111,7 +111,7 @@ class _NetworkPrior(NetworkPrior):
     def save(self, path: str | Path) -> None:
         """Write the converted prior (atomically): plain tensors and metadata, read back with
         ``torch.load(weights_only=True)`` — no pickle from the original release is needed again."""
-        from ..artefacts import atomic_output
+        from prior_landscape.io.artefacts import atomic_output
 
         state = {"name": self.name, "schedule": self.schedule.to_dict(), **self._state()}
         with atomic_output(path) as tmp:

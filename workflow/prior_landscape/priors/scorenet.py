@@ -82,8 +82,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..schedules import VESchedule, schedule_from_config
-from .base import NetworkPrior, sigma_batch
+from prior_landscape.priors.schedules import VESchedule, schedule_from_config
+from prior_landscape.priors.base import NetworkPrior, sigma_batch
 
 __all__ = [
     "DEMO_NET_KWARGS",
@@ -353,7 +353,7 @@ class ScoreNetworkPrior(NetworkPrior):
 
     def save(self, path: str | Path) -> None:
         """Write the prior (atomically) as a ``kind="score_network"`` torch checkpoint."""
-        from ..artefacts import atomic_output
+        from prior_landscape.io.artefacts import atomic_output
 
         state = {
             "kind": "score_network",
@@ -459,7 +459,7 @@ def train_dsm(
     ``checkpoint_every`` a multiple of ``log_every`` so the loss-history windows
     match too.
     """
-    from ..artefacts import atomic_output
+    from prior_landscape.io.artefacts import atomic_output
 
     x_all = torch.as_tensor(np.asarray(crops) if not isinstance(crops, torch.Tensor) else crops)
     x_all = x_all.detach().to("cpu", torch.float32).contiguous()

@@ -188,5 +188,5 @@ def read_table(path: str | Path) -> pd.DataFrame:
 def read_provenance(path: str | Path) -> dict:
     meta = pq.read_schema(path).metadata or {}
     if PROVENANCE_KEY not in meta:
-        raise ValueError(f"{path} carries no provenance: it was not written by prior_landscape.artefacts")
+        raise ValueError(f"{path} carries no provenance: it was not written by prior_landscape.io.artefacts")
     return json.loads(meta[PROVENANCE_KEY])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .plots import FAMILY_COLOURS, FAMILY_LABELS, _show, plt, save_figure  # noqa: F401 - style + re-export
+from prior_landscape.report.landscape_figures import FAMILY_COLOURS, FAMILY_LABELS, _show, plt, save_figure  # noqa: F401 - style + re-export
 
 __all__ = [
     "save_figure",

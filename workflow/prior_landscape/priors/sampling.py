@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from .priors.base import DiffusionPrior
+from prior_landscape.priors.base import DiffusionPrior
 
 
 @torch.no_grad()

@@ -73,7 +73,7 @@ import yaml
 log = logging.getLogger(__name__)
 
 CATALOGUE_PATH = Path(__file__).resolve().with_name("resources.yaml")
-DEFAULT_LOCK_FILE = Path(__file__).resolve().parents[1] / "resources.lock.yaml"
+DEFAULT_LOCK_FILE = Path(__file__).resolve().parents[2] / "resources.lock.yaml"
 USER_AGENT = "prior-landscape-downloader/1 (+python urllib)"
 KINDS = ("url", "manual")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip")
@@ -214,7 +214,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 _LOCK_HEADER = (
     "# sha256 and size of downloaded files whose source publishes no checksum,\n"
-    "# recorded by prior_landscape.downloads on first download and verified on every\n"
+    "# recorded by prior_landscape.io.downloads on first download and verified on every\n"
     "# later one. Keep this file under version control. To accept a deliberate change\n"
     "# of a source, delete its key here and download again.\n"
 )
@@ -850,7 +850,7 @@ def load_catalogue_with_mirror(mirror: str | Path | None = None) -> dict[str, di
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m prior_landscape.downloads",
+        prog="python -m prior_landscape.io.downloads",
         description="Download and verify the paper's checkpoints and datasets (see resources.yaml).",
     )
     parser.add_argument("ids", nargs="*", help="resource ids (default: list the catalogue)")

@@ -17,7 +17,7 @@ points x̄ satisfy ∇q(x̄) ≈ 0 and are generically second-order critical poi
 
 :func:`descend` runs the descent on a batch of images at once, with the step on ∇q itself
 (η σ², see :func:`choose_step`). Evaluating q needs a probability-flow ODE
-(:mod:`prior_landscape.potential`), far too costly to do along the way, so the trajectory
+(:mod:`prior_landscape.landscape.potential`), far too costly to do along the way, so the trajectory
 records ‖∇q‖ per image every ``record_every`` steps and, only when an ``energy_fn`` is
 given, q as well (for the analytic mixture prior pass its exact ``prior.potential``; for a
 network pass None and compute q at the start and end points with the potential engine
@@ -67,8 +67,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .artefacts import load_resumable_state
-from .priors.base import DiffusionPrior
+from prior_landscape.io.artefacts import load_resumable_state
+from prior_landscape.priors.base import DiffusionPrior
 
 __all__ = ["DescentResult", "descend", "safe_step", "white_noise_starts"]
 
@@ -269,7 +269,7 @@ def descend(
     k_resumed = k
 
     def save_checkpoint() -> None:
-        from .artefacts import atomic_output
+        from prior_landscape.io.artefacts import atomic_output
 
         state = {
             "kind": _CKPT_KIND,

@@ -18,9 +18,9 @@ import torch
 
 from typing import Callable
 
-from .blur import kernel
-from .potential import potential_batched
-from .priors.base import DiffusionPrior
+from prior_landscape.inverse.operators import kernel
+from prior_landscape.landscape.potential import potential_batched
+from prior_landscape.priors.base import DiffusionPrior
 
 log = logging.getLogger(__name__)
 

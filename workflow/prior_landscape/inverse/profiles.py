@@ -40,7 +40,7 @@ The proximal operator of the data term (P Algorithm 1, line 6),
     prox_{γ f(·,θ)}(v) = argmin_x ½‖h⋆x − y‖² + ‖x − v‖²/(2γ) = (HᵀH + I/γ)⁻¹ (Hᵀy + v/γ),
 
 is :func:`fft_prox` (closed form under circular boundary) or :func:`cg_prox`
-(conjugate gradient, any boundary of :func:`prior_landscape.blur.blur`).
+(conjugate gradient, any boundary of :func:`prior_landscape.inverse.operators.blur`).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .blur import blur, circular_blur, kernel_otf
+from prior_landscape.inverse.operators import blur, circular_blur, kernel_otf
 
 __all__ = [
     "kernel_otf",
@@ -103,7 +103,7 @@ def _shape(x: torch.Tensor) -> tuple[int, int]:
 
 
 def fft_blur(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """Circular convolution h ⊛ x (same as :func:`prior_landscape.blur.circular_blur`)."""
+    """Circular convolution h ⊛ x (same as :func:`prior_landscape.inverse.operators.circular_blur`)."""
     h = _as_filter(h, x)
     return circular_blur(x, h[0] if h.shape[0] == 1 else h)
 
@@ -151,7 +151,7 @@ def cg_prox(
 ) -> torch.Tensor:
     """prox_{γ f}(v) by conjugate gradient on (HᵀH + I/γ) x = Hᵀy + v/γ, H = blur(·, h, padding).
 
-    Hᵀ is the exact adjoint of :func:`prior_landscape.blur.blur` (a vector–Jacobian
+    Hᵀ is the exact adjoint of :func:`prior_landscape.inverse.operators.blur` (a vector–Jacobian
     product), so any boundary works; batched, stopping when every relative
     residual is below ``tol`` or after ``n_iter`` iterations (P Algorithm 1 uses CG).
     """

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .artefacts import atomic_output  # noqa: E402
+from prior_landscape.io.artefacts import atomic_output  # noqa: E402
 
 # Okabe–Ito: distinguishable for colour-blind readers and in grayscale print.
 FAMILY_COLOURS = {"gaussian": "#0072B2", "motion": "#D55E00", "airy": "#009E73", "defocus": "#CC79A7"}

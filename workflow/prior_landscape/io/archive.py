@@ -46,7 +46,7 @@ from typing import IO, Iterable, Iterator
 
 import yaml
 
-from .artefacts import PROVENANCE_KEY, atomic_output, git_commit, package_versions
+from prior_landscape.io.artefacts import PROVENANCE_KEY, atomic_output, git_commit, package_versions
 
 FORMAT = "prior-landscape-archive/1"
 MANIFEST = "manifest.json"

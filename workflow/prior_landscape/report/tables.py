@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .artefacts import atomic_output
+from prior_landscape.io.artefacts import atomic_output
 
 _KIND_SDE = {"ve": "VE SDE", "edm": "EDM"}
 

@@ -2,7 +2,7 @@
 distributed by deepinv, used as the proximal operator of an image prior.
 
 P treats the pre-trained DRUNet as prox_{γ_x σ_y² q} and runs Douglas–Rachford on the image
-(:func:`prior_landscape.deblur.blind_deconvolution` with ``method="douglas_rachford"``):
+(:func:`prior_landscape.inverse.algorithms.blind_deconvolution` with ``method="douglas_rachford"``):
 ``drunet_denoiser(load_drunet(path), sigma)`` is the ``denoiser`` callable it takes.
 
 Channels. The workflow reads the Köhler shots with the network's own channel count
@@ -118,7 +118,7 @@ def drunet_denoiser(net: torch.nn.Module, sigma: float) -> Callable[[torch.Tenso
 
     The callable carries ``.sigma``, ``.net`` and ``.fingerprint`` (architecture, σ and the
     sha256 of the weights file, or of the state dict when the net was not loaded from a file):
-    :func:`prior_landscape.deblur.blind_deconvolution` puts it in its checkpoint fingerprint, so
+    :func:`prior_landscape.inverse.algorithms.blind_deconvolution` puts it in its checkpoint fingerprint, so
     a resumed run with other weights starts afresh.
     """
     if not sigma > 0:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torchode
 
-from .priors.base import DiffusionPrior
+from prior_landscape.priors.base import DiffusionPrior
 
 
 class NonFiniteODEError(FloatingPointError):

@@ -154,7 +154,7 @@ def blurred_crops(
     images: dict[str, np.ndarray], specs: list[CropSpec], kernel: torch.Tensor, padding: str = "reflect"
 ) -> torch.Tensor:
     """Blur each whole photograph by ``kernel`` (P §2.3: h_θ ⋆ x), then take the crops."""
-    from .blur import blur
+    from prior_landscape.inverse.operators import blur
 
     blurred = {}
     for name in sorted({s.image for s in specs}):
@@ -185,7 +185,7 @@ def training_images(
     80 % of the binary digits, or (paper scale) binarized MNIST's training split at the
     size of the prior's ``images`` (32 by default; P §2.3)."""
     if source == "mnist":
-        from .datasets import read_mnist_binary
+        from prior_landscape.io.datasets import read_mnist_binary
 
         size = int(images["size"]) if images else 32
         return read_mnist_binary(resource_dir("mnist", resource_root), split="train", size=size)
@@ -216,7 +216,7 @@ def unrelated_images(names: list[str], n: int, shape: tuple[int, int, int], seed
     bundled photographs: photograph i mod len(names), a seeded square window (half to all of
     its short side), resized anti-aliased to H×W; colour kept for C = 3 (grey replicated),
     grey for C = 1. Deterministic in ``seed``."""
-    from .datasets import resize_center_crop
+    from prior_landscape.io.datasets import resize_center_crop
 
     C, H, W = shape
     if H != W:
@@ -242,8 +242,8 @@ def unrelated_images(names: list[str], n: int, shape: tuple[int, int, int], seed
 
 
 def resource_dir(resource: str, resource_root: str | Path) -> Path:
-    """Where the download rule of ``resource`` put it (see prior_landscape.downloads)."""
-    from .downloads import load_catalogue, resource_location
+    """Where the download rule of ``resource`` put it (see prior_landscape.io.downloads)."""
+    from prior_landscape.io.downloads import load_catalogue, resource_location
 
     return resource_location(load_catalogue()[resource], resource_root)
 
@@ -251,8 +251,8 @@ def resource_dir(resource: str, resource_root: str | Path) -> Path:
 def prior_images(spec: dict, resource_root: str | Path, n: int, seed: int, split: str | None = None) -> tuple[torch.Tensor, list[str]]:
     """Paper scale: ``n`` whole images of a prior's own dataset (a prior config's ``images``:
     resource, dataset, size, channels, split, classes), at the prior's resolution, chosen
-    deterministically by ``seed`` (prior_landscape.datasets.read_images)."""
-    from .datasets import read_images, read_mnist_binary
+    deterministically by ``seed`` (prior_landscape.io.datasets.read_images)."""
+    from prior_landscape.io.datasets import read_images, read_mnist_binary
 
     if spec["dataset"] == "mnist":  # the binarized digits the digit prior was trained on (P §2.3)
         split = split or spec.get("split", "test")

@@ -1,7 +1,7 @@
 """Deterministic readers of the paper-scale datasets, from where the downloads put them.
 
 Every reader takes the *resource root* (the ``root`` given to
-:func:`prior_landscape.downloads.ensure_resource` / ``python -m prior_landscape.downloads
+:func:`prior_landscape.io.downloads.ensure_resource` / ``python -m prior_landscape.io.downloads
 ID --root ROOT``) and finds its dataset at ``resource_location(entry, root)`` of the
 catalogue entry (``resources.yaml``); the dataset folder itself (what ``ensure_resource``
 returns, a path ending in that location) is accepted as well (:func:`dataset_folder`). A
@@ -78,7 +78,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .downloads import load_catalogue, resource_location
+from prior_landscape.io.downloads import load_catalogue, resource_location
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +146,8 @@ def _catalogue() -> dict[str, dict]:
 
 
 def _obtain_hint(rid: str, resource_root: Path) -> str:
-    return (f"obtain the resource {rid!r} first: `python -m prior_landscape.downloads {rid} --root {resource_root}` "
-            f"or the workflow's rule download_{rid.replace('-', '_')} (see workflow/prior_landscape/resources.yaml)")
+    return (f"obtain the resource {rid!r} first: `python -m prior_landscape.io.downloads {rid} --root {resource_root}` "
+            f"or the workflow's rule download_{rid.replace('-', '_')} (see workflow/prior_landscape/io/resources.yaml)")
 
 
 def _missing(rid: str, path: Path, resource_root: Path, what: str = "the dataset") -> FileNotFoundError:

@@ -19,11 +19,11 @@ iterate x (the "shadow" z = D(x) is recorded alongside and returned as
 ``DeblurResult.denoised``). At demo scale D is the Tweedie denoiser of an
 analytic prior, D(x) = x + σ² ∇log p_σ(x) (:func:`tweedie_denoiser`); matching
 D = prox_{γ_x σ_y² q} suggests σ ≈ σ_y √γ_x. P uses DRUNet on the Köhler data
-(:func:`prior_landscape.denoisers.drunet_denoiser`).
+(:func:`prior_landscape.inverse.denoisers.drunet_denoiser`).
 
 Convolutions are circular and the prox is the closed-form Fourier solve
-:func:`prior_landscape.posterior.fft_prox` (P: "a linear system resolution ...
-conjugate gradient"; :func:`prior_landscape.posterior.cg_prox` solves the same
+:func:`prior_landscape.inverse.profiles.fft_prox` (P: "a linear system resolution ...
+conjugate gradient"; :func:`prior_landscape.inverse.profiles.cg_prox` solves the same
 system by CG and is tested against it). Every quantity is batched: B blurry
 images, each with its own θ, run independently in one call (the loss is a sum
 over the batch, so each θ_b only sees its own image).
@@ -42,12 +42,12 @@ parameters), q(x) and ℓ = f + σ_y² q when a cheap ``potential_fn`` is given,
 same records are kept in ``DeblurResult.kernels`` / ``thetas``.
 
 Checkpoints. With ``checkpoint_path`` the state (iteration index, x, θ, records)
-is written atomically (:func:`prior_landscape.artefacts.atomic_output`) every
+is written atomically (:func:`prior_landscape.io.artefacts.atomic_output`) every
 ``checkpoint_every`` iterations and at the end, with a fingerprint of everything
 that defines the run except K (y, θ₀, hyper-parameters, kernel model, the
 prior when ``grad_potential``/``denoiser`` is a bound method of a prior, the
 references and the caller's ``fingerprint``; a callable's own ``fingerprint`` attribute, e.g.
-the weights digest of :func:`prior_landscape.denoisers.drunet_denoiser`). A later call with the same
+the weights digest of :func:`prior_landscape.inverse.denoisers.drunet_denoiser`). A later call with the same
 configuration resumes from it; the result is bit-for-bit that of an
 uninterrupted run to K. Checkpoints of another configuration, past K, or
 unreadable are ignored with a warning and overwritten.
@@ -66,8 +66,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .artefacts import load_resumable_state
-from .posterior import data_fit, fft_prox, kernel_otf
+from prior_landscape.io.artefacts import load_resumable_state
+from prior_landscape.inverse.profiles import data_fit, fft_prox, kernel_otf
 
 __all__ = ["DeblurResult", "blind_deconvolution", "algorithm1", "algorithm2", "tweedie_denoiser"]
 
@@ -121,8 +121,8 @@ def _digest(*tensors) -> str:
 def _callable_fingerprint(fn) -> str | None:
     if fn is None:
         return None
-    from .critical_points import _prior_fingerprint
-    from .priors.base import DiffusionPrior
+    from prior_landscape.landscape.critical_points import _prior_fingerprint
+    from prior_landscape.priors.base import DiffusionPrior
 
     owner = getattr(fn, "__self__", None) or getattr(fn, "prior", None)
     desc = getattr(fn, "__qualname__", type(fn).__name__)
@@ -162,7 +162,7 @@ def blind_deconvolution(
     """P Algorithm 1 (``method='proximal_gradient'``, needs ``grad_potential`` = ∇q) or
     Algorithm 2 (``method='douglas_rachford'``, needs ``denoiser`` = D).
 
-    ``y`` (B, C, H, W) blurry images; ``kernel_model`` a :class:`~prior_landscape.kernels.KernelModel`;
+    ``y`` (B, C, H, W) blurry images; ``kernel_model`` a :class:`~prior_landscape.inverse.kernels.KernelModel`;
     ``theta0`` of shape ``kernel_model.param_shape`` (shared) or (B, *param_shape).
     ``n_iter`` = K, ``n_inner`` = K_x; ``reset_every`` None disables the reset of x to y.
     See the module docstring for the trajectory, references and checkpoints.
@@ -245,7 +245,7 @@ def blind_deconvolution(
     k_resumed = k
 
     def save_checkpoint() -> None:
-        from .artefacts import atomic_output
+        from prior_landscape.io.artefacts import atomic_output
 
         state = {
             "kind": _CKPT_KIND,
@@ -263,7 +263,7 @@ def blind_deconvolution(
             torch.save(state, tmp)
 
     def record() -> None:
-        from .metrics import kernel_error, mnc, psnr
+        from prior_landscape.metrics import kernel_error, mnc, psnr
 
         with torch.no_grad():
             h = kernel_model.kernel(theta).detach()

@@ -38,7 +38,7 @@ import warnings
 import numpy as np
 import torch
 
-from .priors.base import DiffusionPrior
+from prior_landscape.priors.base import DiffusionPrior
 
 __all__ = ["hessian_of_potential", "hessian_loop", "spectrum", "eigenvalues", "intrinsic_dimension"]
 

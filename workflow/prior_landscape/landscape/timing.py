@@ -8,8 +8,8 @@ import time
 
 import torch
 
-from .potential import potential
-from .priors.base import DiffusionPrior
+from prior_landscape.landscape.potential import potential
+from prior_landscape.priors.base import DiffusionPrior
 
 
 def _sync(device) -> None:
