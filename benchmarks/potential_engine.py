@@ -41,7 +41,7 @@ def _demo_data(n_images: int):
 
 def _priors(crops, scorenet_path: Path | None):
     from prior_landscape.priors import GaussianMixturePrior, load_prior
-    from prior_landscape.priors.scorenet import train_dsm
+    from prior_landscape.priors.training import train_dsm
     from prior_landscape.priors.schedules import VESchedule
 
     schedule = VESchedule(0.01, 20.0, 1e-3)
@@ -70,17 +70,17 @@ def main(argv=None) -> int:
     ap.add_argument("--scorenet", type=Path, default=REPO / "results/priors/scorenet-natural/model.pt")
     args = ap.parse_args(argv)
 
-    from prior_landscape.landscape.potential import potential, potential_reference
+    from prior_landscape.landscape.potential import PotentialSettings, potential, potential_reference
 
     crops, images = _demo_data(args.images)
-    kw = dict(n_probes=args.probes, atol=args.tol, rtol=args.tol, seed=0)
+    settings = PotentialSettings(n_probes=args.probes, atol=args.tol, rtol=args.tol)
     print(f"potential engine vs reference: {args.images} images of 1×16×16, {args.probes} probes, "
           f"atol = rtol = {args.tol:g}, torch threads {torch.get_num_threads()}")
     rows = []
     for prior, note in _priors(crops, args.scorenet):
-        potential(prior, images[:2], **kw)  # warm-up
-        eng, t_eng = _time(lambda: potential(prior, images, **kw))
-        ref, t_ref = _time(lambda: potential_reference(prior, images, **kw))
+        potential(prior, images[:2], settings)  # warm-up
+        eng, t_eng = _time(lambda: potential(prior, images, settings))
+        ref, t_ref = _time(lambda: potential_reference(prior, images, settings))
         diff = np.abs(eng.q - ref.q)
         tol = 3 * np.hypot(eng.stderr, ref.stderr) + 1e-3 * np.abs(ref.q)
         rows.append((prior.name, note, t_eng, t_ref, eng.nfe.mean(), ref.nfe.mean(), (diff <= tol).mean()))

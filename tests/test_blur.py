@@ -11,14 +11,8 @@ from scipy.signal import convolve2d
 from scipy.special import j1
 
 import deepinv as dinv
-from prior_landscape.inverse.operators import (
-    AIRY_FIRST_ZERO,
-    FAMILIES,
-    blur,
-    circular_blur,
-    kernel,
-    kernel_stack,
-)
+from prior_landscape.inverse.families import AIRY_FIRST_ZERO, FAMILIES, kernel, kernel_stack
+from prior_landscape.inverse.operators import blur, circular_blur
 
 SIZE = 31
 C = SIZE // 2

@@ -22,7 +22,9 @@ import numpy as np
 import pytest
 import torch
 
-from prior_landscape.landscape.potential import potential
+from prior_landscape.landscape.potential import PotentialSettings, potential
+
+LOOSE = PotentialSettings(n_probes=2, atol=1e-3, rtol=1e-3)  # cheap, for random-weight networks
 from prior_landscape.priors.checkpoints import (
     CheckpointError,
     UnsafePickleError,
@@ -479,5 +481,5 @@ def test_potential_end_to_end(edm_files, sde_file, kind, fast_cpu):
     else:
         prior = ScoreSDEPrior.from_checkpoint(sde_file["path"], TINY_SDE)
         x = sde_file["x"][:1]
-    res = potential(prior, x, n_probes=2, atol=1e-3, rtol=1e-3)
+    res = potential(prior, x, LOOSE)
     assert np.isfinite(res.q).all() and np.isfinite(res.stderr).all() and (res.nfe > 0).all(), res

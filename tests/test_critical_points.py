@@ -7,9 +7,15 @@ import pandas as pd
 import pytest
 import torch
 
-from prior_landscape.landscape.critical_points import DescentResult, choose_step, descend, safe_step, white_noise_starts
 from prior_landscape.io.images import crop_positions, extract_crops
+from prior_landscape.landscape.critical_points import DescentResult, choose_eta, descend, descent_step, white_noise_starts
 from prior_landscape.landscape.hessian import eigenvalues
+from prior_landscape.runs import RunOptions
+
+
+def safe_eta(pr) -> float:
+    """η of the exact safe step s = φ + σ_ε² = 1/L of the analytic mixture."""
+    return choose_eta(pr, None, "auto")
 
 
 def _max_increase(traj: pd.DataFrame) -> float:
@@ -17,12 +23,13 @@ def _max_increase(traj: pd.DataFrame) -> float:
     return max(float(np.diff(g.sort_values("step")["q"].to_numpy()).max(initial=-np.inf)) for _, g in traj.groupby("image"))
 
 
-def test_safe_step_is_the_inverse_curvature_bound(small_mixture, demo_mixture):
+def test_the_declared_lipschitz_bound_holds_and_gives_the_safe_step(small_mixture, demo_mixture):
     for pr in (small_mixture, demo_mixture):
-        assert safe_step(pr) == pytest.approx(pr.floor + pr.sigma_eps**2)
+        assert pr.lipschitz_bound() == pytest.approx(1 / (pr.floor + pr.sigma_eps**2))
+        assert safe_eta(pr) * pr.sigma_eps**2 == pytest.approx(pr.floor + pr.sigma_eps**2, rel=1e-12)
         x = pr.sample(3, generator=torch.Generator().manual_seed(0))
         lam_max = max(eigenvalues(H).max() for H in pr.hessian_potential(x))
-        assert lam_max <= 1 / safe_step(pr) * (1 + 1e-9)
+        assert lam_max <= pr.lipschitz_bound() * (1 + 1e-9)
 
 
 def test_a_step_in_p_convention_is_a_relaxed_denoiser_iteration(demo_mixture):
@@ -30,21 +37,31 @@ def test_a_step_in_p_convention_is_a_relaxed_denoiser_iteration(demo_mixture):
     Tweedie denoiser x + σ_ε² ∇log p_σε at the potential's own σ_ε; "auto" the safe step."""
     pr = demo_mixture
     x = pr.sample(3, generator=torch.Generator().manual_seed(1))
-    s = choose_step(pr, x, 0.02)
-    assert s == pytest.approx(0.02 * pr.sigma_eps**2)
+    assert choose_eta(pr, x, 0.02) == 0.02
     denoised = x + pr.sigma_eps**2 * pr.score(x, pr.sigma_eps)
-    one = descend(pr, x, step=s, n_steps=1, record_every=1).end
+    one = descend(pr, x, eta=0.02, n_steps=1).end
     torch.testing.assert_close(one, 0.98 * x + 0.02 * denoised, rtol=1e-12, atol=1e-12)
-    assert choose_step(pr, x, "auto") == safe_step(pr)
+    torch.testing.assert_close(descent_step(x, pr.grad_potential(x), 0.02, pr.sigma_eps), one, rtol=0, atol=0)
     for bad in (0.0, -0.02):
         with pytest.raises(ValueError, match="η must be positive"):
-            choose_step(pr, x, bad)
+            choose_eta(pr, x, bad)
+
+
+def test_momentum_is_the_heavy_ball_step(small_mixture):
+    """With β > 0 every step adds β (x_k − x_{k−1}) (P eq. 15's scheme), from x_{−1} = x_0."""
+    pr = small_mixture
+    x0 = pr.sample(2, generator=torch.Generator().manual_seed(2))
+    eta, beta, s = 0.3 * safe_eta(pr), 0.9, 0.3 * safe_eta(pr) * pr.sigma_eps**2
+    x_prev, x = x0, x0
+    for _ in range(5):
+        x, x_prev = x - s * pr.grad_potential(x) + beta * (x - x_prev), x
+    torch.testing.assert_close(descend(pr, x0, eta=eta, n_steps=5, momentum=beta).end, x, rtol=1e-13, atol=1e-13)
 
 
 def test_descent_from_samples_reaches_second_order_critical_points(small_mixture):
     pr = small_mixture
     x0 = pr.sample(6, generator=torch.Generator().manual_seed(5))
-    res = descend(pr, x0, step=safe_step(pr), n_steps=3000, record_every=100, energy_fn=pr.potential)
+    res = descend(pr, x0, eta=safe_eta(pr), n_steps=3000, options=RunOptions(record_every=100))
     assert isinstance(res, DescentResult)
     traj = res.trajectory
     assert list(traj.columns) == ["image", "step", "grad_norm", "q"]
@@ -71,14 +88,18 @@ def test_descent_from_samples_reaches_second_order_critical_points(small_mixture
 def test_descent_resumes_exactly_after_an_interruption(small_mixture, tmp_path):
     pr = small_mixture
     x0 = pr.sample(4, generator=torch.Generator().manual_seed(7))
-    kw = dict(step=0.5 * safe_step(pr), record_every=20, energy_fn=pr.potential, checkpoint_every=50)
-    full = descend(pr, x0, n_steps=250, **kw)
+    eta = 0.5 * safe_eta(pr)
+
+    def opts(path=None, progress=None):
+        return RunOptions(state_path=path, record_every=20, checkpoint_every=50, progress=progress)
+
+    full = descend(pr, x0, eta=eta, n_steps=250, options=opts())
 
     # a shorter run, then the same call extended: P's "run it longer"
     ckpt = tmp_path / "descent.pt"
-    short = descend(pr, x0, n_steps=130, checkpoint_path=ckpt, **kw)
+    short = descend(pr, x0, eta=eta, n_steps=130, options=opts(ckpt))
     assert short.n_steps == 130 and ckpt.exists()
-    resumed = descend(pr, x0, n_steps=250, checkpoint_path=ckpt, **kw)
+    resumed = descend(pr, x0, eta=eta, n_steps=250, options=opts(ckpt))
     assert resumed.resumed_from == 130
 
     # a killed run: the progress callback raises at step 160, after the checkpoint at 150
@@ -89,12 +110,12 @@ def test_descent_resumes_exactly_after_an_interruption(small_mixture, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        descend(pr, x0, n_steps=250, checkpoint_path=ckpt2, progress=kill, **kw)
-    after_kill = descend(pr, x0, n_steps=250, checkpoint_path=ckpt2, **kw)
+        descend(pr, x0, eta=eta, n_steps=250, options=opts(ckpt2, kill))
+    after_kill = descend(pr, x0, eta=eta, n_steps=250, options=opts(ckpt2))
     assert after_kill.resumed_from == 150
 
     # a finished run re-read from its checkpoint costs nothing and gives the same
-    again = descend(pr, x0, n_steps=250, checkpoint_path=ckpt2, **kw)
+    again = descend(pr, x0, eta=eta, n_steps=250, options=opts(ckpt2))
     assert again.resumed_from == 250
 
     for res in (resumed, after_kill, again):
@@ -106,32 +127,34 @@ def test_descent_resumes_exactly_after_an_interruption(small_mixture, tmp_path):
     assert not list(tmp_path.glob("*.part")), "a temporary checkpoint was left behind"
 
 
-def test_checkpoint_of_another_configuration_is_not_resumed(small_mixture, tmp_path):
+def test_checkpoint_of_another_configuration_is_not_resumed(small_mixture, tmp_path, caplog):
     pr = small_mixture
     x0 = pr.sample(2, generator=torch.Generator().manual_seed(8))
     ckpt = tmp_path / "descent.pt"
-    descend(pr, x0, step=0.005, n_steps=40, record_every=10, checkpoint_path=ckpt)
-    fresh = descend(pr, x0, step=0.004, n_steps=60, record_every=10)
-    with pytest.warns(UserWarning, match="different configuration.*step"):
-        other = descend(pr, x0, step=0.004, n_steps=60, record_every=10, checkpoint_path=ckpt)
-    assert other.resumed_from == 0 and torch.equal(other.end, fresh.end)
-    with pytest.warns(UserWarning, match="different configuration.*x0_sha1"):
-        descend(pr, x0 + 1e-3, step=0.004, n_steps=60, record_every=10, checkpoint_path=ckpt)
-    with pytest.warns(UserWarning, match="past the run.s end"):
-        short = descend(pr, x0 + 1e-3, step=0.004, n_steps=30, record_every=10, checkpoint_path=ckpt)
-    assert short.resumed_from == 0
+    opts = RunOptions(state_path=ckpt, record_every=10)
+    descend(pr, x0, eta=0.005 / pr.sigma_eps**2, n_steps=40, options=opts)
+    fresh = descend(pr, x0, eta=0.004 / pr.sigma_eps**2, n_steps=60, options=RunOptions(record_every=10))
+    for x, eta, n, why in ((x0, 0.004, 60, "another run"), (x0 + 1e-3, 0.004, 60, "another run"),
+                           (x0 + 1e-3, 0.004, 30, "past this run's end")):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="prior_landscape.runs"):
+            other = descend(pr, x, eta=eta / pr.sigma_eps**2, n_steps=n, options=opts)
+        assert other.resumed_from == 0 and why in caplog.text and "starting afresh" in caplog.text
+        if x is x0:
+            assert torch.equal(other.end, fresh.end)
 
 
 def test_a_divergent_step_raises_with_the_image_and_step(small_mixture, demo_mixture):
     pr = small_mixture
     x0 = pr.sample(5, generator=torch.Generator().manual_seed(5))
     # 2/λ_max ≈ 2(φ + σ_ε²) ≈ 0.02: a step of 0.05 blows up geometrically
-    with pytest.raises(FloatingPointError, match=r"image \d+ at step \d+ .*lower the step.*0\.0101"):
-        descend(pr, x0, step=0.05, n_steps=2000)
+    safe = f"{safe_eta(pr):.4g}".replace(".", r"\.")
+    with pytest.raises(FloatingPointError, match=rf"image \d+ at step \d+ .*any η ≤ {safe} is safe"):
+        descend(pr, x0, eta=0.05 / pr.sigma_eps**2, n_steps=2000)
     # P's step 0.02 on the demo mixture (φ + σ_ε² ≈ 1.4e-3), in float32
     x1 = demo_mixture.sample(2, generator=torch.Generator().manual_seed(0)).float()
     with pytest.raises(FloatingPointError, match="not finite for image"):
-        descend(demo_mixture, x1, step=0.02, n_steps=1000, energy_fn=demo_mixture.potential)
+        descend(demo_mixture, x1, eta=0.02 / demo_mixture.sigma_eps**2, n_steps=1000)
 
 
 def test_white_noise_starts_and_input_checks(small_mixture):
@@ -142,12 +165,13 @@ def test_white_noise_starts_and_input_checks(small_mixture):
     assert abs(float(a.mean()) - 0.5) < 0.01 and abs(float(a.std()) - 0.2) < 0.01
     pr = small_mixture
     with pytest.raises(ValueError, match="shape"):
-        descend(pr, torch.zeros(2, 1, 4, 3), n_steps=1)
-    with pytest.raises(ValueError, match="step"):
-        descend(pr, torch.zeros(2, 1, 3, 4), step=-1.0, n_steps=1)
-    res = descend(pr, a[:3].double(), step=0.01, n_steps=0)
+        descend(pr, torch.zeros(2, 1, 4, 3), eta=1.0, n_steps=1)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="step η"):
+            descend(pr, torch.zeros(2, 1, 3, 4), eta=bad, n_steps=1)
+    res = descend(pr, a[:3].double(), eta=1.0, n_steps=0)
     assert torch.equal(res.end, a[:3].double()) and list(res.trajectory["step"]) == [0, 0, 0]
-    assert "q" not in res.trajectory and res.summary()["q_drop"].isna().all()
+    np.testing.assert_allclose(res.summary()["q_drop"], 0.0)  # the exact q, recorded at both (equal) ends
     s = res.summary(q_start=[3.0, 2.0, 1.0], q_end=[1.0, 1.0, 1.0])
     assert list(s["q_drop"]) == [2.0, 1.0, 0.0]
 
@@ -167,7 +191,7 @@ def test_demo_mixture_descent_from_heldout_crops(demo_mixture, heldout_images):
     """
     pr = demo_mixture
     x0 = extract_crops(heldout_images, crop_positions(heldout_images, 12, 16, seed=1, margin=15, min_std=0.05))
-    res = descend(pr, x0.double(), step=safe_step(pr), n_steps=1000, record_every=100, energy_fn=pr.potential)
+    res = descend(pr, x0.double(), eta=safe_eta(pr), n_steps=1000, options=RunOptions(record_every=100))
     s = res.summary()
     assert _max_increase(res.trajectory) <= 1e-8
     assert (s["q_drop"] > 10).all()

@@ -22,8 +22,9 @@ import torch.nn.functional as F
 import yaml
 
 from conftest import REPO
-from prior_landscape.inverse.algorithms import blind_deconvolution
-from prior_landscape.inverse.denoisers import drunet_channels, drunet_denoiser, load_drunet
+from prior_landscape.inverse.algorithms import AlternatingSettings, algorithm2
+from prior_landscape.runs import RunOptions
+from prior_landscape.inverse.denoisers import DRUNetDenoiser, drunet_channels, load_drunet
 from prior_landscape.io.downloads import ensure_resource, load_catalogue, resource_location, resource_outputs
 from prior_landscape.inverse.kernels import SimplexKernel, simplex_initialisation
 from test_downloads import server  # noqa: F401 - the loopback HTTP server fixture
@@ -67,8 +68,8 @@ def test_served_weights_load_and_denoise_with_padding(server, tiny_weights, tmp_
     net = load_drunet(path, nc=TINY_NC)
     assert not net.training and not any(p.requires_grad for p in net.parameters())
     assert drunet_channels(net) == 3 and net.weights_sha256 == hashlib.sha256(data).hexdigest()
-    D = drunet_denoiser(net, 0.05)
-    assert D.sigma == 0.05 and net.weights_sha256 in D.fingerprint
+    D = DRUNetDenoiser(net, 0.05)
+    assert D.sigma == 0.05 and net.weights_sha256 in D.fingerprint()
 
     x = torch.rand(1, 3, 20, 20, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     got = D(x)
@@ -85,7 +86,7 @@ def test_served_weights_load_and_denoise_with_padding(server, tiny_weights, tmp_
     torch.testing.assert_close(D(g), want.mean(1, keepdim=True).double())
     # a colour image through a grey network: channel by channel
     grey = load_drunet(tiny_weights["gray"], channels=1, nc=TINY_NC)
-    Dg = drunet_denoiser(grey, 0.05)
+    Dg = DRUNetDenoiser(grey, 0.05)
     torch.testing.assert_close(Dg(x)[:, 1:2], Dg(x[:, 1:2]))
 
 
@@ -103,23 +104,25 @@ def test_weights_that_do_not_fit_are_named(tiny_weights, tmp_path):
         load_drunet(tmp_path / "absent.pth", nc=TINY_NC)
 
 
-def test_resumed_run_with_other_weights_starts_afresh(tiny_weights, tmp_path):
+def test_resumed_run_with_other_weights_starts_afresh(tiny_weights, tmp_path, caplog):
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
     y = torch.rand(1, 3, 16, 16, generator=g, dtype=torch.float64)
     model = SimplexKernel(5)
-    kw = dict(sigma_y=0.01, method="douglas_rachford", n_inner=1, gamma_x=1.0, gamma_theta=0.01,
-              checkpoint_path=tmp_path / "state.pt", checkpoint_every=1, record_every=1)
+    opts = RunOptions(state_path=tmp_path / "state.pt", checkpoint_every=1)
+
+    def run(D, n_iter):
+        return algorithm2(y, model, theta0, D, AlternatingSettings(0.01, n_iter=n_iter, n_inner=1, gamma_x=1.0,
+                                                                   gamma_theta=0.01), options=opts)
+
     theta0 = simplex_initialisation(5, "large")
-    D = drunet_denoiser(load_drunet(tiny_weights["color"], nc=TINY_NC), 0.02)
-    first = blind_deconvolution(y, model, theta0, denoiser=D, n_iter=2, **kw)
-    assert first.resumed_from == 0
-    again = blind_deconvolution(y, model, theta0, denoiser=D, n_iter=3, **kw)
-    assert again.resumed_from == 2  # same weights: resumed
-    other = drunet_denoiser(load_drunet(tiny_weights["color-other"], nc=TINY_NC), 0.02)
-    with pytest.warns(UserWarning, match="different configuration"):
-        fresh = blind_deconvolution(y, model, theta0, denoiser=other, n_iter=4, **kw)
-    assert fresh.resumed_from == 0  # other weights: the checkpoint is not theirs
+    D = DRUNetDenoiser(load_drunet(tiny_weights["color"], nc=TINY_NC), 0.02)
+    assert run(D, 2).resumed_from == 0
+    assert run(D, 3).resumed_from == 2  # same weights: resumed
+    other = DRUNetDenoiser(load_drunet(tiny_weights["color-other"], nc=TINY_NC), 0.02)
+    with caplog.at_level("WARNING", logger="prior_landscape.runs"):
+        fresh = run(other, 4)
+    assert fresh.resumed_from == 0 and "another run" in caplog.text  # other weights: the checkpoint is not theirs
 
 
 # ================================================ the Köhler rule at paper scale, on tiny stand-ins

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from conftest import SCHEDULE
-from prior_landscape.inverse.operators import blur, kernel
-from prior_landscape.landscape.critical_points import choose_step, descend, white_noise_starts
+from prior_landscape.inverse.families import kernel
+from prior_landscape.inverse.operators import blur
+from prior_landscape.landscape.critical_points import choose_eta, descend, white_noise_starts
 from prior_landscape.io.images import (
     blurred_crops,
     crop_positions,
@@ -21,8 +22,9 @@ from prior_landscape.io.images import (
     load_photographs,
     training_images,
 )
-from prior_landscape.landscape.potential import potential_batched
-from prior_landscape.priors.scorenet import train_dsm
+from prior_landscape.landscape.potential import PotentialSettings, potential_batched
+from prior_landscape.runs import RunOptions
+from prior_landscape.priors.training import train_dsm
 from prior_landscape.landscape.sweeps import likelihood_sweep, sweep_summary
 
 THETAS = np.linspace(0, 5, 6)
@@ -50,7 +52,7 @@ def test_blurry_images_are_more_likely_under_the_natural_mixture(demo_mixture, h
 def test_the_sweep_estimates_reproduce_the_exact_trend(demo_mixture, heldout_images, heldout_crops):
     crops = heldout_crops[:4]
     df = likelihood_sweep(demo_mixture, lambda h: blurred_crops(heldout_images, crops, h), _table(crops), ["gaussian"],
-                          THETAS, n_probes=4, atol=1e-4, rtol=1e-4)
+                          THETAS, settings=PotentialSettings(n_probes=4, atol=1e-4, rtol=1e-4))
     s = sweep_summary(df).iloc[0]
     assert s.share_end_below_start == 1.0
     exact = sweep_summary(df.assign(q=df.q_exact)).iloc[0]
@@ -80,7 +82,8 @@ def _dq(prior, images_at):
     """q(h_5 ⋆ x) − q(x) per image, with shared probes."""
     x = torch.cat([images_at(0.0), images_at(5.0)])
     n = len(x) // 2
-    r = potential_batched(prior, x, 16, probe_keys=np.tile(np.arange(n), 2), n_probes=4, atol=1e-4, rtol=1e-4)
+    r = potential_batched(prior, x, PotentialSettings(n_probes=4, atol=1e-4, rtol=1e-4, batch_size=16),
+                          probe_keys=np.tile(np.arange(n), 2))
     return r.q[n:] - r.q[:n]
 
 
@@ -114,15 +117,16 @@ def test_descent_on_q_stops_a_few_percent_from_natural_starts_with_q_much_lower(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        step = choose_step(prior, x0, 0.02)
-        assert step == pytest.approx(0.02 * prior.sigma_eps**2)
+        eta = choose_eta(prior, x0, 0.02)
+        assert eta == 0.02
         # 500 steps, then extended to 1000 from the checkpoint (the same as one run of 1000)
-        state = tmp_path / "descent.pt"
-        half = descend(prior, x0, step=step, n_steps=500, record_every=100, checkpoint_path=state)
-        res = descend(prior, x0, step=step, n_steps=1000, record_every=100, checkpoint_path=state)
+        opts = RunOptions(state_path=tmp_path / "descent.pt", record_every=100)
+        half = descend(prior, x0, eta=eta, n_steps=500, options=opts)
+        res = descend(prior, x0, eta=eta, n_steps=1000, options=opts)
         assert res.resumed_from == 500
-        r = potential_batched(prior, torch.cat([res.start, half.end, res.end]), 54, probe_keys=np.tile(np.arange(3 * n), 3),
-                              n_probes=4, atol=1e-4, rtol=1e-4)
+        r = potential_batched(prior, torch.cat([res.start, half.end, res.end]),
+                              PotentialSettings(n_probes=4, atol=1e-4, rtol=1e-4, batch_size=54),
+                              probe_keys=np.tile(np.arange(3 * n), 3))
     finally:
         torch.set_num_threads(threads)
     q0, q_half, q1 = r.q[: 3 * n], r.q[3 * n: 6 * n], r.q[6 * n:]

@@ -112,7 +112,7 @@ def test_kernel_error_is_shift_invariant_and_exact():
 
 def test_no_blur_collapse_flags_dirac_and_smallest_kernel():
     z = ZernikeKernel(9, fc=0.25, pupil_size=64)
-    airy = z.airy()
+    airy = z.smallest()
     aberrated = z.kernel(torch.tensor([0.25, 0.15, -0.15, 0.1, -0.1], dtype=DT)).detach()
     d = dirac_kernel(9)
     shifted_dirac = torch.roll(d, (1, -2), (0, 1))

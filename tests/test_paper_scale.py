@@ -27,7 +27,9 @@ import yaml
 
 from conftest import REPO
 from prior_landscape.io.downloads import ChecksumError, ensure_resource, load_catalogue, resource_outputs
-from prior_landscape.landscape.potential import potential
+from prior_landscape.landscape.potential import PotentialSettings, potential
+
+LOOSE = PotentialSettings(n_probes=2, atol=1e-3, rtol=1e-3)  # cheap, for random-weight networks
 from prior_landscape.priors import load_prior
 from prior_landscape.priors.pretrained import (
     EDMPrior,
@@ -99,8 +101,8 @@ def test_download_convert_load_and_evaluate(kind, server, edm_files, sde_file, t
 
     # one potential evaluation on [0, 1] images: q_unit(u) = q(from_unit(u)) − d log s, probe for probe
     x = u[:1].clamp(0, 1)
-    pu = potential(prior, x, n_probes=2, atol=1e-3, rtol=1e-3, seed=0)
-    pb = potential(base, base.from_unit(x), n_probes=2, atol=1e-3, rtol=1e-3, seed=0)
+    pu = potential(prior, x, LOOSE, seed=0)
+    pb = potential(base, base.from_unit(x), LOOSE, seed=0)
     assert np.isfinite(pu.q).all() and (pu.nfe > 0).all()
     tol = 3 * math.hypot(pu.stderr[0], pb.stderr[0]) + 1e-3 * abs(pb.q[0])
     assert abs(pu.q[0] - (pb.q[0] - base.unit_log_det)) <= tol, (pu, pb, base.unit_log_det)

@@ -18,22 +18,24 @@ import numpy as np
 import pytest
 import torch
 
-from prior_landscape.inverse.operators import blur, kernel, kernel_stack
-from prior_landscape.landscape.critical_points import safe_step
+from prior_landscape.inverse.families import kernel, kernel_stack
+from prior_landscape.inverse.operators import blur
 from prior_landscape.io.images import crop_positions, extract_crops
-from prior_landscape.inverse.profiles import (
+from prior_landscape.inverse.operators import (
     cg_prox,
     data_fit,
     fft_blur,
     fft_blur_adjoint,
     fft_prox,
     kernel_otf,
+    regularised_blur,
+    regularised_inverse,
+)
+from prior_landscape.inverse.profiles import (
     minimise_image,
     negative_log_posterior,
     noiseless_profile,
     noisy_profile,
-    regularised_blur,
-    regularised_inverse,
     safe_posterior_step,
     select_lambda,
 )
@@ -151,9 +153,16 @@ def test_noiseless_profile_of_natural_crops_is_minimal_without_blur(demo_mixture
     assert (prof[:, 1 : I_BAR + 1] > prof[:, :I_BAR]).all()
 
 
+class GradOnly:
+    """A prior given by its ∇q alone (all the inner minimisation uses)."""
+
+    def __init__(self, grad):
+        self.grad_potential = grad
+
+
 def _critical_points(prior, x, n_steps=700):
     """Gradient descent with Nesterov momentum on the exact q (safe step 1/L) until ‖∇q‖ is tiny."""
-    eta = safe_step(prior)
+    eta = 1 / prior.lipschitz_bound()  # the safe step on ∇q
     x_prev = x.clone()
     for _ in range(n_steps):
         z = x + 0.95 * (x - x_prev)
@@ -187,12 +196,12 @@ def test_momentum_descent_reaches_the_closed_form_minimiser_of_a_quadratic_poste
     m = _images(2, 9)
     h = kernel("gaussian", 2.0, 7)
     s, sigma_y = 0.05, 0.3
-    grad_q = lambda x: (x - m) / s  # noqa: E731  q = ‖x − m‖²/(2s)
+    quadratic = GradOnly(lambda x: (x - m) / s)  # q = ‖x − m‖²/(2s)
     otf = kernel_otf(h, (16, 16))
     c = sigma_y**2 / s
     exact = torch.fft.irfft2((otf.conj() * torch.fft.rfft2(y) + c * torch.fft.rfft2(m)) / (otf.abs() ** 2 + c), s=(16, 16))
     step = safe_posterior_step(sigma_y, 1 / s)
-    x = minimise_image(y, h, sigma_y, grad_q, y.clone(), n_steps=400, step=step, momentum=0.9)
+    x = minimise_image(y, h, sigma_y, quadratic, y.clone(), n_steps=400, step=step, momentum=0.9)
     assert torch.allclose(x, exact, atol=1e-8)
 
 
@@ -205,8 +214,8 @@ def test_noisy_profile_keeps_the_lowest_end_point(demo_mixture, textured_crops):
     y = fft_blur(x, hb) + noise
     thetas = [0.0, 1.5, THETA_BAR, 3.5]
     ks = kernel_stack("gaussian", thetas, 15)
-    step = safe_posterior_step(sigma_y, 1 / safe_step(prior))
-    prof = noisy_profile(y, ks, sigma_y, prior.grad_potential, prior.potential, starts=("y", "tikhonov"), n_steps=150, step=step)
+    step = safe_posterior_step(sigma_y, prior.lipschitz_bound())
+    prof = noisy_profile(y, ks, sigma_y, prior, prior.potential, starts=("y", "tikhonov"), n_steps=150, step=step)
     assert prof.values.shape == (1, 4) and prof.images.shape == (1, 4, 1, 16, 16)
     ell_at = lambda z, h: negative_log_posterior(z, y, h, sigma_y, prior.potential)  # noqa: E731
     for t in range(4):

@@ -9,15 +9,15 @@ import pytest
 import torch
 
 from prior_landscape.priors.base import DiffusionPrior
-from prior_landscape.priors.scorenet import (
-    DiffusersScoreUNet,
-    ScoreNetworkPrior,
-    ScoreUNet,
-    build_score_network,
-    load_training_checkpoint,
-    train_dsm,
-)
 from prior_landscape.priors.schedules import VESchedule
+from prior_landscape.priors.scorenet import DiffusersScoreUNet, ScoreNetworkPrior, ScoreUNet, build_score_network
+from prior_landscape.priors.training import DSMLoss, train_dsm
+from prior_landscape.runs import RunOptions
+
+
+def _state_step(path) -> int:
+    """The iteration a resumable training state was saved at."""
+    return int(torch.load(path, weights_only=True)["k"])
 
 SCHED = VESchedule(sigma_min=0.01, sigma_max=20.0)
 TINY = dict(base_channels=8, channel_mult=(1, 2), num_res_blocks=1, emb_features=8, emb_channels=16, groups=4)
@@ -62,7 +62,7 @@ def gaussian_prior() -> ScoreNetworkPrior:
         seed=0,
         hflip=False,
         net_kwargs=dict(TINY, sigma_data=1.0, data_mean=0.0),
-        log_every=100,
+        options=RunOptions(record_every=100),
     )
     assert list(hist["step"]) == [100, 200, 300, 400]
     assert {"step", "loss", "loss_low_sigma", "loss_mid_sigma", "loss_high_sigma"} <= set(hist.columns)
@@ -136,11 +136,15 @@ class _Killed(Exception):
     pass
 
 
-def test_resume_reproduces_uninterrupted_training(tmp_path):
+def test_resume_reproduces_uninterrupted_training(tmp_path, caplog):
     data = gaussian_data(256)
-    common = dict(steps=12, batch_size=16, lr=3e-3, seed=3, net_kwargs=TINY, log_every=2, checkpoint_every=4)
+    common = dict(steps=12, batch_size=16, lr=3e-3, seed=3, net_kwargs=TINY)
+
+    def opts(path=None, progress=None, checkpoint_every=4):
+        return RunOptions(state_path=path, record_every=2, checkpoint_every=checkpoint_every, progress=progress)
+
     rng_before = torch.random.get_rng_state()
-    ref, ref_hist = train_dsm(data, SCHED, **common)
+    ref, ref_hist = train_dsm(data, SCHED, **common, options=opts())
     assert torch.equal(torch.random.get_rng_state(), rng_before)  # the global RNG is left alone
 
     # killed at step 6: the checkpoint holds step 4; rerunning continues from it
@@ -151,30 +155,44 @@ def test_resume_reproduces_uninterrupted_training(tmp_path):
             raise _Killed
 
     with pytest.raises(_Killed):
-        train_dsm(data, SCHED, **common, checkpoint_path=ckpt, progress=kill)
-    assert load_training_checkpoint(ckpt)["step"] == 4
-    resumed, hist = train_dsm(data, SCHED, **common, checkpoint_path=ckpt)
+        train_dsm(data, SCHED, **common, options=opts(ckpt, kill))
+    assert _state_step(ckpt) == 4
+    resumed, hist = train_dsm(data, SCHED, **common, options=opts(ckpt))
     w_ref, w = _weights(ref), _weights(resumed)
     assert all(torch.equal(w_ref[k], w[k]) for k in w_ref)  # bit-identical on CPU
     np.testing.assert_array_equal(hist["loss"].to_numpy(), ref_hist["loss"].to_numpy())
-    assert load_training_checkpoint(ckpt)["step"] == 12
+    assert _state_step(ckpt) == 12
 
-    # extending a finished run: 8 steps, then 12, equals 12 straight
+    # extending a finished run: 8 steps, then 12, equals 12 straight — also with a checkpoint
+    # cadence off the record cadence (the open loss window is part of the state)
     ckpt2 = tmp_path / "state2.pt"
-    train_dsm(data, SCHED, **dict(common, steps=8), checkpoint_path=ckpt2)
-    extended, _ = train_dsm(data, SCHED, **common, checkpoint_path=ckpt2)
+    train_dsm(data, SCHED, **dict(common, steps=7), options=opts(ckpt2, checkpoint_every=3))
+    extended, ext_hist = train_dsm(data, SCHED, **common, options=opts(ckpt2, checkpoint_every=3))
     w2 = _weights(extended)
     assert all(torch.equal(w_ref[k], w2[k]) for k in w_ref)
+    np.testing.assert_array_equal(ext_hist["loss"].to_numpy(), ref_hist["loss"].to_numpy())
 
-    # a checkpoint made with other settings is not silently reused
-    with pytest.raises(ValueError, match="lr"):
-        train_dsm(data, SCHED, **dict(common, lr=1e-3), checkpoint_path=ckpt)
-    # a training state is not a prior, and a prior is not a training state
+    # a state made with other settings is not continued: training starts afresh and says so
+    with caplog.at_level("WARNING", logger="prior_landscape.runs"):
+        other, _ = train_dsm(data, SCHED, **dict(common, lr=1e-3), options=opts(ckpt))
+    assert "another run" in caplog.text and "starting afresh" in caplog.text
+    fresh, _ = train_dsm(data, SCHED, **dict(common, lr=1e-3), options=opts())
+    assert all(torch.equal(a, b) for a, b in zip(_weights(other).values(), _weights(fresh).values()))
+    # a training state is not a prior
     with pytest.raises(ValueError, match="state.pt"):
         ScoreNetworkPrior.load(ckpt)
-    resumed.save(tmp_path / "prior.pt")
-    with pytest.raises(ValueError, match="prior.pt"):
-        load_training_checkpoint(tmp_path / "prior.pt")
+
+
+def test_dsm_loss_is_zero_mean_noise_matching_for_the_exact_score():
+    """With the exact score of N(μ, s²I), σ s(x̃, σ) + z = (s² z − σ(x₀ − μ))/(s² + σ²) has per-pixel
+    variance s²/(s² + σ²): the loss at the exact score is that, averaged over the drawn t ~ U(t_ε, 1)."""
+    sched = VESchedule(sigma_min=0.01, sigma_max=20.0)
+    loss = DSMLoss(sched)
+    x0 = gaussian_data(20000, seed=4)
+    per, t = loss(lambda x, sig: exact_score(x, sig[:, None, None, None]), x0, torch.Generator().manual_seed(0))
+    sigma = sched.sigma(t)
+    expected = (GAUSS_S**2 / (GAUSS_S**2 + sigma**2)).mean()
+    assert abs(float(per.mean()) - float(expected)) < 0.005 and per.shape == (20000,)
 
 
 # ------------------------------------------------------------------- (d) sigma
@@ -290,7 +308,7 @@ def test_diffusers_network_learns_round_trips_and_differentiates(tmp_path):
     net_kwargs = dict(TINY_DIFFUSERS, sigma_data=1.0, data_mean=0.0)
     untrained, _ = train_dsm(data, SCHED, steps=0, seed=0, net_kwargs=net_kwargs)
     prior, hist = train_dsm(data, SCHED, steps=200, batch_size=128, lr=1e-2, seed=0, hflip=False,
-                            net_kwargs=net_kwargs, log_every=100)
+                            net_kwargs=net_kwargs, options=RunOptions(record_every=100))
     # learns the exact Gaussian score (measured: 0.97 / 0.91 untrained, 0.16 / 0.21 after 200 steps)
     for sigma in (0.1, 0.3):
         e0, e1 = rel_err(untrained, sigma), rel_err(prior, sigma)

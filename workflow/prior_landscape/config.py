@@ -10,6 +10,29 @@ import yaml
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 
+#: Settings that change how fast a result comes (or how densely it is recorded), never the
+#: result itself: rules pass their sections without them (:func:`accuracy`), so changing one
+#: reruns nothing, and jobs read them from the configuration at run time
+#: (:meth:`prior_landscape.runtime.Job.speed`). ``device`` is one too (top level).
+SPEED_ONLY: dict[str, tuple[str, ...]] = {
+    "potential": ("batch_size",),
+    "hessian": ("chunk_size",),
+    "critical_points": ("checkpoint_every", "record_every"),
+    "deblur": ("checkpoint_every", "record_every"),
+    "training": ("checkpoint_every",),
+}
+
+
+def accuracy(section: dict, name: str) -> dict:
+    """``section`` of the configuration without its speed-only settings (:data:`SPEED_ONLY`)."""
+    return {k: v for k, v in section.items() if k not in SPEED_ONLY.get(name, ())}
+
+
+def speed(section: dict, name: str) -> dict:
+    """The speed-only settings of ``section`` (:data:`SPEED_ONLY`)."""
+    return {k: v for k, v in section.items() if k in SPEED_ONLY.get(name, ())}
+
+
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or out of range."""
 

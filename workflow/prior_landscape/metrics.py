@@ -32,6 +32,8 @@ __all__ = [
     "kernel_error",
     "no_blur_collapse",
     "collapse_distance",
+    "aligned_psnr",
+    "centred_kernels",
 ]
 
 
@@ -129,3 +131,29 @@ def no_blur_collapse(k_hat: torch.Tensor, k_reference_small: torch.Tensor | None
     error) of the Dirac δ or of the family's smallest kernel ``k_reference_small`` (e.g. the Airy
     pattern :meth:`ZernikeKernel.airy`). Bool tensor, one per kernel."""
     return collapse_distance(k_hat, k_reference_small) <= tol
+
+
+def aligned_psnr(a: torch.Tensor, b: torch.Tensor, m: int):
+    """PSNR of a against b on the interior (a border of m px dropped), at the best integer shift of a
+    with |shift| ≤ m per axis, per image (numpy): blind estimates are defined up to a shift, and
+    borders carry the boundary mismatch of a circular model (as in the usual evaluation of Levin et
+    al. and Köhler et al.)."""
+    H, W = a.shape[-2:]
+    ref = b[..., m:H - m, m:W - m]
+    shifted = [psnr(a[..., m + i:H - m + i, m + j:W - m + j], ref) for i in range(-m, m + 1) for j in range(-m, m + 1)]
+    return torch.stack(shifted).amax(0).cpu().numpy()
+
+
+def centred_kernels(kernels: list, dtype=torch.float64) -> torch.Tensor:
+    """Kernels of several sizes on one odd square support, centred (zero padding changes no aligned
+    kernel error or MNC); a None entry (a shot without a known kernel) gives a NaN kernel."""
+    known = [h for h in kernels if h is not None]
+    side = max(max(h.shape) for h in known)
+    side += 1 - side % 2
+    out = torch.full((len(kernels), side, side), float("nan"), dtype=dtype)
+    for i, h in enumerate(kernels):
+        if h is not None:
+            top, left = (side - h.shape[0]) // 2, (side - h.shape[1]) // 2
+            out[i] = 0.0
+            out[i, top:top + h.shape[0], left:left + h.shape[1]] = h.to(dtype)
+    return out

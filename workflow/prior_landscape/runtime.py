@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from prior_landscape.config import speed
 from prior_landscape.io.artefacts import provenance
 
 
@@ -37,16 +38,32 @@ class Job:
     config: dict
     device: str
     seeds: dict
+    workflow_config: dict = field(default_factory=dict)  # the whole configuration (speed-only settings)
     started: float = field(default_factory=time.perf_counter)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("prior_landscape"))
 
     def provenance(self, **extra) -> dict:
         return provenance(self.config, self.seeds, self.device, time.perf_counter() - self.started, **extra)
 
+    def speed(self, *path: str) -> dict:
+        """The speed-only settings (:data:`prior_landscape.config.SPEED_ONLY`) of the configuration
+        section at ``path`` (e.g. ``job.speed("potential")``, ``job.speed("priors", name, "training")``):
+        read at run time, they are not rule parameters, so changing them reruns nothing."""
+        section = self.workflow_config
+        for key in path:
+            section = section.get(key, {})
+        return speed(section, path[-1])
 
-def start_job(snakemake, config_slice: dict, seeds: dict | None = None, device: str = "cpu") -> Job:
+    def settings(self, section: dict, *path: str) -> dict:
+        """A section passed as a rule parameter (:func:`prior_landscape.config.accuracy`) completed
+        with its speed-only settings."""
+        return {**section, **self.speed(*path)}
+
+
+def start_job(snakemake, config_slice: dict, seeds: dict | None = None) -> Job:
     """Set up a job run by a Snakemake ``script:``: log to its log file and stderr,
-    use its thread count, fix seeds, resolve the device."""
+    use its thread count, fix seeds, resolve the configuration's device (read at run time,
+    not a rule parameter: where a job runs does not change its result)."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if getattr(snakemake, "log", None):
         handlers.append(logging.FileHandler(snakemake.log[0], mode="w"))
@@ -64,6 +81,8 @@ def start_job(snakemake, config_slice: dict, seeds: dict | None = None, device: 
     seeds = seeds or {}
     if "seed" in seeds:
         seed_everything(int(seeds["seed"]))
-    job = Job(config=config_slice, device=resolve_device(device), seeds=seeds)
+    workflow_config = dict(getattr(snakemake, "config", {}) or {})
+    device = resolve_device(str(workflow_config.get("device", "cpu")))
+    job = Job(config=config_slice, device=device, seeds=seeds, workflow_config=workflow_config)
     job.log.info("rule %s started on %s with %d thread(s)", snakemake.rule, job.device, torch.get_num_threads())
     return job

@@ -5,7 +5,7 @@
 import re
 from pathlib import Path
 
-from prior_landscape.config import ConfigError, validate_config, theta_grid
+from prior_landscape.config import ConfigError, accuracy, validate_config, theta_grid
 from prior_landscape.io.downloads import (
     DEFAULT_LOCK_FILE,
     CatalogueError,
@@ -61,7 +61,11 @@ def more_time(minutes):
 
 
 def prior_config(wildcards):
-    return config["priors"][wildcards.prior]
+    """A prior's configuration without its speed-only training settings (they rerun nothing)."""
+    cfg = dict(config["priors"][wildcards.prior])
+    if "training" in cfg:
+        cfg["training"] = accuracy(cfg["training"], "training")
+    return cfg
 
 
 def all_targets():
@@ -191,8 +195,8 @@ DEBLUR_CASES = ZERNIKE_CASES + ["simplex", "kohler"]
 def deblur_setup(wildcards):
     """The config slice one case depends on (a param: changing it reruns that case only)."""
     case = wildcards.case
-    shared = {k: DEBLUR[k] for k in ("n_iter", "n_inner", "reset_every", "record_every", "checkpoint_every",
-                                     "collapse_tol")}
+    # the cadences (record_every, checkpoint_every) are speed-only settings: read by the job, not params
+    shared = {k: DEBLUR[k] for k in ("n_iter", "n_inner", "reset_every", "collapse_tol")}
     if case.startswith("zernike-"):
         sigma = DEBLUR["zernike"]["noise_levels"][ZERNIKE_CASES.index(case)]
         return {"case": case, "kind": "zernike", "prior": DEBLUR["prior"], "images": DEBLUR["images"],

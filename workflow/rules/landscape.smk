@@ -9,11 +9,10 @@ rule critical_points:
         trajectory=f"{RESULTS}/critical_points/{{prior}}/trajectory.parquet",
         images=f"{RESULTS}/critical_points/{{prior}}/images.parquet",
     params:
-        critical_points=config["critical_points"],
-        potential=config["potential"],
+        critical_points=accuracy(config["critical_points"], "critical_points"),
+        potential=accuracy(config["potential"], "potential"),
         data=config["data"],
         seed=config["seed"],
-        device=config["device"],
         source=lambda wc: training_data(wc.prior),
         images=image_source,
         resource_root=RESOURCE_ROOT,
@@ -39,8 +38,7 @@ rule hessian_spectra:
     output:
         f"{RESULTS}/hessian/{{prior}}.parquet",
     params:
-        hessian=config["hessian"],
-        device=config["device"],
+        hessian=accuracy(config["hessian"], "hessian"),
     log:
         f"{RESULTS}/logs/hessian_spectra/{{prior}}.log",
     benchmark:
@@ -63,7 +61,6 @@ rule sample_prior:
         sampling=config["sampling"],
         data=config["data"],
         seed=config["seed"],
-        device=config["device"],
         source=lambda wc: training_data(wc.prior),
         images=image_source,
         resource_root=RESOURCE_ROOT,

@@ -18,9 +18,8 @@ rule posterior_profiles:
         prior="|".join(re.escape(p) for p in POSTERIOR_PRIORS),
     params:
         posterior=config["posterior"],
-        potential=config["potential"],
+        potential=accuracy(config["potential"], "potential"),
         data=config["data"],
-        device=config["device"],
         images=image_source,
         resource_root=RESOURCE_ROOT,
     log:
@@ -48,7 +47,6 @@ rule deblur_runs:
     params:
         setup=deblur_setup,
         data=config["data"],
-        device=config["device"],
         images=deblur_images,
         denoiser=deblur_denoiser,
         resource_root=RESOURCE_ROOT,

@@ -36,7 +36,6 @@ rule train_score_network:
         prior=prior_config,
         data=config["data"],
         seed=config["seed"],
-        device=config["device"],
         # resumable state, deliberately not an output: it survives a killed job
         state=f"{RESULTS}/priors/{{prior}}/training_state.pt",
         resource_root=RESOURCE_ROOT,

@@ -26,9 +26,8 @@ rule likelihood_sweep:
     params:
         sweep=config["sweep"],
         blur=config["blur"],
-        potential=config["potential"],
+        potential=accuracy(config["potential"], "potential"),
         data=config["data"],
-        device=config["device"],
         source=lambda wc: training_data(wc.prior),
         images=image_source,
         resource_root=RESOURCE_ROOT,
@@ -53,9 +52,8 @@ rule measure_prior_cost:
         f"{RESULTS}/timing/{{prior}}.parquet",
     params:
         timing=config["timing"],
-        potential=config["potential"],
+        potential=accuracy(config["potential"], "potential"),
         data=config["data"],
-        device=config["device"],
         seed=config["seed"],
         images=image_source,
         resource_root=RESOURCE_ROOT,

@@ -11,14 +11,15 @@ from prior_landscape.runtime import start_job
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 cfg = sm.params.hessian
-job = start_job(sm, {"hessian": cfg}, {}, sm.params.device)
+job = start_job(sm, {"hessian": cfg}, {})
+chunk_size = job.speed("hessian")["chunk_size"]  # a speed-only setting
 prior = load_prior(sm.input.model, job.device).to(torch.float64)  # float64 throughout (P: singular values in float64)
 points = read_table(sm.input.images)
 points = points[points.group == "training set"].head(cfg["n_points"])
 rows = []
 for _, pt in points.iterrows():
     x = torch.as_tensor(np.asarray(pt["end"], dtype=np.float64)).reshape(1, *prior.image_shape).to(job.device)
-    H = hessian_of_potential(prior, x, chunk_size=cfg["chunk_size"])
+    H = hessian_of_potential(prior, x, chunk_size=chunk_size)
     sv = spectrum(H)
     dim = intrinsic_dimension(sv, cfg["threshold"], relative=cfg["relative"])
     job.log.info("critical point %d: intrinsic dimension %d (λ_max %.3g, λ_min %.3g)", pt["image"], dim, sv[0], sv[-1])

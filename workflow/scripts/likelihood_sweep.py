@@ -8,14 +8,13 @@ from prior_landscape.config import theta_grid
 from prior_landscape.io.images import blurred_crops, crop_positions, heldout_digits, load_photographs, prior_images
 from prior_landscape.priors import load_prior
 from prior_landscape.runtime import start_job
+from prior_landscape.landscape.potential import PotentialSettings
 from prior_landscape.landscape.sweeps import likelihood_sweep
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 p = sm.params
-job = start_job(
-    sm, {"sweep": p.sweep, "blur": p.blur, "potential": p.potential, "data": p.data, "training_data": p.source},
-    {"crops": p.sweep["seed"], "probes": p.sweep["seed"]}, device=p.device,
-)
+job = start_job(sm, {"sweep": p.sweep, "blur": p.blur, "potential": p.potential, "data": p.data, "training_data": p.source},
+                {"crops": p.sweep["seed"], "probes": p.sweep["seed"]})
 prior = load_prior(sm.input.model, job.device)
 n, size, padding = p.sweep["n_images"], p.data["crop_size"], p.blur["padding"]
 if p.images:
@@ -35,10 +34,7 @@ else:
     digits = heldout_digits(n, size)
     table = pd.DataFrame({"image": [f"digit-{i}" for i in range(n)], "row": 0, "col": 0})
     blurred = lambda h: blur(digits.double(), h, padding=padding).float()  # noqa: E731
-pot = dict(p.potential)
-df = likelihood_sweep(
-    prior, blurred, table, p.sweep["families"], theta_grid(p.sweep["theta"]),
-    kernel_size=p.blur["kernel_size"], batch_size=pot.pop("batch_size"), device=job.device,
-    seed=p.sweep["seed"], **pot,
-)
+settings = PotentialSettings.from_config(job.settings(p.potential, "potential"))
+df = likelihood_sweep(prior, blurred, table, p.sweep["families"], theta_grid(p.sweep["theta"]),
+                      kernel_size=p.blur["kernel_size"], settings=settings, device=job.device, seed=p.sweep["seed"])
 write_table(df, sm.output[0], job.provenance())

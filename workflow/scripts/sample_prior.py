@@ -11,7 +11,7 @@ from prior_landscape.priors.sampling import sample_reverse_sde
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 cfg = sm.params.sampling
-job = start_job(sm, {"sampling": cfg}, {"seed": cfg["seed"]}, sm.params.device)
+job = start_job(sm, {"sampling": cfg}, {"seed": cfg["seed"]})
 prior = load_prior(sm.input.model, job.device)
 n = cfg["n_samples"]
 if sm.params.images:  # paper scale: the prior's own dataset (binarized MNIST)

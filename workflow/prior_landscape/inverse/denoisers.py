@@ -2,12 +2,13 @@
 distributed by deepinv, used as the proximal operator of an image prior.
 
 P treats the pre-trained DRUNet as prox_{γ_x σ_y² q} and runs Douglas–Rachford on the image
-(:func:`prior_landscape.inverse.algorithms.blind_deconvolution` with ``method="douglas_rachford"``):
-``drunet_denoiser(load_drunet(path), sigma)`` is the ``denoiser`` callable it takes.
+(:func:`prior_landscape.inverse.algorithms.algorithm2`): ``DRUNetDenoiser(load_drunet(path), sigma)``
+is the denoiser it takes; :class:`TweedieDenoiser` is the demo's stand-in, the MMSE denoiser
+of a diffusion prior.
 
 Channels. The workflow reads the Köhler shots with the network's own channel count
 (``deblur.kohler.denoiser.channels``), so images and weights normally match. Otherwise
-:func:`drunet_denoiser` adapts, and says how in its docstring: a grey image given to a
+:class:`DRUNetDenoiser` adapts, and says how in its docstring: a grey image given to a
 colour DRUNet is replicated on the three channels and the three outputs are averaged (the
 demo's grey stand-in photographs with ``drunet-color``); a colour image given to a grey
 DRUNet is denoised channel by channel. Any other mismatch is an error.
@@ -17,12 +18,12 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["load_drunet", "drunet_denoiser", "drunet_channels", "state_dict_digest", "DRUNET_NC"]
+__all__ = ["load_drunet", "DRUNetDenoiser", "TweedieDenoiser", "drunet_channels", "state_dict_digest", "DRUNET_NC"]
 
 DRUNET_NC = (64, 128, 256, 512)  # deepinv's (and the released weights') widths
 _MULTIPLE = 8  # DRUNet downsamples three times by 2
@@ -59,7 +60,7 @@ def load_drunet(
     weights frozen (no grad), on ``device``.
 
     The returned module carries ``weights_path`` and ``weights_sha256`` (the file's digest:
-    :func:`drunet_denoiser` puts it in checkpoint fingerprints). Weights that do not fit the
+    :class:`DRUNetDenoiser` puts it in resume fingerprints). Weights that do not fit the
     architecture (another ``nc`` or ``channels``), or a file that is not a state dict, raise a
     ValueError naming the file.
     """
@@ -107,7 +108,7 @@ def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int,
     return F.pad(x, (0, pw, 0, ph), mode=mode), H, W
 
 
-def drunet_denoiser(net: torch.nn.Module, sigma: float) -> Callable[[torch.Tensor], torch.Tensor]:
+class DRUNetDenoiser:
     """D(x) = net(x, σ) for x [B, C, H, W] in [0, 1]-scale images, for Algorithm 2.
 
     H and W are padded at the bottom/right to a multiple of 8 (reflect; replicate when an image
@@ -116,22 +117,27 @@ def drunet_denoiser(net: torch.nn.Module, sigma: float) -> Callable[[torch.Tenso
     Channels: see the module docstring (grey x with a colour net: replicate, then average;
     colour x with a grey net: channel by channel).
 
-    The callable carries ``.sigma``, ``.net`` and ``.fingerprint`` (architecture, σ and the
-    sha256 of the weights file, or of the state dict when the net was not loaded from a file):
-    :func:`prior_landscape.inverse.algorithms.blind_deconvolution` puts it in its checkpoint fingerprint, so
-    a resumed run with other weights starts afresh.
+    :meth:`fingerprint` covers the architecture, σ and the sha256 of the weights file (or of
+    the state dict when the net was not loaded from a file), so a resumed run with other
+    weights starts afresh (:mod:`prior_landscape.runs`).
     """
-    if not sigma > 0:
-        raise ValueError(f"sigma must be positive, got {sigma}")
-    sigma = float(sigma)
-    c_net = drunet_channels(net)
-    param = next(net.parameters())
-    digest = getattr(net, "weights_sha256", None) or f"state:{state_dict_digest(net)}"
 
-    def denoise(x: torch.Tensor) -> torch.Tensor:
+    def __init__(self, net: torch.nn.Module, sigma: float):
+        if not sigma > 0:
+            raise ValueError(f"sigma must be positive, got {sigma}")
+        self.net, self.sigma = net, float(sigma)
+        self.channels = drunet_channels(net)
+        self._weights = getattr(net, "weights_sha256", None) or f"state:{state_dict_digest(net)}"
+
+    def fingerprint(self) -> str:
+        return f"drunet|channels={self.channels}|sigma={self.sigma!r}|weights={self._weights}"
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4:
             raise ValueError(f"x must be (B, C, H, W), got {tuple(x.shape)}")
         B, C = x.shape[:2]
+        c_net = self.channels
+        param = next(self.net.parameters())
         v = x.to(device=param.device, dtype=param.dtype)
         if C == c_net:
             inp = v
@@ -143,12 +149,24 @@ def drunet_denoiser(net: torch.nn.Module, sigma: float) -> Callable[[torch.Tenso
             raise ValueError(f"a {c_net}-channel DRUNet cannot denoise {C}-channel images")
         padded, H, W = _pad_to_multiple(inp, _MULTIPLE)
         with torch.no_grad():
-            out = net(padded, sigma)[..., :H, :W]
+            out = self.net(padded, self.sigma)[..., :H, :W]
         if C != c_net:
             out = out.mean(1, keepdim=True) if c_net == 3 else out.reshape(B, C, H, W)
         return out.to(device=x.device, dtype=x.dtype)
 
-    denoise.sigma = sigma
-    denoise.net = net
-    denoise.fingerprint = f"drunet|channels={c_net}|weights={digest}"
-    return denoise
+
+class TweedieDenoiser:
+    """D(x) = x + σ² ∇log p_σ(x): the MMSE denoiser of a diffusion prior at noise level σ (Tweedie),
+    evaluated on the prior's device; the demo's stand-in for DRUNet in Algorithm 2. Matching
+    D = prox_{γ_x σ_y² q} suggests σ ≈ σ_y √γ_x."""
+
+    def __init__(self, prior, sigma: float):
+        if not sigma > 0:
+            raise ValueError(f"sigma must be positive, got {sigma}")
+        self.prior, self.sigma = prior, float(sigma)
+
+    def fingerprint(self) -> str:
+        return f"tweedie|sigma={self.sigma!r}|prior={self.prior.fingerprint()}"
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.sigma**2 * self.prior.score(x, self.sigma).to(x.dtype)

@@ -3,7 +3,10 @@
 Two families θ ↦ h_θ, both differentiable in θ, with one interface
 (:class:`KernelModel`): ``kernel(theta)`` gives the kernels, ``project(theta)``
 maps θ back onto its admissible set after a gradient step, ``describe()`` a
-JSON-able description (used in checkpoint fingerprints).
+JSON-able description (``fingerprint()`` digests it for resumable runs), and two declared
+properties of the family: ``up_to_rotation`` (its kernels are identifiable only up to a
+180° rotation, so kernel metrics compare both orientations) and ``smallest()`` (its
+"no-blur" kernel, where the small initialisation collapses: the Airy pattern or the Dirac).
 
 * :class:`ZernikeKernel` — diffraction-limited PSFs (P eq. 16)
   h_θ = |F(1_pupil · exp(−i2π Σ_p θ_p z_p))|², normalised to sum 1 on the
@@ -163,6 +166,7 @@ def random_motion_kernel(
 class KernelModel(Protocol):
     size: int
     param_shape: tuple[int, ...]
+    up_to_rotation: bool  # h_θ and its 180° rotation are equally consistent with the data
 
     def kernel(self, theta: torch.Tensor) -> torch.Tensor:  # (P,) → (k,k); (B,P) → (B,k,k)
         ...
@@ -170,16 +174,31 @@ class KernelModel(Protocol):
     def project(self, theta: torch.Tensor) -> torch.Tensor:
         ...
 
+    def smallest(self) -> torch.Tensor:  # the family's no-blur kernel (k, k)
+        ...
+
     def describe(self) -> dict:
         ...
 
+    def fingerprint(self) -> str:
+        ...
 
-class ZernikeKernel:
+
+class _Described:
+    """``fingerprint()`` from ``describe()``."""
+
+    def fingerprint(self) -> str:
+        from prior_landscape.runs import digest
+
+        return digest(self.describe())
+
+
+class ZernikeKernel(_Described):
     """Diffraction PSFs h_θ from Zernike coefficients θ (waves), via deepinv (P eq. 16).
 
     ``kernel(theta)``: θ of shape (P,) gives (size, size); (B, P) gives (B, size, size);
     non-negative, each sums to 1, differentiable in θ. ``project`` is the identity
-    (θ is unconstrained). ``fc`` is deepinv's cutoff frequency (NA/λ · pixel size,
+    (θ is unconstrained); ``up_to_rotation`` (h_{−θ} is h_θ rotated by 180°). ``fc`` is deepinv's cutoff frequency (NA/λ · pixel size,
     ≤ 0.25 for Nyquist sampling): the Airy pattern's first dark ring has radius
     ≈ 0.61 / fc px. ``pupil_size`` is the resolution of the synthesised pupil (the
     precision of the PSF, not its size).
@@ -192,8 +211,10 @@ class ZernikeKernel:
         fc: float = 0.2,
         pupil_size: int = 256,
         dtype: torch.dtype = torch.float64,
+        device: str | torch.device = "cpu",
     ):
         self.size = _check_size(size)
+        self.device = torch.device(device)
         self.zernike_index = tuple(int(i) for i in zernike_index)
         if not self.zernike_index:
             raise ValueError("zernike_index must name at least one Zernike polynomial")
@@ -214,7 +235,10 @@ class ZernikeKernel:
             pupil_size=(self.pupil_size, self.pupil_size),
             index_convention="noll",
             dtype=self.dtype,
+            device=self.device,
         )
+
+    up_to_rotation = True
 
     @property
     def n_params(self) -> int:
@@ -240,9 +264,10 @@ class ZernikeKernel:
         h = h / h.sum(dim=(-2, -1), keepdim=True)
         return h[0] if single else h
 
-    def airy(self) -> torch.Tensor:
+    def smallest(self) -> torch.Tensor:
         """h_0: the diffraction-limited (aberration-free) Airy pattern, the family's smallest kernel."""
-        return self.kernel(torch.zeros(self.n_params, dtype=self.dtype)).detach()
+        return self.kernel(torch.zeros(self.n_params, dtype=self.dtype, device=self.device)).detach()
+
 
     def project(self, theta: torch.Tensor) -> torch.Tensor:
         return theta
@@ -258,7 +283,7 @@ class ZernikeKernel:
         }
 
 
-class SimplexKernel:
+class SimplexKernel(_Described):
     """Free kernels on the unit simplex (P §5.2): h_θ = θ, θ ∈ Δ (kept there by ``project``).
 
     θ has shape (size, size) or (B, size, size); ``kernel(theta)`` returns it
@@ -266,12 +291,18 @@ class SimplexKernel:
     the update is projected gradient: θ ← Π_Δ(θ − γ ∇_h f).
     """
 
+    up_to_rotation = False
+
     def __init__(self, size: int = 31):
         self.size = _check_size(size)
 
     @property
     def n_params(self) -> int:
         return self.size * self.size
+
+    def smallest(self) -> torch.Tensor:
+        """The Dirac: the no-blur kernel."""
+        return dirac_kernel(self.size)
 
     @property
     def param_shape(self) -> tuple[int, ...]:

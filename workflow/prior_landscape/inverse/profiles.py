@@ -53,17 +53,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from prior_landscape.inverse.operators import blur, circular_blur, kernel_otf
+from prior_landscape.inverse.operators import (
+    _as_filter,
+    _shape,
+    data_fit,
+    fft_blur,
+    kernel_otf,
+    regularised_blur,
+    regularised_inverse,
+)
 
 __all__ = [
-    "kernel_otf",
-    "fft_blur",
-    "fft_blur_adjoint",
-    "fft_prox",
-    "cg_prox",
-    "regularised_blur",
-    "regularised_inverse",
-    "data_fit",
     "negative_log_posterior",
     "LambdaSelection",
     "select_lambda",
@@ -82,118 +82,7 @@ DEFAULT_LAMBDA_GRID: tuple[float, ...] = (0.0,) + tuple(
 ) + (0.1,)
 
 
-# ------------------------------------------------------------ FFT operators
-def _as_filter(h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """(k,k) → (1,k,k); (B,k,k) kept; in x's dtype/device."""
-    if h.dim() == 2:
-        h = h[None]
-    if h.dim() != 3:
-        raise ValueError(f"kernel must be (k, k) or (B, k, k), got {tuple(h.shape)}")
-    if h.shape[0] not in (1, x.shape[0]):
-        raise ValueError(f"per-image kernels need B = {x.shape[0]}, got {h.shape[0]}")
-    if h.shape[-1] % 2 == 0 or h.shape[-2] % 2 == 0:
-        raise ValueError(f"kernel sides must be odd, got {tuple(h.shape[-2:])}")
-    return h.to(dtype=x.dtype, device=x.device)
-
-
-
-
-def _shape(x: torch.Tensor) -> tuple[int, int]:
-    return int(x.shape[-2]), int(x.shape[-1])
-
-
-def fft_blur(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """Circular convolution h ⊛ x (same as :func:`prior_landscape.inverse.operators.circular_blur`)."""
-    h = _as_filter(h, x)
-    return circular_blur(x, h[0] if h.shape[0] == 1 else h)
-
-
-def fft_blur_adjoint(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """Hᵀx: circular correlation with h (convolution with the 180°-rotated kernel)."""
-    otf = kernel_otf(_as_filter(h, x), _shape(x))
-    return torch.fft.irfft2(torch.fft.rfft2(x) * otf.conj(), s=_shape(x))
-
-
-def regularised_blur(x: torch.Tensor, h: torch.Tensor, lam: float) -> torch.Tensor:
-    """H̃x = h ⊛ x + λx (P §4.1: h̃ = h + λδ), circular."""
-    return fft_blur(x, h) + lam * x
-
-
-def regularised_inverse(y: torch.Tensor, h: torch.Tensor, lam: float) -> torch.Tensor:
-    """H̃⁻¹y = F⁻¹[ŷ / (ĥ + λ)] (circular; inf/NaN where ĥ + λ = 0)."""
-    otf = kernel_otf(_as_filter(h, y), _shape(y)) + lam
-    return torch.fft.irfft2(torch.fft.rfft2(y) / otf, s=_shape(y))
-
-
-def fft_prox(v: torch.Tensor, y: torch.Tensor, h: torch.Tensor, gamma: float, otf: torch.Tensor | None = None) -> torch.Tensor:
-    """prox_{γ f}(v) with f = ½‖h ⊛ x − y‖² (circular): F⁻¹[(conj(ĥ)ŷ + v̂/γ) / (|ĥ|² + 1/γ)].
-
-    ``otf`` may pass a precomputed :func:`kernel_otf` (it then defines h).
-    Solves the normal equations (HᵀH + I/γ) x = Hᵀy + v/γ exactly (up to rounding).
-    """
-    if not gamma > 0:
-        raise ValueError(f"gamma must be positive, got {gamma}")
-    if otf is None:
-        otf = kernel_otf(_as_filter(h, v), _shape(v))
-    num = otf.conj() * torch.fft.rfft2(y) + torch.fft.rfft2(v) / gamma
-    return torch.fft.irfft2(num / (otf.abs().pow(2) + 1.0 / gamma), s=_shape(v))
-
-
-def cg_prox(
-    v: torch.Tensor,
-    y: torch.Tensor,
-    h: torch.Tensor,
-    gamma: float,
-    padding: str = "circular",
-    n_iter: int = 100,
-    tol: float = 1e-10,
-    x0: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """prox_{γ f}(v) by conjugate gradient on (HᵀH + I/γ) x = Hᵀy + v/γ, H = blur(·, h, padding).
-
-    Hᵀ is the exact adjoint of :func:`prior_landscape.inverse.operators.blur` (a vector–Jacobian
-    product), so any boundary works; batched, stopping when every relative
-    residual is below ``tol`` or after ``n_iter`` iterations (P Algorithm 1 uses CG).
-    """
-    h = h.detach()
-
-    def A(z):
-        return blur(z, h, padding=padding)
-
-    def At(r):
-        with torch.enable_grad():
-            z = torch.zeros_like(r, requires_grad=True)
-            (g,) = torch.autograd.grad(A(z), z, r)
-        return g
-
-    def normal(z):
-        return At(A(z)) + z / gamma
-
-    b = At(y) + v / gamma
-    x = v.clone() if x0 is None else x0.clone()
-    r = b - normal(x)
-    p = r.clone()
-    rs = r.flatten(1).pow(2).sum(1)
-    bnorm = b.flatten(1).norm(dim=1).clamp_min(1e-300)
-    for _ in range(n_iter):
-        if bool((rs.sqrt() / bnorm <= tol).all()):
-            break
-        Ap = normal(p)
-        alpha = rs / (p.flatten(1) * Ap.flatten(1)).sum(1).clamp_min(1e-300)
-        x = x + alpha.view(-1, 1, 1, 1) * p
-        r = r - alpha.view(-1, 1, 1, 1) * Ap
-        rs_new = r.flatten(1).pow(2).sum(1)
-        p = r + (rs_new / rs.clamp_min(1e-300)).view(-1, 1, 1, 1) * p
-        rs = rs_new
-    return x
-
-
 # -------------------------------------------------------------- objectives
-def data_fit(x: torch.Tensor, y: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """f(x, θ) = ½‖h ⊛ x − y‖² per image, shape (B,) (circular)."""
-    return 0.5 * (fft_blur(x, h) - y).flatten(1).pow(2).sum(1)
-
-
 def negative_log_posterior(
     x: torch.Tensor, y: torch.Tensor, h: torch.Tensor, sigma_y: float, potential_fn: PotentialFn
 ) -> torch.Tensor:
@@ -293,7 +182,7 @@ def noiseless_profile(
 def safe_posterior_step(sigma_y: float, lipschitz_q: float, lam: float = 0.0) -> float:
     """1/L for ∇_x ℓ_y with kernels in the simplex (|ĥ| ≤ 1): L = (1+λ)² + σ_y² L_q.
 
-    For the analytic mixture L_q ≤ 1/(φ + σ_ε²) (see :mod:`.critical_points`).
+    L_q: :func:`prior_landscape.landscape.critical_points.lipschitz_estimate` (exact for the mixture).
     """
     return 1.0 / ((1.0 + abs(lam)) ** 2 + sigma_y**2 * float(lipschitz_q))
 
@@ -302,7 +191,7 @@ def minimise_image(
     y: torch.Tensor,
     h: torch.Tensor,
     sigma_y: float,
-    grad_potential: Callable[[torch.Tensor], torch.Tensor],
+    prior,
     x0: torch.Tensor,
     n_steps: int,
     step: float,
@@ -324,7 +213,7 @@ def minimise_image(
     for _ in range(int(n_steps)):
         X = torch.fft.rfft2(x)
         g_data = torch.fft.irfft2(otf.conj() * (otf * X - Y), s=_shape(y))
-        g = g_data + sigma_y**2 * grad_potential(x).detach().to(x.dtype)
+        g = g_data + sigma_y**2 * prior.grad_potential(x).detach().to(x.dtype)
         x, x_prev = x - step * g + momentum * (x - x_prev), x
         if not torch.isfinite(x).all():
             raise FloatingPointError(
@@ -361,7 +250,7 @@ def noisy_profile(
     y: torch.Tensor,
     kernels: torch.Tensor,
     sigma_y: float,
-    grad_potential: Callable[[torch.Tensor], torch.Tensor],
+    prior,
     potential_fn: PotentialFn,
     starts: Sequence[str] = ("y", "tikhonov"),
     n_steps: int = 200,
@@ -369,7 +258,7 @@ def noisy_profile(
     momentum: float = 0.9,
     lam: float = 0.0,
 ) -> NoisyProfile:
-    """ℓ^opt(θ) ≈ min over starts of ℓ_y(x̂(θ), θ) (P §4.2, eq. 15, Fig. 10).
+    """ℓ^opt(θ) ≈ min over starts of ℓ_y(x̂(θ), θ) (P §4.2, eq. 15, Fig. 10), ∇q from the diffusion ``prior``.
 
     ``y`` (B, C, H, W) noisy data; ``kernels`` (T, k, k) the family on its θ grid
     (pass h_θ + λδ kernels yourself if wanted; ``lam`` is only used by the
@@ -383,7 +272,7 @@ def noisy_profile(
     x0 = torch.cat([_start_image(s, ys, hs, sigma_y, lam) for s in starts])  # s·BT + b·T + t
     ys_all = ys.repeat(S, 1, 1, 1)
     hs_all = hs.repeat(S, 1, 1)
-    x = minimise_image(ys_all, hs_all, sigma_y, grad_potential, x0, n_steps, step, momentum)
+    x = minimise_image(ys_all, hs_all, sigma_y, prior, x0, n_steps, step, momentum)
     f = data_fit(x, ys_all, hs_all).to(torch.float64)
     q = torch.as_tensor(potential_fn(x)).reshape(-1).to(torch.float64)
     ell = (f + sigma_y**2 * q).reshape(S, B * T)
@@ -398,3 +287,69 @@ def noisy_profile(
         images=x[idx].reshape(B, T, *y.shape[1:]),
         starts=tuple(starts),
     )
+
+
+# -------------------------------------------------------------- P Figs. 9–10
+def profile_study(prior, x_data: torch.Tensor, sources: list[str], cfg: dict, q_of: PotentialFn,
+                  log=None) -> tuple[dict, dict]:
+    """The posterior profiles of P Figs. 9–10 for x̄ the images ``x_data`` and x̄ the critical points of
+    q that momentum descent reaches from them (``cfg`` the configuration's ``posterior`` section).
+    Returns the tables ``noiseless``, ``noisy``, ``lam`` (P eq. 14's rule per family) and
+    ``points`` (both kinds of x̄, with q, ‖∇q‖ and the distance to the data image), and the
+    descent's η and the L_q of the inner steps (for the provenance)."""
+    from prior_landscape.config import theta_grid
+    from prior_landscape.inverse.families import kernel, kernel_stack
+    from prior_landscape.landscape.critical_points import choose_eta, descend, lipschitz_estimate
+    from prior_landscape.runs import RunOptions
+
+    cp, dt = cfg["critical_points"], x_data.dtype
+    eta = choose_eta(prior, x_data, cp["step"])
+    x_crit = descend(prior, x_data, eta=eta, n_steps=cp["n_steps"], momentum=cp["momentum"],
+                     options=RunOptions(record_every=max(cp["n_steps"], 1))).end
+    sets = {"dataset": x_data, "critical point": x_crit}
+    points = pd.concat([pd.DataFrame({
+        "x_bar": name, "image": range(len(x)), "source": sources, "q": q_of(x).cpu().numpy(),
+        "grad_norm": prior.grad_potential(x).flatten(1).norm(dim=1).double().cpu().numpy(),
+        "relative_distance": ((x - x_data).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)).cpu().numpy(),
+        "pixels": list(x.flatten(1).cpu().numpy().astype(np.float32)),
+    }) for name, x in sets.items()], ignore_index=True)
+    theta_bar = float(cfg["theta_bar"])
+    thetas = np.union1d(theta_grid(cfg["theta"]), [theta_bar])
+    lipschitz_q = lipschitz_estimate(prior, x_data)  # the inner minimisations' safe step
+    exact = prior.potential if prior.has_exact_potential else None
+    noiseless, noisy, lambdas, inner = [], [], [], cfg["inner"]
+    for family in cfg["families"]:
+        ks = kernel_stack(family, thetas, cfg["kernel_size"]).to(x_data.device, dt)
+        h_bar = kernel(family, theta_bar, cfg["kernel_size"]).to(x_data.device, dt)
+        sel = select_lambda(ks, x_data, exact, tol=cfg["lambda_tol"])  # P eq. 14 on the data images
+        lambdas.append(sel.table.assign(family=family, chosen=sel.table.lam == sel.lam))
+        if not np.isfinite(sel.lam):
+            raise ValueError(f"no λ of the grid satisfies P eq. 14 for the {family} family; widen the grid")
+        for name, x in sets.items():
+            grid = dict(family=family, x_bar=name, image=np.repeat(np.arange(len(x)), len(thetas)),
+                        theta=np.tile(thetas, len(x)), theta_bar=theta_bar)
+            ell = noiseless_profile(x, h_bar, ks, sel.lam, q_of).cpu().numpy()
+            noiseless.append(pd.DataFrame({**grid, "lam": sel.lam, "ell": ell.ravel()}))
+            for j, sigma in enumerate(cfg["noise_levels"]):
+                g = torch.Generator().manual_seed(cfg["seed"] * 1000 + j)
+                y = fft_blur(x, h_bar) + sigma * torch.randn(x.shape, generator=g, dtype=dt).to(x.device)
+                prof = noisy_profile(y, ks, sigma, prior, q_of, starts=inner["starts"], n_steps=inner["n_steps"],
+                                     step=safe_posterior_step(sigma, lipschitz_q), momentum=inner["momentum"])
+                noisy.append(pd.DataFrame({
+                    **grid, "sigma_y": sigma, "ell": prof.values.cpu().numpy().ravel(),
+                    "data_fit": prof.data_fit.cpu().numpy().ravel(), "q": prof.potential.cpu().numpy().ravel(),
+                    "best_start": np.asarray(inner["starts"])[prof.best_start.ravel()],
+                }))
+        if log is not None:
+            log.info("%s: λ = %g", family, sel.lam)
+    tables = {"noiseless": pd.concat(noiseless, ignore_index=True), "noisy": pd.concat(noisy, ignore_index=True),
+              "lam": pd.concat(lambdas, ignore_index=True), "points": points}
+    for key, by in (("noiseless", ["family", "x_bar", "image"]), ("noisy", ["family", "x_bar", "sigma_y", "image"])):
+        tables[key]["argmin_theta"] = profile_argmin(tables[key], by)
+    return tables, {"eta_critical": eta, "lipschitz_q": lipschitz_q}
+
+
+def profile_argmin(df: pd.DataFrame, by: list[str]) -> pd.Series:
+    """The minimiser over the θ grid of each profile (non-finite values never win): P's question."""
+    ell = df.ell.where(np.isfinite(df.ell), np.inf)
+    return ell.groupby([df[k] for k in by]).transform(lambda s: df.theta.loc[s.idxmin()])

@@ -15,13 +15,13 @@ points x̄ satisfy ∇q(x̄) ≈ 0 and are generically second-order critical poi
 2016). P then reports q along the descent (Fig. 2), and the relative distance
 ‖x − x̄‖/‖x̄‖ and the drop q(x) − q(x̄) (Fig. 3).
 
-:func:`descend` runs the descent on a batch of images at once, with the step on ∇q itself
-(η σ², see :func:`choose_step`). Evaluating q needs a probability-flow ODE
-(:mod:`prior_landscape.landscape.potential`), far too costly to do along the way, so the trajectory
-records ‖∇q‖ per image every ``record_every`` steps and, only when an ``energy_fn`` is
-given, q as well (for the analytic mixture prior pass its exact ``prior.potential``; for a
-network pass None and compute q at the start and end points with the potential engine
-afterwards).
+:func:`descent_step` is that update, :func:`descend` runs it on a batch of images at once
+through the resumable-run driver (:mod:`prior_landscape.runs`). Every step size here is η
+in P's convention (:func:`choose_eta`). Evaluating q needs a probability-flow ODE
+(:mod:`prior_landscape.landscape.potential`), far too costly to do along the way, so the
+trajectory records ‖∇q‖ per image every ``record_every`` steps and q only where the prior
+has an exact potential (the analytic mixture); for a network q is computed at a few points
+afterwards with the potential engine (:func:`descend_in_segments`).
 
 Step size
 ---------
@@ -32,47 +32,41 @@ A fixed step s on ∇q decreases q monotonically when s ≤ 1/L, L the Lipschitz
     ∇²q = Σ_k γ_k (Σ_k + σ²I)⁻¹ − Cov_γ(s_k) ≼ I / (φ + σ_ε²)
 
 (the covariance of the component scores is positive semi-definite), so
-L ≤ 1/(φ + σ_ε²) everywhere and :func:`safe_step` returns s = φ + σ_ε², with which
-every step decreases q (η = 1 + φ/σ_ε² in P's units). P's η = 0.02 is far inside that
+L ≤ 1/(φ + σ_ε²) everywhere (``prior.lipschitz_bound()``) and the step s = 1/L = φ + σ_ε²,
+η = 1 + φ/σ_ε² in P's units, decreases q at every iteration (``choose_eta(…, "auto")``). P's η = 0.02 is far inside that
 bound: on the mixture it converges slowly toward the component means, its only critical
 points; on a score network it stops within a few percent of natural starts (P Fig. 3). A
 divergence is caught: as soon as ∇q (or q) of an image becomes NaN or infinite,
 :class:`FloatingPointError` names the image and the step and asks for a smaller one.
 
+Momentum
+--------
+With a momentum β > 0 the step is the heavy-ball update x ← x − s∇q(x) + β(x − x_prev) (the
+scheme of P eq. 15); the posterior profiles reach their critical points x̄ this way.
+
 Resuming
 --------
-With ``checkpoint_path``, the state (x, step index, trajectory so far) is written
-atomically every ``checkpoint_every`` steps and at the end, together with a
-fingerprint of the configuration: the start images x0 (SHA-1 of their values,
-shape, dtype), the step, ``record_every``, whether q is recorded, and the prior (class,
-name, schedule and the values of its tensors / network weights). A later call
-with the same configuration resumes from it; ``n_steps`` is *not* part of the
-fingerprint, so a checkpoint of a shorter run (or of a run that was killed) is
-extended, and the result is bit-for-bit that of one uninterrupted run to
-``n_steps`` (the same operations on the same tensors). A checkpoint from another
-configuration, past ``n_steps``, or unreadable is ignored with a warning and
-overwritten.
+:func:`descend` runs through :func:`prior_landscape.runs.drive`: with ``options.state_path``
+the state is saved every ``checkpoint_every`` steps, fingerprinted by the start images, η,
+β and the prior's own fingerprint (every weight); a longer or killed run resumes from it,
+bit-for-bit.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 
-from prior_landscape.io.artefacts import load_resumable_state
 from prior_landscape.priors.base import DiffusionPrior
+from prior_landscape.runs import RunOptions, digest, drive
 
-__all__ = ["DescentResult", "descend", "safe_step", "white_noise_starts"]
-
-_CKPT_KIND = "critical_point_descent"
+__all__ = [
+    "DescentResult", "descent_step", "descend", "choose_eta", "largest_curvature", "lipschitz_estimate",
+    "white_noise_starts", "DescentStarts", "descent_starts", "descend_in_segments", "critical_point_tables",
+]
 
 
 @dataclass
@@ -85,7 +79,7 @@ class DescentResult:
     grad_norm_start: np.ndarray  # (B,) ‖∇q(x)‖
     final_grad_norm: np.ndarray  # (B,) ‖∇q(x̄)‖
     relative_distance: np.ndarray  # (B,) ‖x − x̄‖ / ‖x̄‖ (P Fig. 3)
-    step: float
+    eta: float  # the step in P's convention
     n_steps: int
     resumed_from: int = 0  # step index the run resumed from (0: started afresh)
     wall_time_s: float = 0.0  # seconds spent in this call
@@ -94,9 +88,8 @@ class DescentResult:
     def summary(self, q_start=None, q_end=None) -> pd.DataFrame:
         """One row per image: relative distance, ‖∇q‖ at both ends and q at both ends.
 
-        q comes from ``q_start`` / ``q_end`` when given (e.g. potential-engine
-        values for a network prior), else from the recorded trajectory (when an
-        ``energy_fn`` was used), else NaN.
+        q comes from ``q_start`` / ``q_end`` when given (e.g. potential-engine values for a
+        network prior), else from the recorded trajectory (exact priors), else NaN.
         """
         B = len(self.relative_distance)
         traj = self.trajectory
@@ -107,25 +100,15 @@ class DescentResult:
         nan = np.full(B, np.nan)
         q0 = nan if q_start is None else np.asarray(q_start, dtype=np.float64)
         q1 = nan if q_end is None else np.asarray(q_end, dtype=np.float64)
-        return pd.DataFrame(
-            {
-                "image": np.arange(B),
-                "relative_distance": self.relative_distance,
-                "grad_norm_start": self.grad_norm_start,
-                "grad_norm_end": self.final_grad_norm,
-                "q_start": q0,
-                "q_end": q1,
-                "q_drop": q0 - q1,
-            }
-        )
+        return pd.DataFrame({
+            "image": np.arange(B), "relative_distance": self.relative_distance,
+            "grad_norm_start": self.grad_norm_start, "grad_norm_end": self.final_grad_norm,
+            "q_start": q0, "q_end": q1, "q_drop": q0 - q1,
+        })
 
 
 def white_noise_starts(
-    n: int,
-    shape: tuple[int, int, int],
-    mean: float = 0.5,
-    std: float = 0.25,
-    seed: int = 0,
+    n: int, shape: tuple[int, int, int], mean: float = 0.5, std: float = 0.25, seed: int = 0,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """n white Gaussian noise images N(mean, std² I) of shape ``shape`` (C, H, W), not clipped.
@@ -141,199 +124,110 @@ def white_noise_starts(
     return (mean + std * z).to(dtype)
 
 
-def safe_step(prior: DiffusionPrior) -> float:
-    """A fixed step that provably decreases q at every iteration: 1/L, L the Lipschitz constant of ∇q.
+# ------------------------------------------------------------------ the step
+def descent_step(x: torch.Tensor, grad_q: torch.Tensor, eta: float, sigma_eps: float,
+                 momentum: float = 0.0, x_prev: torch.Tensor | None = None) -> torch.Tensor:
+    """One step of P's descent on q (P §2.2; its code steps along the scaled score σ_ε² ∇q):
 
-    Known for the analytic :class:`GaussianMixturePrior` only, where
-    L ≤ 1/(φ + σ_ε²) (see the module docstring), so the step is φ + σ_ε². For
-    networks there is no bound: choose a step for which the recorded ‖∇q‖ (or q)
-    decreases, and rely on the divergence check of :func:`descend`.
+        x ← x − η σ_ε² ∇q(x)  =  (1 − η) x + η D_σε(x)          (D the prior's Tweedie denoiser)
+          + β (x − x_prev)                                    (heavy ball, as P eq. 15, when β > 0)
     """
-    floor = getattr(prior, "floor", None)
-    if floor is None or not hasattr(prior, "hessian_potential"):
-        raise TypeError(f"no curvature bound is known for {type(prior).__name__}; choose the step empirically")
-    return float(floor) + prior.sigma_eps**2
+    s = eta * sigma_eps**2  # the step on ∇q itself
+    if momentum:
+        return x - s * grad_q + momentum * (x - x_prev)
+    return x - s * grad_q
 
 
-# ------------------------------------------------------------------ fingerprint
-def _tensor_digest(h, t: torch.Tensor) -> None:
-    t = t.detach().cpu()
-    h.update(f"{tuple(t.shape)}|{t.dtype}|".encode())
-    h.update(t.to(torch.float64).contiguous().numpy().tobytes())
-
-
-def _prior_fingerprint(prior: DiffusionPrior) -> str:
-    """A digest of what defines the prior: class, name, schedule, shapes, tensors and weights."""
-    h = hashlib.sha1()
-    h.update(f"{type(prior).__module__}.{type(prior).__qualname__}|{getattr(prior, 'name', '')}|".encode())
-    h.update(f"{tuple(prior.image_shape)}|".encode())
-    sched = getattr(prior, "schedule", None)
-    if sched is not None and hasattr(sched, "to_dict"):
-        h.update(repr(sorted(sched.to_dict().items())).encode())
-    for key in sorted(vars(prior)):
-        val = getattr(prior, key)
-        if isinstance(val, torch.Tensor):
-            h.update(key.encode())
-            _tensor_digest(h, val)
-        elif isinstance(val, torch.nn.Module):
-            h.update(key.encode())
-            for name, t in sorted(val.state_dict().items()):
-                h.update(name.encode())
-                _tensor_digest(h, t)
-        elif isinstance(val, (bool, int, float, str)):
-            h.update(f"{key}={val!r}|".encode())
-    return h.hexdigest()[:20]
-
-
-def _config(prior, x0, step, record_every, with_q) -> dict:
-    h = hashlib.sha1()
-    _tensor_digest(h, x0)
-    return {
-        "x0_sha1": h.hexdigest()[:20],
-        "x0_shape": [int(s) for s in x0.shape],
-        "x0_dtype": str(x0.dtype),
-        "step": float(step),
-        "record_every": int(record_every),
-        "records_q": bool(with_q),
-        "prior": _prior_fingerprint(prior),
-    }
-
-
-# ---------------------------------------------------------------------- descent
-def _divergence_message(prior, what: str, image: int, k: int, step: float, last_norm: float | None) -> str:
-    hint = "lower the step"
-    try:
-        hint += f" (for this analytic prior any step ≤ safe_step(prior) = {safe_step(prior):.3g} is safe)"
-    except TypeError:
-        hint += " (e.g. by a factor 10) until the recorded ‖∇q‖ decreases"
+def _divergence_message(prior, image: int, k: int, eta: float, last_norm: float | None) -> str:
+    bound = prior.lipschitz_bound()
+    hint = "lower η (e.g. by a factor 10) until the recorded ‖∇q‖ decreases"
+    if bound is not None:
+        hint = f"any η ≤ {1.0 / (bound * prior.sigma_eps**2):.4g} is safe for this prior (choose_eta 'auto')"
     seen = f"; last recorded ‖∇q‖ = {last_norm:.3g}" if last_norm is not None else ""
-    return (
-        f"gradient descent on q diverged: {what} is not finite for image {image} at step {k} "
-        f"(step size {step:g}){seen}. The step exceeds 2/λ_max of the Hessian of q: {hint}."
-    )
+    return (f"gradient descent on q diverged: ‖∇q‖ or q is not finite for image {image} at step {k} "
+            f"(η = {eta:g}){seen}. The step exceeds 2/λ_max of the Hessian of q: {hint}.")
+
+
+class _Descent:
+    """P's descent as a :class:`prior_landscape.runs.Loop` (state: x and, with momentum, x_prev)."""
+
+    def __init__(self, prior: DiffusionPrior, x0: torch.Tensor, eta: float, momentum: float):
+        self.prior, self.eta, self.momentum = prior, eta, momentum
+        self.x, self.x_prev = x0.clone(), x0.clone()
+        self._grad: tuple[int, torch.Tensor] | None = None  # ∇q at the recorded iteration, reused by its step
+        self.last_norm: float | None = None
+
+    def _grad_q(self, k: int) -> torch.Tensor:
+        if self._grad is not None and self._grad[0] == k:
+            return self._grad[1]
+        g = self.prior.grad_potential(self.x).detach()
+        bad = ~(torch.isfinite(g).flatten(1).all(1) & torch.isfinite(self.x).flatten(1).all(1))
+        if bad.any():
+            raise FloatingPointError(_divergence_message(self.prior, int(bad.nonzero()[0, 0]), k, self.eta,
+                                                         self.last_norm))
+        self._grad = (k, g)
+        return g
+
+    def record(self, k: int) -> dict:
+        norm = self._grad_q(k).flatten(1).to(torch.float64).norm(dim=1).cpu()
+        rec = {"image": torch.arange(len(norm)), "grad_norm": norm}
+        if self.prior.has_exact_potential:
+            q = self.prior.potential(self.x).detach().reshape(-1).to("cpu", torch.float64)
+            if not torch.isfinite(q).all():
+                raise FloatingPointError(_divergence_message(self.prior, int((~torch.isfinite(q)).nonzero()[0, 0]),
+                                                             k, self.eta, self.last_norm))
+            rec["q"] = q
+        self.last_norm = float(norm.max())
+        return rec
+
+    def step(self, k: int) -> None:
+        x_new = descent_step(self.x, self._grad_q(k), self.eta, self.prior.sigma_eps, self.momentum, self.x_prev)
+        self.x, self.x_prev = x_new, self.x
+
+    def state_dict(self) -> dict:
+        return {"x": self.x.cpu(), "x_prev": self.x_prev.cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.x = state["x"].to(self.x)
+        self.x_prev = state["x_prev"].to(self.x)
 
 
 def descend(
-    prior: DiffusionPrior,
-    x0: torch.Tensor,
-    *,
-    step: float = 0.02,
-    n_steps: int,
-    record_every: int = 100,
-    energy_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    checkpoint_path: str | Path | None = None,
-    checkpoint_every: int = 500,
-    progress: Callable[[int, dict], None] | None = None,
+    prior: DiffusionPrior, x0: torch.Tensor, *, eta: float, n_steps: int, momentum: float = 0.0,
+    options: RunOptions | None = None,
 ) -> DescentResult:
-    """Fixed-step gradient descent x ← x − step·∇q(x) on a batch x0 of shape (B, C, H, W) (P §2.2).
+    """P's descent (:func:`descent_step`) from a batch x0 of shape (B, C, H, W), ``n_steps`` steps of η.
 
-    ‖∇q(x_k)‖ of every image is recorded at k = 0, record_every, 2·record_every, …
-    and at k = n_steps; with ``energy_fn`` (x ↦ q(x), shape (B,)) q too. The
-    computation runs in x0's dtype and on its device.
-    ``progress(k, record)`` is called after each record with
-    ``record = {"step": k, "grad_norm": (B,) array, "q": (B,) array or None}``.
-    See the module docstring for the step size and for checkpoints / resuming.
-
-    Raises FloatingPointError, naming the image and step, as soon as ∇q (or q)
-    becomes non-finite.
+    ‖∇q‖ of every image is recorded at k = 0, record_every, 2·record_every, … and at
+    k = n_steps (``options``), q too for priors with an exact potential. The computation runs
+    in x0's dtype and on its device. Raises FloatingPointError, naming the image and step, as
+    soon as ∇q (or q) becomes non-finite.
     """
     if x0.ndim != 4 or tuple(x0.shape[1:]) != tuple(prior.image_shape):
         raise ValueError(f"x0 must have shape (B, {', '.join(map(str, prior.image_shape))}), got {tuple(x0.shape)}")
     if not torch.isfinite(x0).all():
         raise ValueError("start images x0 contain NaN or infinity")
-    if not (step > 0 and math.isfinite(step)):
-        raise ValueError(f"step must be a positive number, got {step}")
-    if n_steps < 0 or record_every < 1 or checkpoint_every < 1:
-        raise ValueError(
-            f"need n_steps ≥ 0, record_every ≥ 1, checkpoint_every ≥ 1 (got {n_steps}, {record_every}, {checkpoint_every})"
-        )
-    t_start = time.perf_counter()
+    if not (isinstance(eta, (int, float)) and 0 < eta < float("inf")):
+        raise ValueError(f"the descent step η must be a positive number, got {eta!r}")
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum β must be in [0, 1), got {momentum}")
     x0 = x0.detach()
-    B = x0.shape[0]
-    with_q = energy_fn is not None
-
-    records: dict[str, list] = {"image": [], "step": [], "grad_norm": []}
-    if with_q:
-        records["q"] = []
-    x = x0.clone()
-    k = 0
-
-    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-    config = _config(prior, x0, step, record_every, with_q) if ckpt is not None else None
-    if ckpt is not None and ckpt.exists():
-        state = load_resumable_state(ckpt, _CKPT_KIND, config, ("step_index", n_steps), "descent")
-        if state is not None:
-            k = int(state["step_index"])
-            x = state["x"].to(device=x0.device, dtype=x0.dtype)
-            records = {key: list(v) for key, v in state["records"].items()}
-    k_resumed = k
-
-    def save_checkpoint() -> None:
-        from prior_landscape.io.artefacts import atomic_output
-
-        state = {
-            "kind": _CKPT_KIND,
-            "config": config,
-            "n_steps": int(n_steps),
-            "step_index": int(k),
-            "x": x.detach().cpu(),
-            "records": records,  # records of the steps < k
-        }
-        with atomic_output(ckpt) as tmp:
-            torch.save(state, tmp)
-
-    last_norm: float | None = None
-    while True:
-        if ckpt is not None and k > k_resumed and (k % checkpoint_every == 0 or k == n_steps):
-            save_checkpoint()
-        g = prior.grad_potential(x).detach()
-        gnorm = g.flatten(1).to(torch.float64).norm(dim=1)
-        bad = ~(torch.isfinite(gnorm) & torch.isfinite(x.flatten(1)).all(1))
-        if bad.any():
-            i = int(bad.nonzero()[0, 0])
-            raise FloatingPointError(_divergence_message(prior, "‖∇q‖", i, k, step, last_norm))
-        if k % record_every == 0 or k == n_steps:
-            gn = gnorm.cpu().numpy()
-            q = None
-            if with_q:
-                q = torch.as_tensor(energy_fn(x)).detach().reshape(-1).to("cpu", torch.float64).numpy()
-                if q.shape != (B,):
-                    raise ValueError(f"energy_fn must return one value per image ({B}), got shape {q.shape}")
-                if not np.isfinite(q).all():
-                    i = int(np.flatnonzero(~np.isfinite(q))[0])
-                    raise FloatingPointError(_divergence_message(prior, "q", i, k, step, last_norm))
-                records["q"].extend(q.tolist())
-            records["image"].extend(range(B))
-            records["step"].extend([k] * B)
-            records["grad_norm"].extend(gn.tolist())
-            last_norm = float(gn.max())
-            if progress is not None:
-                progress(k, {"step": k, "grad_norm": gn, "q": q})
-        if k == n_steps:
-            break
-        x = x - step * g
-        k += 1
-
-    traj = pd.DataFrame(records)
-    traj["image"] = traj["image"].astype(np.int64)
-    traj["step"] = traj["step"].astype(np.int64)
-    first = traj[traj["step"] == 0].sort_values("image")
-    end64 = x.flatten(1).to(torch.float64)
+    loop = _Descent(prior, x0, float(eta), float(momentum))
+    fingerprint = digest("descent", prior, x0, float(eta), float(momentum))
+    run = drive(loop, n_steps, kind="critical_point_descent", fingerprint=fingerprint, options=options)
+    traj = run.table().rename(columns={"k": "step"}).drop(columns="item")
+    traj = traj[["image", "step", "grad_norm"] + (["q"] if "q" in traj else [])]
+    first, last = traj[traj.step == 0].sort_values("image"), traj[traj.step == n_steps].sort_values("image")
+    end64 = loop.x.flatten(1).to(torch.float64)
     rel = (x0.flatten(1).to(torch.float64) - end64).norm(dim=1) / end64.norm(dim=1)
     return DescentResult(
-        start=x0.clone(),
-        end=x,
-        trajectory=traj,
-        grad_norm_start=first["grad_norm"].to_numpy(),
-        final_grad_norm=gnorm.cpu().numpy(),
-        relative_distance=rel.cpu().numpy(),
-        step=float(step),
-        n_steps=int(n_steps),
-        resumed_from=k_resumed,
-        wall_time_s=time.perf_counter() - t_start,
+        start=x0.clone(), end=loop.x, trajectory=traj, grad_norm_start=first["grad_norm"].to_numpy(),
+        final_grad_norm=last["grad_norm"].to_numpy(), relative_distance=rel.cpu().numpy(), eta=float(eta),
+        n_steps=int(n_steps), resumed_from=run.resumed_from, wall_time_s=run.wall_time_s,
     )
 
 
+# ------------------------------------------------------------------ step sizes
 def largest_curvature(prior: DiffusionPrior, x: torch.Tensor, iters: int = 30, seed: int = 0) -> float:
     """λ_max of ∇²q over a batch, by power iteration on Hessian–vector products
     (forward-over-reverse: the JVP of ∇q). The largest value over the images is returned."""
@@ -348,19 +242,104 @@ def largest_curvature(prior: DiffusionPrior, x: torch.Tensor, iters: int = 30, s
     return float(lam.abs().max())
 
 
-def choose_step(prior: DiffusionPrior, x: torch.Tensor, step: float | str, safety: float = 2.0) -> float:
-    """The step s on ∇q of the fixed-step descent x ← x − s ∇q(x).
+def lipschitz_estimate(prior: DiffusionPrior, x: torch.Tensor, safety: float = 2.0) -> float:
+    """L_q, the Lipschitz constant of ∇q: the prior's own bound where it declares one (exact for
+    the mixture), else ``safety`` × λ_max of ∇²q at the images ``x`` (a margin, since λ_max is
+    only measured there)."""
+    bound = prior.lipschitz_bound()
+    return float(bound) if bound is not None else safety * largest_curvature(prior, x)
 
-    A number is η in P's convention (module docstring): s = η σ_ε², so that the update is
-    x ← (1 − η) x + η D_{σ_ε}(x) (P: η = 0.02). ``"auto"`` is the exact safe step
-    φ + σ_ε² for the analytic mixture and 1/(safety·λ_max) at the starts otherwise (λ_max by
-    power iteration), so that q decreases from the first step."""
-    if step != "auto":
-        eta = float(step)
-        if not eta > 0:
-            raise ValueError(f"the descent step η must be positive, got {step!r}")
-        return eta * prior.sigma_eps**2
-    try:
-        return safe_step(prior)
-    except TypeError:
-        return 1.0 / (safety * largest_curvature(prior, x))
+
+def choose_eta(prior: DiffusionPrior, x: torch.Tensor, step: float | str, safety: float = 2.0) -> float:
+    """η of P's descent (:func:`descent_step`) from the configuration's ``step``: a number is η itself
+    (P: 0.02); ``"auto"`` the step 1/L_q on ∇q (:func:`lipschitz_estimate`: exact for the mixture,
+    ``safety`` × λ_max at the starts otherwise), so that q decreases from the first step."""
+    if step == "auto":
+        return 1.0 / (lipschitz_estimate(prior, x, safety) * prior.sigma_eps**2)
+    eta = float(step)
+    if not eta > 0:
+        raise ValueError(f"the descent step η must be positive, got {step!r}")
+    return eta
+
+
+# ------------------------------------------------------------------ P Figs. 1–3
+@dataclass
+class DescentStarts:
+    """P Fig. 3's three start groups: training-set images, unrelated images, white noise."""
+
+    x: torch.Tensor  # (3n, C, H, W)
+    groups: np.ndarray  # (3n,) group of each start
+    sources: list[str]  # where each start comes from
+
+
+def descent_starts(prior: DiffusionPrior, n: int, cfg: dict, data: dict, source: str, seed: int,
+                   images: dict | None = None, resource_root="resources") -> DescentStarts:
+    """n starts per group: at paper scale the prior's own dataset (``images``) and bundled photographs
+    resized to its resolution; in the demo crops of the training photographs (or digits) ``source``
+    and of the unrelated photographs ``cfg["unrelated"]``; white noise N(mean, std²) (``cfg["noise"]``)."""
+    from prior_landscape.io.images import (
+        crop_positions, extract_crops, load_photographs, prior_images, training_images, unrelated_images,
+    )
+
+    s = cfg["seed"]
+    if images:
+        train_x, train_ids = prior_images(images, resource_root, n, s)
+        unrelated_x, unrelated_ids = unrelated_images(cfg["unrelated"], n, prior.image_shape, s)
+    else:
+        train = training_images(source, data, seed)
+        pick = np.random.default_rng(s).choice(len(train), n, replace=False)
+        train_x, train_ids = train[pick], [f"{source}[{i}]" for i in pick]
+        photos = load_photographs(cfg["unrelated"], data["downscale"])
+        crops = crop_positions(photos, n, data["crop_size"], s, min_std=0.05)
+        unrelated_x, unrelated_ids = extract_crops(photos, crops), [f"{c.image}@{c.row},{c.col}" for c in crops]
+    noise = white_noise_starts(n, prior.image_shape, cfg["noise"]["mean"], cfg["noise"]["std"], s)
+    groups = {"training set": train_x, "unrelated images": unrelated_x, "white noise": noise}
+    return DescentStarts(torch.cat(list(groups.values())), np.repeat(list(groups), n),
+                         [*train_ids, *unrelated_ids, *(f"noise-{i}" for i in range(n))])
+
+
+def descend_in_segments(prior, x0, *, eta: float, n_steps: int, n_segments: int, q_of,
+                        options: RunOptions | None = None, log=None) -> tuple[DescentResult, pd.DataFrame]:
+    """:func:`descend` to ``n_steps`` in ``n_segments`` pieces, with q (and its standard error) by
+    ``q_of`` (x ↦ PotentialResult, e.g. the engine) at the start and after each piece (P Fig. 2).
+    With a state file the pieces resume from each other: they add up to one uninterrupted run."""
+    def at(step, x):
+        r = q_of(x)
+        return pd.DataFrame({"image": range(len(x)), "step": int(step), "q": r.q, "q_stderr": r.stderr})
+
+    along, res = [at(0, x0)], None
+    for k in np.linspace(0, n_steps, n_segments + 1).round().astype(int)[1:]:
+        res = descend(prior, x0, eta=eta, n_steps=int(k), options=options)
+        along.append(at(k, res.end))
+        if log is not None:
+            log.info("step %d: median q %.1f, median ‖∇q‖ %.3g", k, np.median(along[-1].q),
+                     np.median(res.final_grad_norm))
+    return res, pd.concat(along, ignore_index=True)
+
+
+def critical_point_tables(prior, starts: DescentStarts, res: DescentResult, along: pd.DataFrame) -> dict:
+    """The artefacts of P Figs. 1–3: one summary row per start (distance, ‖∇q‖ and q at both ends,
+    with the exact q where the prior has one), the trajectory (‖∇q‖ at every record, q by the
+    engine at the segment ends as ``q``, the exact q as ``q_exact``) and the start and end images."""
+    first, last = along[along.step == 0], along[along.step == res.n_steps]
+    summary = res.summary(first.q.to_numpy(), last.q.to_numpy())
+    summary.insert(1, "group", starts.groups)
+    summary.insert(2, "source", starts.sources)
+    summary["q_start_stderr"], summary["q_end_stderr"] = first.q_stderr.to_numpy(), last.q_stderr.to_numpy()
+    if prior.has_exact_potential:
+        summary["q_start_exact"] = prior.potential(res.start.double()).cpu().numpy()
+        summary["q_end_exact"] = prior.potential(res.end.double()).cpu().numpy()
+    summary["step_size"] = res.eta * prior.sigma_eps**2  # on ∇q
+    summary["step_eta"] = res.eta
+    summary["prior"] = prior.name
+    traj = res.trajectory.rename(columns={"q": "q_exact"})
+    if "q_exact" not in traj:  # a network: no exact value
+        traj["q_exact"] = np.nan
+    traj = traj.merge(along, on=["image", "step"], how="outer").sort_values(["image", "step"])
+    traj["group"] = starts.groups[traj.image.to_numpy()]
+    traj["prior"] = prior.name
+    C, H, W = prior.image_shape
+    flat = lambda t: list(t.reshape(len(t), -1).cpu().numpy().astype(np.float32))  # noqa: E731
+    images = pd.DataFrame({"prior": prior.name, "image": range(len(res.start)), "group": starts.groups,
+                           "channels": C, "height": H, "width": W, "start": flat(res.start), "end": flat(res.end)})
+    return {"summary": summary, "trajectory": traj.reset_index(drop=True), "images": images}

@@ -21,13 +21,58 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torchode
 
 from prior_landscape.priors.base import DiffusionPrior
+
+
+@dataclass(frozen=True)
+class PotentialSettings:
+    """The potential engine's settings. Accuracy settings define the value (they are part of
+    every artefact's parameters and resume fingerprint); ``batch_size`` only splits the work
+    (results are batch-independent: probes are keyed by image), so changing it reruns nothing."""
+
+    n_probes: int = 4  # Hutchinson probes per image (P)
+    atol: float = 1e-5  # Dormand–Prince tolerances (P: RK45, 1e-5)
+    rtol: float = 1e-5
+    max_steps: int = 20_000  # per image; beyond it the solve fails, naming the image
+    dtype: torch.dtype = torch.float32  # the ODE state's precision
+    batch_size: int = 16  # images per solve: speed only
+
+    SPEED_ONLY: ClassVar[tuple[str, ...]] = ("batch_size",)
+
+    def __post_init__(self):
+        if not (isinstance(self.n_probes, int) and self.n_probes >= 1):
+            raise ValueError(f"potential.n_probes must be an integer ≥ 1, got {self.n_probes!r}")
+        for key in ("atol", "rtol"):
+            v = getattr(self, key)
+            if not (isinstance(v, (int, float)) and 0 < v < 1):
+                raise ValueError(f"potential.{key} must be a number in (0, 1), got {v!r}")
+        if not (self.max_steps >= 1 and self.batch_size >= 1):
+            raise ValueError(f"potential.max_steps and batch_size must be ≥ 1, got {self.max_steps}, {self.batch_size}")
+
+    @classmethod
+    def from_config(cls, section: dict) -> "PotentialSettings":
+        """From the configuration's ``potential`` section (``dtype`` by name, e.g. "float64")."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ValueError(f"potential: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        kw = dict(section)
+        if isinstance(kw.get("dtype"), str):
+            kw["dtype"] = getattr(torch, kw["dtype"])
+        return cls(**kw)
+
+    def accuracy(self) -> dict:
+        """The settings that define the value, JSON-able (for artefact parameters and fingerprints)."""
+        out = {k: v for k, v in asdict(self).items() if k not in self.SPEED_ONLY}
+        out["dtype"] = str(self.dtype).removeprefix("torch.")
+        return out
 
 
 class NonFiniteODEError(FloatingPointError):
@@ -93,21 +138,20 @@ def _check_finite(v: torch.Tensor, div: torch.Tensor, t: torch.Tensor, sigma: to
 def potential(
     prior: DiffusionPrior,
     x: torch.Tensor,
+    settings: PotentialSettings | None = None,
     *,
-    n_probes: int = 4,
-    atol: float = 1e-5,
-    rtol: float = 1e-5,
     seed: int = 0,
     first_index: int = 0,
     probe_keys=None,
-    dtype: torch.dtype = torch.float32,
-    max_steps: int = 20_000,
 ) -> PotentialResult:
-    """q(x) = −log p_{t_ε}(x) for a batch x of shape (B, C, H, W), in nats.
+    """q(x) = −log p_{t_ε}(x) for a batch x of shape (B, C, H, W), in nats (one solve, whatever
+    ``settings.batch_size``: see :func:`potential_batched`).
 
     ``first_index`` is the global index of x[0], used in error messages and, unless
     ``probe_keys`` (one integer per image) is given, as the key of its probes.
     """
+    cfg = settings or PotentialSettings()
+    n_probes, atol, rtol, dtype, max_steps = cfg.n_probes, cfg.atol, cfg.rtol, cfg.dtype, cfg.max_steps
     if x.ndim != 4 or tuple(x.shape[1:]) != tuple(prior.image_shape):
         raise ValueError(f"images must have shape (B, {', '.join(map(str, prior.image_shape))}), got {tuple(x.shape)}")
     if not torch.isfinite(x).all():
@@ -161,21 +205,24 @@ def potential(
 def potential_batched(
     prior: DiffusionPrior,
     images: torch.Tensor,
-    batch_size: int = 16,
+    settings: PotentialSettings | None = None,
+    *,
+    seed: int = 0,
     probe_keys=None,
     progress=None,
     device: str | torch.device = "cpu",
-    **kwargs,
 ) -> PotentialResult:
-    """:func:`potential` over many images in batches; ``progress(done, total)`` is called after each."""
+    """:func:`potential` over many images in batches of ``settings.batch_size``; ``progress(done, total)``
+    is called after each. Probes are keyed by ``probe_keys`` (default: the image's index)."""
+    cfg = settings or PotentialSettings()
     keys = np.arange(len(images)) if probe_keys is None else np.asarray(probe_keys)
     parts = []
-    for start in range(0, len(images), batch_size):
-        stop = start + batch_size
+    for start in range(0, len(images), cfg.batch_size):
+        stop = start + cfg.batch_size
         batch = images[start:stop].to(device)
-        parts.append(potential(prior, batch, first_index=start, probe_keys=keys[start:stop], **kwargs))
+        parts.append(potential(prior, batch, cfg, seed=seed, first_index=start, probe_keys=keys[start:stop]))
         if progress is not None:
-            progress(min(start + batch_size, len(images)), len(images))
+            progress(min(stop, len(images)), len(images))
     cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
     return PotentialResult(
         q=cat("q"),
@@ -187,15 +234,26 @@ def potential_batched(
     )
 
 
+def potential_function(
+    prior: DiffusionPrior, settings: PotentialSettings | None = None, *, seed: int = 0, device="cpu"
+):
+    """x ↦ q(x) as a float64 tensor on x's device: exact where the prior has an exact potential,
+    else by the engine (:func:`potential_batched`, probes keyed by the image's position)."""
+    def q(x: torch.Tensor) -> torch.Tensor:
+        if prior.has_exact_potential:
+            return prior.potential(x).to(torch.float64)
+        r = potential_batched(prior, x, settings, seed=seed, device=device)
+        return torch.as_tensor(r.q, dtype=torch.float64, device=x.device)
+
+    return q
+
+
 def potential_reference(
     prior: DiffusionPrior,
     x: torch.Tensor,
+    settings: PotentialSettings | None = None,
     *,
-    n_probes: int = 4,
-    atol: float = 1e-5,
-    rtol: float = 1e-5,
     seed: int = 0,
-    dtype: torch.dtype = torch.float32,
 ) -> PotentialResult:
     """The paper's released scheme, as a speed baseline: scipy RK45 per image and per probe.
 
@@ -204,6 +262,8 @@ def potential_reference(
     """
     from scipy.integrate import solve_ivp
 
+    cfg = settings or PotentialSettings()
+    n_probes, atol, rtol, dtype = cfg.n_probes, cfg.atol, cfg.rtol, cfg.dtype
     t_start = time.perf_counter()
     B, d = x.shape[0], prior.dim
     sched = prior.schedule

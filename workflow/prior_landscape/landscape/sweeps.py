@@ -18,8 +18,8 @@ import torch
 
 from typing import Callable
 
-from prior_landscape.inverse.operators import kernel
-from prior_landscape.landscape.potential import potential_batched
+from prior_landscape.inverse.families import kernel
+from prior_landscape.landscape.potential import PotentialSettings, potential_batched
 from prior_landscape.priors.base import DiffusionPrior
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,10 @@ def likelihood_sweep(
     thetas: np.ndarray,
     *,
     kernel_size: int = 31,
-    batch_size: int = 16,
+    settings: PotentialSettings | None = None,
     device: str = "cpu",
+    seed: int = 0,
     keep_pixels: int = 1,
-    **potential_kwargs,
 ) -> pd.DataFrame:
     """One row per (family, θ, image): q estimate, its standard error, NFE, and the exact
     q where the prior has one (the analytic mixture).
@@ -59,11 +59,9 @@ def likelihood_sweep(
         log.info("%s: %d/%d images, %.0f s elapsed, ~%.0f s left", prior.name, done, total, elapsed,
                  elapsed / done * (total - done))
 
-    res = potential_batched(
-        prior, x, batch_size=batch_size, probe_keys=probe_keys, progress=progress, device=device, **potential_kwargs
-    )
+    res = potential_batched(prior, x, settings, seed=seed, probe_keys=probe_keys, progress=progress, device=device)
     exact = np.full(len(x), np.nan)
-    if hasattr(prior, "potential"):
+    if prior.has_exact_potential:
         exact = np.concatenate(
             [prior.potential(x[i : i + 256].to(torch.float64)).cpu().numpy() for i in range(0, len(x), 256)]
         )

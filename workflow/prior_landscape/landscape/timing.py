@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from prior_landscape.landscape.potential import potential
+from prior_landscape.landscape.potential import PotentialSettings, potential
 from prior_landscape.priors.base import DiffusionPrior
 
 
@@ -18,7 +18,8 @@ def _sync(device) -> None:
 
 
 def measure_prior_cost(
-    prior: DiffusionPrior, images: torch.Tensor, *, repeats: int = 5, device: str = "cpu", **potential_kwargs
+    prior: DiffusionPrior, images: torch.Tensor, settings: PotentialSettings | None = None, *, repeats: int = 5,
+    device: str = "cpu",
 ) -> dict:
     """Median seconds per image over ``repeats`` model evaluations, and one batched potential evaluation."""
     x = images.to(device)
@@ -33,7 +34,7 @@ def measure_prior_cost(
             _sync(device)
             times.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
-    res = potential(prior, x, **potential_kwargs)
+    res = potential(prior, x, settings)
     _sync(device)
     pot_time = time.perf_counter() - t0
     return {

@@ -9,6 +9,17 @@ A prior is a diffusion model seen through four things (P §2.1):
 * ``terminal_log_prob(x)``: log p_T, the density at the terminal time that closes
   the change-of-variables formula (P eq. 7).
 
+and declares what else it offers, instead of being probed for it:
+
+* ``fingerprint()``: a digest of everything that defines it (class, name, shape, schedule,
+  every tensor and network weight, a conditional model's class label; a wrapper delegates
+  to what it wraps), so a resumed job can tell its own prior from another one under the
+  same name (:mod:`prior_landscape.runs`);
+* ``has_exact_potential``: whether ``potential(x)`` (and ``hessian_potential(x)``) give q
+  exactly (the analytic mixture) — otherwise q comes from the probability-flow engine;
+* ``lipschitz_bound()``: a bound L on the Lipschitz constant of ∇q over all images, or
+  None when none is known (networks).
+
 Images are tensors of shape (B, C, H, W); ``sigma`` is a tensor of shape (B,)
 (or a scalar, broadcast over the batch).
 """
@@ -21,14 +32,18 @@ import math
 import torch
 
 from prior_landscape.priors.schedules import Schedule
+from prior_landscape.runs import digest
 
 
 class DiffusionPrior(abc.ABC):
-    """Abstract diffusion prior: subclasses implement ``score``."""
+    """Abstract diffusion prior: subclasses implement ``score``, ``num_parameters`` and
+    ``defining_values`` and declare their capabilities (module docstring)."""
 
     name: str
     image_shape: tuple[int, int, int]
     schedule: Schedule
+    #: ``potential(x)`` and ``hessian_potential(x)`` are exact (no ODE, no Monte Carlo)
+    has_exact_potential: bool = False
 
     @abc.abstractmethod
     def score(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
@@ -37,6 +52,28 @@ class DiffusionPrior(abc.ABC):
     @abc.abstractmethod
     def num_parameters(self) -> int:
         """Number of scalar parameters of the model (P Table 1)."""
+
+    @abc.abstractmethod
+    def defining_values(self) -> dict:
+        """Everything besides class, name, shape and schedule that defines the prior's density
+        (tensors, networks, a class label, a wrapped prior): what :meth:`fingerprint` digests."""
+
+    def fingerprint(self) -> str:
+        """A digest of the prior: class, name, image shape, schedule and :meth:`defining_values`."""
+        cls = f"{type(self).__module__}.{type(self).__qualname__}"
+        return digest(cls, self.name, tuple(self.image_shape), self.schedule.to_dict(), self.defining_values())
+
+    def potential(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact q(x) per image, for priors with ``has_exact_potential``."""
+        raise NotImplementedError(f"{type(self).__name__} has no exact potential: use prior_landscape.landscape.potential")
+
+    def hessian_potential(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact ∇²q(x), shape (B, d, d), for priors with ``has_exact_potential``."""
+        raise NotImplementedError(f"{type(self).__name__} has no exact Hessian: use prior_landscape.landscape.hessian")
+
+    def lipschitz_bound(self) -> float | None:
+        """L with ‖∇q(x) − ∇q(x')‖ ≤ L‖x − x'‖ for all images, or None when no bound is known."""
+        return None
 
     @property
     def dim(self) -> int:
@@ -87,6 +124,10 @@ class NetworkPrior(DiffusionPrior):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.net.parameters())
+
+    def defining_values(self) -> dict:
+        """The network: every weight and buffer (subclasses add what the weights do not hold)."""
+        return {"net": self.net}
 
     def to(self, device_or_dtype) -> "NetworkPrior":
         """Move to a device and/or dtype (``prior.to("cuda")``, ``prior.to(torch.float64)``)."""

@@ -26,6 +26,8 @@ from prior_landscape.priors.base import DiffusionPrior, sigma_batch
 
 
 class GaussianMixturePrior(DiffusionPrior):
+    has_exact_potential = True
+
     def __init__(
         self,
         weights: torch.Tensor,
@@ -157,6 +159,15 @@ class GaussianMixturePrior(DiffusionPrior):
     def hessian_potential(self, x: torch.Tensor) -> torch.Tensor:
         """Exact ∇²q(x) at t_ε, shape (B, d, d)."""
         return -self.hessian_log_prob(x, self.sigma_eps)
+
+    def lipschitz_bound(self) -> float:
+        """L = 1/(φ + σ_ε²): ∇²q = Σ_k γ_k (Σ_k + σ²I)⁻¹ − Cov_γ(s_k) ≼ I/(φ + σ_ε²), the covariance
+        of the component scores being positive semi-definite."""
+        return 1.0 / (self.floor + self.sigma_eps**2)
+
+    def defining_values(self) -> dict:
+        return {"weights": self.weights, "means": self.means, "bases": self.bases, "spectra": self.spectra,
+                "floor": self.floor}
 
     def terminal_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Exact log p_T: the diffused mixture, not its Gaussian approximation."""

@@ -172,6 +172,10 @@ class EDMPrior(_NetworkPrior):
             name = f"{name}-class{int(class_label)}"
         return cls(denoiser, name=name, class_label=class_label, schedule=EDMSchedule(sigma_max, t_eps), metadata=meta)
 
+    def defining_values(self) -> dict:
+        """The network's weights, its preconditioning (the pickle's metadata) and the class label."""
+        return {"net": self.net, "metadata": self.metadata, "class_label": self.class_label}
+
     def _labels(self, batch: int, like: torch.Tensor):
         if self.class_label is None:
             return None
@@ -263,6 +267,9 @@ class ScoreSDEPrior(_NetworkPrior):
         sig = sigma_batch(sigma, x)
         return self.net(x.to(self.dtype), sig.to(self.dtype)).to(x.dtype)
 
+    def defining_values(self) -> dict:
+        return {"net": self.net, "config": self.net.config.to_dict()}
+
     def _state(self) -> dict:
         return {
             "kind": "score_sde",
@@ -317,6 +324,11 @@ class UnitScalePrior(DiffusionPrior):
 
     def num_parameters(self) -> int:
         return self.base.num_parameters()
+
+    def defining_values(self) -> dict:
+        """The wrapped network prior (its own fingerprint: weights, class label) and the scale
+        (``max_batch`` only splits the work and is left out)."""
+        return {"base": self.base, "scale": self.scale}
 
     @property
     def dtype(self) -> torch.dtype:

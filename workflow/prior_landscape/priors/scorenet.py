@@ -51,33 +51,15 @@ NCSN form s ≈ F/σ, for σ ≫ σ_d to the exact Gaussian tail; the network in
 unit variance and its target is O(1) at every σ ∈ [0.01, 50], so the σ²-weighted
 DSM loss below is well conditioned over the whole schedule.
 
-Training (:func:`train_dsm`)
-----------------------------
-Denoising score matching (Vincent 2011; Song et al. 2021 with λ(σ) = σ²):
-t ~ U(t_ε, 1), σ = σ(t), x̃ = x + σ z and loss = mean ‖σ s_θ(x̃, σ) + z‖² (mean over
-pixels and batch, so an untrained Gaussian-only score scores ≈ 1 on white data
-and a perfect score the irreducible DSM floor). Adam with a linear warm-up then a
-constant learning rate (so extending a run is the same as running longer), an
-EMA of the weights with the usual 1+n/10+n warm-up (the EMA weights are the
-returned prior), horizontal-flip augmentation, gradient clipping. All
-randomness comes from one seeded ``torch.Generator`` (network init included,
-under ``torch.random.fork_rng`` so the global RNG is untouched); a resumable
-checkpoint (model, EMA, Adam, step, generator state, loss history, wall time)
-is written atomically every ``checkpoint_every`` steps and training resumes from
-it bit-for-bit on the same machine and thread count.
+Training: :func:`prior_landscape.priors.training.train_dsm` (denoising score matching).
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import math
-import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
-import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -85,17 +67,8 @@ from torch import nn
 from prior_landscape.priors.schedules import VESchedule, schedule_from_config
 from prior_landscape.priors.base import NetworkPrior, sigma_batch
 
-__all__ = [
-    "DEMO_NET_KWARGS",
-    "DEMO_TRAIN_KWARGS",
-    "ScoreUNet",
-    "DiffusersScoreUNet",
-    "ARCHITECTURES",
-    "build_score_network",
-    "ScoreNetworkPrior",
-    "train_dsm",
-    "load_training_checkpoint",
-]
+__all__ = ["DEMO_NET_KWARGS", "ScoreUNet", "DiffusersScoreUNet", "ARCHITECTURES", "build_score_network",
+           "ScoreNetworkPrior"]
 
 #: Network size for the 16×16×1 demo: 341 857 parameters (channels 32/64 at
 #: 16×16/8×8). Measured with ``DEMO_TRAIN_KWARGS`` on 5000 16×16 crops of
@@ -112,8 +85,6 @@ DEMO_NET_KWARGS: dict = dict(
     groups=8,
 )
 
-#: Training budget used with ``DEMO_NET_KWARGS``.
-DEMO_TRAIN_KWARGS: dict = dict(steps=3000, batch_size=64, lr=2e-3)
 
 
 # ====================================================================== network
@@ -351,6 +322,10 @@ class ScoreNetworkPrior(NetworkPrior):
         out = self.net(x.to(self.dtype), sig.to(self.dtype))
         return out.to(x.dtype)
 
+    def defining_values(self) -> dict:
+        """The weights and the network's configuration (σ_d and the data mean live there, not in the weights)."""
+        return {"net": self.net, "config": self.net.config}
+
     def save(self, path: str | Path) -> None:
         """Write the prior (atomically) as a ``kind="score_network"`` torch checkpoint."""
         from prior_landscape.io.artefacts import atomic_output
@@ -394,216 +369,3 @@ class ScoreNetworkPrior(NetworkPrior):
             state.get("name", "scorenet"),
             state.get("metadata", {}),
         )
-
-
-# ==================================================================== training
-_BINS = ("loss_low_sigma", "loss_mid_sigma", "loss_high_sigma")
-
-
-def _data_fingerprint(x: torch.Tensor) -> str:
-    return hashlib.sha1(x.contiguous().numpy().tobytes()).hexdigest()[:16]
-
-
-def load_training_checkpoint(path: str | Path) -> dict:
-    """Read a resumable training checkpoint written by :func:`train_dsm`."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:
-        raise ValueError(f"{path} is not a score-network training checkpoint: unreadable ({exc})") from exc
-    if not isinstance(state, dict) or state.get("kind") != "score_network_training":
-        kind = state.get("kind") if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"{path} is not a score-network training checkpoint (kind={kind!r})")
-    return state
-
-
-def train_dsm(
-    crops: np.ndarray | torch.Tensor,
-    schedule: VESchedule,
-    *,
-    steps: int = DEMO_TRAIN_KWARGS["steps"],
-    batch_size: int = DEMO_TRAIN_KWARGS["batch_size"],
-    lr: float = DEMO_TRAIN_KWARGS["lr"],
-    seed: int = 0,
-    net_kwargs: dict | None = None,
-    ema_decay: float = 0.999,
-    warmup_steps: int = 100,
-    grad_clip: float | None = 1.0,
-    hflip: bool = True,
-    log_every: int = 50,
-    progress: Callable[[int, dict], None] | None = None,
-    checkpoint_path: str | Path | None = None,
-    checkpoint_every: int = 200,
-    resume: bool = True,
-    name: str = "scorenet",
-) -> tuple[ScoreNetworkPrior, pd.DataFrame]:
-    """Train a score network by σ²-weighted denoising score matching on a VE schedule.
-
-    ``crops``: images (N, C, H, W), float, e.g. in [0, 1]. ``net_kwargs`` describe the
-    network (:func:`build_score_network`); for the default architecture they default to
-    :data:`DEMO_NET_KWARGS`; ``in_channels`` defaults to the crops'; ``sigma_data`` and
-    ``data_mean`` default to the crops' pixel std and mean. Returns the EMA prior and
-    a loss history with one row per ``log_every`` steps: ``step``, ``loss`` (mean
-    minibatch loss over the window), the same loss split into three equal bins of
-    t (``loss_low_sigma``, ``loss_mid_sigma``, ``loss_high_sigma``; NaN if a bin was
-    empty), ``lr`` and cumulated ``wall_s``.
-
-    ``progress(step, record)`` is called with each logged record, after any
-    checkpoint of that step is on disk. With ``checkpoint_path``, a resumable
-    checkpoint is written atomically every ``checkpoint_every`` steps and at the
-    end; if one exists and ``resume`` is true, training continues from it (a larger
-    ``steps`` extends a finished run; a different data set, network, seed, batch
-    size, schedule or optimiser setting raises ValueError). Resuming reproduces the
-    uninterrupted run exactly (same machine and thread count); keep
-    ``checkpoint_every`` a multiple of ``log_every`` so the loss-history windows
-    match too.
-    """
-    from prior_landscape.io.artefacts import atomic_output
-
-    x_all = torch.as_tensor(np.asarray(crops) if not isinstance(crops, torch.Tensor) else crops)
-    x_all = x_all.detach().to("cpu", torch.float32).contiguous()
-    if x_all.ndim != 4:
-        raise ValueError(f"crops must have shape (N, C, H, W), got {tuple(x_all.shape)}")
-    if not torch.isfinite(x_all).all():
-        raise ValueError("crops contain NaN or infinity")
-    if not isinstance(schedule, VESchedule):
-        raise TypeError(f"train_dsm trains on a VESchedule, got {type(schedule).__name__}")
-    N, C, H, W = x_all.shape
-    if N < 2 or steps < 0 or batch_size < 1:
-        raise ValueError(f"need N ≥ 2 crops, steps ≥ 0, batch_size ≥ 1 (got {N}, {steps}, {batch_size})")
-
-    net_kwargs = dict(net_kwargs or {})
-    kw = dict(DEMO_NET_KWARGS) if net_kwargs.get("architecture", "unet") == "unet" else {}
-    kw["in_channels"] = C
-    kw.update(net_kwargs)
-    kw.setdefault("sigma_data", float(x_all.std()))
-    kw.setdefault("data_mean", float(x_all.mean()))
-    kw["sigma_data"] = max(float(kw["sigma_data"]), 1e-3)
-
-    gen = torch.Generator().manual_seed(int(seed))
-    with torch.random.fork_rng(devices=[]):  # seeded init, global RNG untouched
-        torch.manual_seed(int(seed))
-        net = build_score_network(**kw)
-    config = {
-        "net_kwargs": net.config,  # normalised (lists, floats)
-        "schedule": schedule.to_dict(),
-        "batch_size": int(batch_size),
-        "lr": float(lr),
-        "seed": int(seed),
-        "ema_decay": float(ema_decay),
-        "warmup_steps": int(warmup_steps),
-        "grad_clip": None if grad_clip is None else float(grad_clip),
-        "hflip": bool(hflip),
-        "data_shape": [N, C, H, W],
-        "data_sha1": _data_fingerprint(x_all),
-    }
-
-    ema = copy.deepcopy(net).requires_grad_(False)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    step = 0
-    history: dict[str, list] = {k: [] for k in ("step", "loss", *_BINS, "lr", "wall_s")}
-    wall_before = 0.0
-
-    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-    if ckpt is not None and resume and ckpt.exists():
-        state = load_training_checkpoint(ckpt)
-        if state["config"] != config:
-            diff = sorted(k for k in config if state["config"].get(k) != config[k])
-            raise ValueError(
-                f"training checkpoint {ckpt} was made with a different setting ({', '.join(diff)}); "
-                "delete it or pass resume=False"
-            )
-        net.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["rng"])
-        step = int(state["step"])
-        history = {k: list(v) for k, v in state["history"].items()}
-        wall_before = float(state["wall_s"])
-
-    def save_checkpoint(wall: float) -> None:
-        if ckpt is None:
-            return
-        state = {
-            "kind": "score_network_training",
-            "config": config,
-            "step": step,
-            "model": net.state_dict(),
-            "ema": ema.state_dict(),
-            "optimizer": opt.state_dict(),
-            "rng": gen.get_state(),
-            "history": history,
-            "wall_s": wall,
-        }
-        with atomic_output(ckpt) as tmp:
-            torch.save(state, tmp)
-
-    t_eps = float(schedule.t_eps)
-    log_ratio = math.log(schedule.sigma_max / schedule.sigma_min)
-    net.train()
-    t0 = time.perf_counter()
-    win_loss: list[torch.Tensor] = []
-    win_t: list[torch.Tensor] = []
-    last_saved = step
-    while step < steps:
-        lr_now = lr * min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else lr
-        for g in opt.param_groups:
-            g["lr"] = lr_now
-        idx = torch.randint(0, N, (batch_size,), generator=gen)
-        x0 = x_all[idx]
-        if hflip:
-            flip = torch.rand(batch_size, generator=gen) < 0.5
-            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-        t = t_eps + (1.0 - t_eps) * torch.rand(batch_size, generator=gen)
-        sigma = schedule.sigma_min * torch.exp(t * log_ratio)  # float32 copy of schedule.sigma(t)
-        z = torch.randn(x0.shape, generator=gen)
-        s = net(x0 + sigma[:, None, None, None] * z, sigma)
-        per_sample = (sigma[:, None, None, None] * s + z).pow(2).flatten(1).mean(1)
-        loss = per_sample.mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
-        opt.step()
-        step += 1
-        decay = min(ema_decay, (1.0 + step) / (10.0 + step))
-        with torch.no_grad():
-            for pe, p in zip(ema.parameters(), net.parameters()):
-                pe.lerp_(p, 1.0 - decay)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"DSM loss became non-finite at step {step}; lower lr (= {lr})")
-        win_loss.append(per_sample.detach())
-        win_t.append(t)
-        if step % log_every == 0 or step == steps:
-            ls, ts = torch.cat(win_loss), torch.cat(win_t)
-            rec = {"step": step, "loss": float(ls.mean())}
-            u = (ts - t_eps) / (1.0 - t_eps)
-            for b, key in enumerate(_BINS):
-                m = (u >= b / 3) & (u < (b + 1) / 3) if b < 2 else u >= 2 / 3
-                rec[key] = float(ls[m].mean()) if m.any() else float("nan")
-            rec["lr"] = lr_now
-            rec["wall_s"] = wall_before + time.perf_counter() - t0
-            for k, v in rec.items():
-                history[k].append(v)
-            win_loss, win_t = [], []
-        if ckpt is not None and (step % checkpoint_every == 0 or step == steps):
-            save_checkpoint(wall_before + time.perf_counter() - t0)
-            last_saved = step
-        if progress is not None and history["step"] and history["step"][-1] == step:
-            progress(step, {k: v[-1] for k, v in history.items()})
-    wall = wall_before + time.perf_counter() - t0
-    if ckpt is not None and last_saved != step:
-        save_checkpoint(wall)
-
-    df = pd.DataFrame(history)
-    meta = {
-        **{k: v for k, v in config.items() if k not in ("net_kwargs", "schedule")},
-        "steps": int(step),
-        "n_crops": N,
-        "final_loss": float(df["loss"].iloc[-1]) if len(df) else float("nan"),
-        "train_wall_s": wall,
-        "torch_threads": torch.get_num_threads(),
-    }
-    prior = ScoreNetworkPrior(ema, schedule, (C, H, W), name=name, metadata=meta)
-    return prior, df
