@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from test_paper_scale import _job_counts
 from prior_landscape.io.artefacts import read_table
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -105,6 +106,32 @@ def test_tab01_measures_each_prior(finished_run):
 def test_nothing_to_do_after_a_finished_run(finished_run):
     out = _snakemake(finished_run, "-n", "all")
     assert "Nothing to be done" in out.stdout + out.stderr
+
+
+def test_speed_settings_rerun_nothing_and_accuracy_settings_rerun_their_jobs(finished_run):
+    """Batch and chunk sizes, cadences and the device change how fast a result comes, not the
+    result: no job reruns; an accuracy setting reruns exactly the jobs that use it."""
+    speed = {"potential": {"batch_size": 3}, "hessian": {"chunk_size": 7}, "device": "auto",
+             "critical_points": {"checkpoint_every": 3, "record_every": 7},
+             "deblur": {"checkpoint_every": 3, "record_every": 7}}
+    tiny = yaml.safe_load((finished_run / "tiny.yaml").read_text())
+    edited = finished_run / "speed.yaml"
+    for key, value in speed.items():
+        tiny[key] = {**tiny.get(key, {}), **value} if isinstance(value, dict) else value
+    for prior in tiny["priors"].values():
+        if "training" in prior:
+            prior["training"]["checkpoint_every"] = 7
+    edited.write_text(yaml.safe_dump(tiny))
+    cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(finished_run), "--configfile", str(edited),
+           "--cores", "2", "-n", "all"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "Nothing to be done" in out.stdout + out.stderr, out.stdout[-3000:]
+    tiny["potential"]["atol"] = 2e-4  # accuracy: every job evaluating q reruns
+    edited.write_text(yaml.safe_dump(tiny))
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    jobs = _job_counts(out.stdout + out.stderr)
+    assert {"likelihood_sweep", "critical_points", "measure_prior_cost", "posterior_profiles"} <= set(jobs), jobs
+    assert not {"train_score_network", "fit_mixture_prior", "deblur_runs"} & set(jobs), jobs
 
 
 def test_one_figure_rerenders_without_recomputation(finished_run):

@@ -1,7 +1,21 @@
 """Image and kernel metrics of blind deblurring.
 
-* PSNR and SSIM through deepinv's metrics (``deepinv.metric`` = :mod:`deepinv.loss.metric`) (images in [0, 1] by default; one
-  value per image, no reduction).
+* PSNR and SSIM per image (B,), images (B, C, H, W) in [min_pixel, max_pixel] = [0, 1] by
+  default, computed in float64 (conventions in :data:`PSNR_CONVENTION`, :data:`SSIM_CONVENTION`;
+  tables that report them should quote these strings):
+
+  - PSNR = 10 log10(R² / MSE) with the data range R = max_pixel − min_pixel and the MSE over all
+    pixels and channels of an image; no clipping and no ε (deepinv's ε = 1e-8 added to MSE/R²
+    biased high PSNRs: −0.41 dB at 70 dB). Identical images give +inf.
+  - SSIM as Wang et al. (2004) and as papers report it (Kernel-Diff, BlindDPS): an 11×11 Gaussian
+    window of σ = 1.5 (truncated at 3.5σ), K1 = 0.01, K2 = 0.03, C_i = (K_i R)², population
+    (co)variances, the SSIM map averaged over the pixels whose window lies inside the image
+    (a 5-pixel border cropped) and over channels. This is
+    ``skimage.metrics.structural_similarity(x̂, x, gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False, data_range=R, channel_axis=…)`` (tested to 1e-6). The earlier
+    torchmetrics SSIM averaged a reflect-padded map over the whole image instead.
+    ``window="uniform"`` gives scikit-image's default instead (7×7 uniform window, sample
+    covariances: ``structural_similarity(x̂, x, data_range=R)``).
 * MNC, the maximum of normalised cross-correlation (Hu & Yang 2012, used by
   Kernel Diffusion, seed 002, Table 2, and BlindDPS):
   MNC(k̂, k) = max_s (k̂ ⋆ k)[s] / (‖k̂‖₂ ‖k‖₂), the maximum over every integer
@@ -27,6 +41,9 @@ import torch.nn.functional as F
 __all__ = [
     "psnr",
     "ssim",
+    "PSNR_CONVENTION",
+    "SSIM_CONVENTION",
+    "SSIM_CONVENTION_UNIFORM",
     "cross_correlation",
     "mnc",
     "kernel_error",
@@ -37,20 +54,98 @@ __all__ = [
 ]
 
 
+PSNR_CONVENTION = (
+    "PSNR = 10 log10(R^2/MSE), data range R = max_pixel - min_pixel (1 for images in [0, 1]), "
+    "MSE over all pixels and channels of an image, no clipping, no epsilon; +inf for identical images"
+)
+SSIM_CONVENTION = (
+    "SSIM as Wang et al. (2004): 11x11 Gaussian window, sigma 1.5, K1 = 0.01, K2 = 0.03, data range "
+    "max_pixel - min_pixel, border cropped, mean over channels = skimage structural_similarity("
+    "gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=R)"
+)
+SSIM_CONVENTION_UNIFORM = (
+    "SSIM with scikit-image's default window: 7x7 uniform, sample covariances, K1 = 0.01, K2 = 0.03, data range "
+    "max_pixel - min_pixel, border cropped, mean over channels = skimage structural_similarity(data_range=R)"
+)
+
+
+def _float64(t: torch.Tensor) -> torch.Tensor:
+    t = t.detach()
+    if t.device.type == "mps":  # no float64 on Apple GPUs
+        t = t.cpu()
+    return t.to(torch.float64)
+
+
+def _pair(x_hat: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if x_hat.shape != x.shape or x.dim() != 4:
+        raise ValueError(f"images must both be (B, C, H, W) of one shape, got {tuple(x_hat.shape)} and {tuple(x.shape)}")
+    return _float64(x_hat), _float64(x)
+
+
 def psnr(x_hat: torch.Tensor, x: torch.Tensor, max_pixel: float = 1.0, min_pixel: float = 0.0) -> torch.Tensor:
-    """PSNR in dB per image (B,), deepinv.metric.PSNR (10 log10(range² / MSE); 80 dB cap at MSE = 0)."""
-    from deepinv.loss.metric import PSNR
+    """PSNR in dB per image (B,), float64: 10 log10(R² / MSE), R = max_pixel − min_pixel.
 
-    return PSNR(max_pixel=max_pixel, min_pixel=min_pixel)(x_hat.detach(), x.detach())
+    MSE is the mean of (x̂ − x)² over all C·H·W values of an image, without clipping and without
+    an ε, so the value is exact at any PSNR; identical images (MSE = 0) give +inf.
+    """
+    a, b = _pair(x_hat, x)
+    data_range = float(max_pixel) - float(min_pixel)
+    if not data_range > 0:
+        raise ValueError(f"PSNR needs max_pixel > min_pixel, got {max_pixel} and {min_pixel}")
+    mse = (a - b).pow(2).flatten(1).mean(1)
+    return 10.0 * torch.log10(data_range**2 / mse)  # MSE = 0: R²/0 = inf, log10(inf) = inf
 
 
-def ssim(x_hat: torch.Tensor, x: torch.Tensor, max_pixel: float = 1.0, min_pixel: float = 0.0, **torchmetric_kwargs) -> torch.Tensor:
-    """SSIM per image (B,), deepinv.metric.SSIM (torchmetrics, Gaussian window 11, σ 1.5 unless overridden)."""
-    from deepinv.loss.metric import SSIM
+_SSIM_SIGMA, _SSIM_TRUNCATE, _SSIM_UNIFORM_SIZE = 1.5, 3.5, 7
+_SSIM_K1, _SSIM_K2 = 0.01, 0.03
 
-    return SSIM(max_pixel=max_pixel, min_pixel=min_pixel, torchmetric_kwargs=torchmetric_kwargs or None)(
-        x_hat.detach(), x.detach()
-    )
+
+def _ssim_window(window: str, device) -> tuple[torch.Tensor, float]:
+    """The separable 1-D window and the covariance normalisation, as skimage builds them."""
+    if window == "gaussian":  # scipy.ndimage.gaussian_filter's kernel: radius int(truncate·σ + 0.5) = 5
+        r = int(_SSIM_TRUNCATE * _SSIM_SIGMA + 0.5)
+        u = torch.arange(-r, r + 1, dtype=torch.float64, device=device)
+        w = torch.exp(-0.5 * (u / _SSIM_SIGMA) ** 2)
+        return w / w.sum(), 1.0  # population covariances (use_sample_covariance=False)
+    if window == "uniform":
+        n = _SSIM_UNIFORM_SIZE
+        return torch.full((n,), 1.0 / n, dtype=torch.float64, device=device), n * n / (n * n - 1.0)
+    raise ValueError(f"SSIM window must be 'gaussian' or 'uniform', got {window!r}")
+
+
+def ssim(
+    x_hat: torch.Tensor, x: torch.Tensor, max_pixel: float = 1.0, min_pixel: float = 0.0, window: str = "gaussian"
+) -> torch.Tensor:
+    """SSIM per image (B,), float64, as Wang et al. (2004) and scikit-image (see :data:`SSIM_CONVENTION`).
+
+    Local means, variances and covariance under an 11×11 Gaussian window (σ = 1.5), K1 = 0.01,
+    K2 = 0.03, C1 = (K1 R)², C2 = (K2 R)², R = max_pixel − min_pixel; the SSIM map is averaged over
+    the valid positions only (the window inside the image: a border of 5 pixels cropped), then over
+    channels — ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False, data_range=R, channel_axis=0)`` per image. ``window="uniform"``
+    is scikit-image's default instead (7×7 uniform window, sample covariances, 3-pixel border;
+    :data:`SSIM_CONVENTION_UNIFORM`).
+
+    Images smaller than the window (H or W < 11, or < 7 for "uniform") raise a ValueError naming
+    both sizes, as scikit-image does: there is no valid position to average over.
+    """
+    a, b = _pair(x_hat, x)
+    data_range = float(max_pixel) - float(min_pixel)
+    if not data_range > 0:
+        raise ValueError(f"SSIM needs max_pixel > min_pixel, got {max_pixel} and {min_pixel}")
+    w, cov_norm = _ssim_window(window, a.device)
+    n = w.numel()
+    B, C, H, W = a.shape
+    if H < n or W < n:
+        raise ValueError(f"SSIM ({window} window) needs images of at least {n}×{n} pixels, got {H}×{W}")
+    # the five local moments of all images and channels at once, valid (cropped) positions only
+    stack = torch.stack([a, b, a * a, b * b, a * b], 1).reshape(B * 5 * C, 1, H, W)
+    m = F.conv2d(F.conv2d(stack, w.view(1, 1, n, 1)), w.view(1, 1, 1, n)).reshape(B, 5, C, H - n + 1, W - n + 1)
+    ux, uy, uxx, uyy, uxy = m.unbind(1)
+    vx, vy, vxy = cov_norm * (uxx - ux * ux), cov_norm * (uyy - uy * uy), cov_norm * (uxy - ux * uy)
+    c1, c2 = (_SSIM_K1 * data_range) ** 2, (_SSIM_K2 * data_range) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return s.flatten(1).mean(1)
 
 
 def _batch(k_hat: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:

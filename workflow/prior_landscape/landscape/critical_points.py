@@ -305,7 +305,8 @@ def descend_in_segments(prior, x0, *, eta: float, n_steps: int, n_segments: int,
     With a state file the pieces resume from each other: they add up to one uninterrupted run."""
     def at(step, x):
         r = q_of(x)
-        return pd.DataFrame({"image": range(len(x)), "step": int(step), "q": r.q, "q_stderr": r.stderr})
+        return pd.DataFrame({"image": range(len(x)), "step": int(step), "q": r.q, "q_stderr": r.stderr,
+                             "q_ci95_halfwidth": r.ci95_halfwidth})
 
     along, res = [at(0, x0)], None
     for k in np.linspace(0, n_steps, n_segments + 1).round().astype(int)[1:]:
@@ -326,6 +327,8 @@ def critical_point_tables(prior, starts: DescentStarts, res: DescentResult, alon
     summary.insert(1, "group", starts.groups)
     summary.insert(2, "source", starts.sources)
     summary["q_start_stderr"], summary["q_end_stderr"] = first.q_stderr.to_numpy(), last.q_stderr.to_numpy()
+    summary["q_start_ci95_halfwidth"] = first.q_ci95_halfwidth.to_numpy()  # Student-t, P − 1 degrees of freedom
+    summary["q_end_ci95_halfwidth"] = last.q_ci95_halfwidth.to_numpy()
     if prior.has_exact_potential:
         summary["q_start_exact"] = prior.potential(res.start.double()).cpu().numpy()
         summary["q_end_exact"] = prior.potential(res.end.double()).cpu().numpy()

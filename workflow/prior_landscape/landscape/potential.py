@@ -12,7 +12,8 @@ Rademacher probes u, the product uᵀJ_v coming from one vector–Jacobian produ
 Dormand–Prince steps (torchode; scipy's RK45 is the same tableau), carrying one
 trajectory per image and P divergence accumulators on it — one per probe — so that
 P probes cost one network forward pass and P backward passes per evaluation, and
-the spread of the P estimates gives a standard error. ``potential_reference``
+the spread of the P estimates gives a standard error and a 95 % confidence interval
+(Student t with P − 1 degrees of freedom, see :class:`PotentialResult`). ``potential_reference``
 is the paper's released scheme (scipy ``solve_ivp`` per image and per probe, a
 host round-trip per evaluation), kept as the baseline of the speed benchmark.
 """
@@ -81,15 +82,50 @@ class NonFiniteODEError(FloatingPointError):
 
 @dataclass
 class PotentialResult:
-    """Potentials of a batch of images (nats), with their Monte-Carlo spread."""
+    """Potentials of a batch of images (nats), with their Monte-Carlo spread.
+
+    ``q ± ci95_halfwidth`` is a 95 % confidence interval for the probability-flow potential
+    (the expectation over probes of the Hutchinson estimate at the solver's tolerance): the
+    Student-t quantile with P − 1 degrees of freedom times the standard error. q ± 2 SE or
+    q ± 1.96 SE is not a 95 % interval for few probes: with P = 4 it covers ≈ 85 % (measured on
+    the demo's mixture, 1000 samples: 85.4 %; the t interval, 3.18 SE: 94.6 %). The interval
+    assumes near-normal per-probe estimates; it does not include the ODE's discretisation error,
+    and images that share probes (a sweep along θ) have correlated intervals: the coverage
+    holds per row, not independently across the rows of one image. NaN when P = 1.
+    """
 
     q: np.ndarray  # (B,) mean over probes
-    stderr: np.ndarray  # (B,) standard error of the mean over probes
+    stderr: np.ndarray  # (B,) standard error of the mean over probes, std(ddof=1)/sqrt(P)
     nfe: np.ndarray  # (B,) function evaluations of the ODE right-hand side
     per_probe: np.ndarray  # (B, P) one estimate per probe
     terminal_nll: np.ndarray  # (B,) −log p_T(x_T)
     wall_time_s: float = 0.0
     extra: dict = field(default_factory=dict)
+    ci95_halfwidth: np.ndarray | None = None  # (B,) t_{0.975, P−1}·stderr; filled from stderr and P if not given
+
+    def __post_init__(self):
+        if self.ci95_halfwidth is None:
+            self.ci95_halfwidth = self.t_halfwidth(self.stderr, np.shape(self.per_probe)[1])
+
+    @staticmethod
+    def t_halfwidth(stderr, n_probes: int, level: float = 0.95) -> np.ndarray:
+        """Half-width of the Student-t interval of a mean of ``n_probes`` estimates:
+        t_{(1+level)/2, P−1} · SE (95 %: 12.71, 4.30, 3.18, 2.36 SE for P = 2, 3, 4, 8); NaN for P = 1."""
+        from scipy.stats import t as student_t
+
+        stderr = np.asarray(stderr, dtype=np.float64)
+        if n_probes < 2:
+            return np.full(stderr.shape, np.nan)
+        return float(student_t.ppf(0.5 + level / 2, n_probes - 1)) * stderr
+
+    @property
+    def n_probes(self) -> int:
+        return int(np.shape(self.per_probe)[1])
+
+    @property
+    def ci95(self) -> tuple[np.ndarray, np.ndarray]:
+        """The 95 % interval (q − half-width, q + half-width)."""
+        return self.q - self.ci95_halfwidth, self.q + self.ci95_halfwidth
 
 
 def rademacher_probes(probe_keys, n_probes: int, dim: int, seed: int) -> torch.Tensor:
@@ -231,6 +267,7 @@ def potential_batched(
         per_probe=cat("per_probe"),
         terminal_nll=cat("terminal_nll"),
         wall_time_s=sum(p.wall_time_s for p in parts),
+        ci95_halfwidth=cat("ci95_halfwidth"),
     )
 
 

@@ -77,6 +77,7 @@ def likelihood_sweep(
             "pixels": [flat[k] if ids[k] < keep_pixels else None for k in range(len(x))],
             "q": res.q,
             "q_stderr": res.stderr,
+            "q_ci95_halfwidth": res.ci95_halfwidth,  # q ± this: a 95 % interval (Student-t over the probes)
             "q_exact": exact,
             "nfe": res.nfe,
         }
