@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CORES  ?= 2
 
-.PHONY: install demo report test benchmark clean
+.PHONY: install demo report test lint format benchmark clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,15 @@ report: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# The house style: ruff, snakefmt and snakemake --lint (tests/test_lint.py; `make test` and CI run it too).
+lint: install
+	$(BIN)/python -m pytest -q tests/test_lint.py
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/snakefmt Snakefile workflow/rules
 
 benchmark: install
 	$(BIN)/python benchmarks/potential_engine.py

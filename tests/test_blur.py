@@ -11,7 +11,7 @@ from scipy.signal import convolve2d
 from scipy.special import j1
 
 import deepinv as dinv
-from prior_landscape.inverse.families import AIRY_FIRST_ZERO, FAMILIES, kernel, kernel_stack
+from prior_landscape.landscape.families import AIRY_FIRST_ZERO, FAMILIES, kernel, kernel_stack
 from prior_landscape.inverse.operators import blur, circular_blur
 
 SIZE = 31

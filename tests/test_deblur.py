@@ -19,7 +19,7 @@ import torch
 
 from prior_landscape.inverse.algorithms import AlternatingSettings, algorithm1, algorithm2
 from prior_landscape.inverse.denoisers import TweedieDenoiser
-from prior_landscape.inverse.families import kernel as family_kernel
+from prior_landscape.landscape.families import kernel as family_kernel
 from prior_landscape.inverse.kernels import (
     SimplexKernel,
     ZernikeKernel,

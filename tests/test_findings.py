@@ -11,11 +11,10 @@ import pytest
 import torch
 
 from conftest import SCHEDULE
-from prior_landscape.inverse.families import kernel
-from prior_landscape.inverse.operators import blur
+from prior_landscape.landscape.families import kernel
+from prior_landscape.inverse.operators import blur, blurred_crops
 from prior_landscape.landscape.critical_points import choose_eta, descend, white_noise_starts
 from prior_landscape.io.images import (
-    blurred_crops,
     crop_positions,
     extract_crops,
     heldout_digits,

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from prior_landscape.inverse.families import kernel, kernel_stack
+from prior_landscape.landscape.families import kernel, kernel_stack
 from prior_landscape.inverse.operators import blur
 from prior_landscape.io.images import crop_positions, extract_crops
 from prior_landscape.inverse.operators import (

@@ -1,4 +1,4 @@
-# Shared definitions (the rule files hold rules only): config validation and checks of the
+# Shared definitions, kept out of the files of rules. Config validation and checks of the
 # names it refers to, prior lookups, target lists, the resources of the paper scale, the
 # posterior and deblurring cases, the archive's rule map.
 

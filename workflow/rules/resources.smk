@@ -20,7 +20,6 @@ for _rid, _entry in CATALOGUE.items():
             [directory(str(p)) if is_dir else str(p) for p, is_dir in resource_outputs(_entry, RESOURCE_ROOT)],
         params:
             resource=_rid,
-            root=RESOURCE_ROOT,
             catalogue=CATALOGUE_FILE,
             lock_file=LOCK_FILE,
         log:

@@ -3,9 +3,9 @@
 import pandas as pd
 
 from prior_landscape.io.artefacts import write_table
-from prior_landscape.inverse.operators import blur
 from prior_landscape.config import theta_grid
-from prior_landscape.io.images import blurred_crops, crop_positions, heldout_digits, load_photographs, prior_images
+from prior_landscape.inverse.operators import blur, blurred_crops
+from prior_landscape.io.images import crop_positions, heldout_digits, load_photographs, prior_images
 from prior_landscape.priors import load_prior
 from prior_landscape.runtime import start_job
 from prior_landscape.landscape.potential import PotentialSettings

@@ -112,7 +112,8 @@ def _kohler_shots(setup, resource_root, channels):
 
 def _kohler_stand_in(setup, data):
     """One bundled photograph per image, blurred whole by a seeded deepinv motion kernel, then cropped."""
-    from prior_landscape.io.images import blurred_crops, crop_positions, extract_crops, load_photographs
+    from prior_landscape.inverse.operators import blurred_crops
+    from prior_landscape.io.images import crop_positions, extract_crops, load_photographs
 
     m, size, k = setup["model"], data["crop_size"], setup["model"]["kernel_size"]
     photos = load_photographs(m["photographs"], data["downscale"])

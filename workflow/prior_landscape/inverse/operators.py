@@ -30,7 +30,7 @@ import torch
 from deepinv.physics.functional import conv2d as _dinv_conv2d
 
 __all__ = [
-    "blur", "circular_blur", "kernel_otf", "fft_blur", "fft_blur_adjoint", "fft_prox", "cg_prox",
+    "blur", "blurred_crops", "circular_blur", "kernel_otf", "fft_blur", "fft_blur_adjoint", "fft_prox", "cg_prox",
     "regularised_blur", "regularised_inverse", "data_fit",
 ]
 
@@ -97,6 +97,21 @@ def blur(x: torch.Tensor, kernel: torch.Tensor, padding: str = "reflect") -> tor
             f"image {H}x{W}; use 'circular' or 'replicate', or a smaller kernel"
         )
     return _dinv_conv2d(x, k, padding=padding)
+
+
+def blurred_crops(
+    images: dict, specs: list, kernel: torch.Tensor, padding: str = "reflect"
+) -> torch.Tensor:
+    """Blur each whole photograph by ``kernel`` (P §2.3: h_θ ⋆ x), then take the crops: no wrapped or
+    padded border inside a crop (EXPERIMENTS.md's pitfall)."""
+    from prior_landscape.io.images import extract_crops
+
+    blurred = {}
+    for name in sorted({s.image for s in specs}):
+        x = torch.as_tensor(images[name], dtype=torch.float64)[None, None]
+        blurred[name] = blur(x, kernel.to(torch.float64), padding=padding)[0, 0].numpy()
+    return extract_crops(blurred, specs)
+
 
 
 def circular_blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:

@@ -298,7 +298,7 @@ def profile_study(prior, x_data: torch.Tensor, sources: list[str], cfg: dict, q_
     ``points`` (both kinds of x̄, with q, ‖∇q‖ and the distance to the data image), and the
     descent's η and the L_q of the inner steps (for the provenance)."""
     from prior_landscape.config import theta_grid
-    from prior_landscape.inverse.families import kernel, kernel_stack
+    from prior_landscape.landscape.families import kernel, kernel_stack
     from prior_landscape.landscape.critical_points import choose_eta, descend, lipschitz_estimate
     from prior_landscape.runs import RunOptions
 

@@ -655,6 +655,15 @@ def resource_outputs(entry: dict, root: str | Path) -> list[tuple[Path, bool]]:
     return out
 
 
+def resource_root(entry: dict, output: str | Path) -> Path:
+    """The download root under which ``entry``'s first output (:func:`resource_outputs`) is ``output``."""
+    rel = resource_outputs(entry, "")[0][0].parts
+    out = Path(output).parts
+    if len(out) < len(rel) or out[len(out) - len(rel):] != rel:
+        raise ValueError(f"{output} is not where resource {entry['id']!r} is placed ({Path(*rel)} under a root)")
+    return Path(*out[: len(out) - len(rel)]) if len(out) > len(rel) else Path(".")
+
+
 def _count_files(folder: Path) -> int:
     return sum(1 for p in folder.rglob("*") if p.is_file())
 

@@ -150,19 +150,6 @@ def extract_crops(images: dict[str, np.ndarray], specs: list[CropSpec]) -> torch
     return torch.as_tensor(arr, dtype=torch.float32)[:, None]
 
 
-def blurred_crops(
-    images: dict[str, np.ndarray], specs: list[CropSpec], kernel: torch.Tensor, padding: str = "reflect"
-) -> torch.Tensor:
-    """Blur each whole photograph by ``kernel`` (P §2.3: h_θ ⋆ x), then take the crops."""
-    from prior_landscape.inverse.operators import blur
-
-    blurred = {}
-    for name in sorted({s.image for s in specs}):
-        x = torch.as_tensor(images[name], dtype=torch.float64)[None, None]
-        blurred[name] = blur(x, kernel.to(torch.float64), padding=padding)[0, 0].numpy()
-    return extract_crops(blurred, specs)
-
-
 def load_photographs(names: list[str], downscale: int) -> dict[str, np.ndarray]:
     return {n: load_photograph(n, downscale) for n in names}
 

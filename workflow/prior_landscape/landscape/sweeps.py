@@ -18,7 +18,7 @@ import torch
 
 from typing import Callable
 
-from prior_landscape.inverse.families import kernel
+from prior_landscape.landscape.families import kernel
 from prior_landscape.landscape.potential import PotentialSettings, potential_batched
 from prior_landscape.priors.base import DiffusionPrior
 
