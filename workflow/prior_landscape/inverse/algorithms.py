@@ -31,7 +31,8 @@ and the admissible prox-gradient step is ≲ 2/(σ_y² L_q), L_q the Lipschitz c
 so demo-scale runs need their own values.
 
 Trajectory: one row per image every ``record_every`` iterations (and at k = 0 and K):
-data fit f(x, θ), ‖∇_θ f‖ of the last kernel step, q(x) and ℓ = f + σ_y² q where the prior's
+data fit f(x, θ), ‖∇_θ f‖ and the relative change ‖θ_k − θ_{k−1}‖/‖θ_{k−1}‖ of the last kernel
+step (the convergence criterion), q(x) and ℓ = f + σ_y² q where the prior's
 potential is exact, and with references kernel error, MNC (both aligned, with a 180°
 rotation where the kernel model is identifiable only up to one) and PSNR; h(θ) and θ at the
 same records are in ``DeblurResult.kernels`` / ``thetas``.
@@ -124,6 +125,7 @@ class AlternatingMinimisation:
         self.x, self.theta = y.clone(), theta0.clone()
         self.potential, self.ref_k, self.ref_x = potential, reference_kernel, reference_image
         self.last_grad_norm = torch.full((y.shape[0],), float("nan"), dtype=torch.float64)
+        self.last_change = torch.full((y.shape[0],), float("nan"), dtype=torch.float64)  # ‖θ_k − θ_{k−1}‖/‖θ_{k−1}‖
 
     def step(self, k: int) -> None:
         s, y = self.settings, self.y
@@ -137,8 +139,11 @@ class AlternatingMinimisation:
             raise FloatingPointError(
                 f"the image update diverged at iteration {k}: lower gamma_x (the prox-gradient step "
                 f"needs gamma_x·σ_y²·L_q < 2, L_q the Lipschitz constant of ∇q)")
+        theta_before = self.theta
         self.theta, g = kernel_step(self.theta, self.x, y, self.model, s.gamma_theta)  # one kernel step
         self.last_grad_norm = g.flatten(1).to(torch.float64).norm(dim=1).cpu()
+        change = (self.theta - theta_before).flatten(1).norm(dim=1) / theta_before.flatten(1).norm(dim=1)
+        self.last_change = change.to(torch.float64).cpu()
         if not torch.isfinite(self.theta).all():
             raise FloatingPointError(f"the kernel update diverged at iteration {k}: lower gamma_theta")
 
@@ -147,7 +152,8 @@ class AlternatingMinimisation:
         with torch.no_grad():
             h = self.model.kernel(self.theta).detach()
             f = data_fit(self.x, self.y, h).to(torch.float64)
-            rec = {"image": torch.arange(len(f)), "data_fit": f, "grad_theta_norm": self.last_grad_norm}
+            rec = {"image": torch.arange(len(f)), "data_fit": f, "grad_theta_norm": self.last_grad_norm,
+                   "theta_change": self.last_change}
             if self.potential is not None:
                 q = torch.as_tensor(self.potential(self.x)).reshape(-1).to(torch.float64)
                 rec.update(q=q, loss=f + self.settings.sigma_y**2 * q)
@@ -159,14 +165,15 @@ class AlternatingMinimisation:
         return {**rec, "kernel": h, "theta": self.theta.detach()}
 
     def state_dict(self) -> dict:
-        return {"x": self.x.cpu(), "theta": self.theta.cpu(), "last_grad_norm": self.last_grad_norm}
+        return {"x": self.x.cpu(), "theta": self.theta.cpu(), "last_grad_norm": self.last_grad_norm,
+                "last_change": self.last_change}
 
     def load_state_dict(self, state: dict) -> None:
         self.x, self.theta = state["x"].to(self.y), state["theta"].to(self.theta)
-        self.last_grad_norm = state["last_grad_norm"]
+        self.last_grad_norm, self.last_change = state["last_grad_norm"], state["last_change"]
 
 
-_COLUMNS = ("iteration", "image", "data_fit", "grad_theta_norm", "q", "loss", "kernel_error", "mnc", "psnr")
+_COLUMNS = ("iteration", "image", "data_fit", "grad_theta_norm", "theta_change", "q", "loss", "kernel_error", "mnc", "psnr")
 
 
 def _alternate(method, y, kernel_model, theta0, image_step, owner, settings, *, potential=None,
