@@ -96,6 +96,7 @@ rule fig04_hessian_spectra:
         pdf=f"{RESULTS}/figures/fig04.pdf",
     params:
         threshold=config["hessian"]["threshold"],
+        relative=config["hessian"]["relative"],
     log:
         f"{RESULTS}/logs/figures/fig04.log",
     threads: 1

@@ -7,4 +7,5 @@ from prior_landscape.report.landscape_figures import plot_hessian_spectra, save_
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 spectra = pd.concat([read_table(p) for p in sm.input], ignore_index=True)
-save_figure(plot_hessian_spectra(spectra, sm.params.threshold), sm.output.png, sm.output.pdf)
+fig = plot_hessian_spectra(spectra, sm.params.threshold, sm.params.relative)
+save_figure(fig, sm.output.png, sm.output.pdf)

@@ -198,22 +198,37 @@ def plot_critical_point_statistics(summary: pd.DataFrame):
     return fig
 
 
-def plot_hessian_spectra(spectra: pd.DataFrame, threshold: float | None = None):
-    """P Fig. 4: singular values of ∇²q at critical points (one curve each), log scale,
-    with the intrinsic-dimension threshold."""
+def plot_hessian_spectra(spectra: pd.DataFrame, threshold: float | None = None, relative: bool = False):
+    """P Fig. 4: singular values of ∇²q at critical points (one curve each, log scale) with the
+    intrinsic-dimension threshold drawn where it counts (``threshold`` × the largest value of each
+    point when ``relative``), and below it the intrinsic dimension over a range of thresholds."""
+    from prior_landscape.landscape.hessian import intrinsic_dimension
+
     priors = list(dict.fromkeys(spectra.prior))
-    fig, axes = plt.subplots(1, len(priors), figsize=(3.2 * len(priors), 2.6), squeeze=False)
-    for ax, prior in zip(axes[0], priors):
+    fig, axes = plt.subplots(2, len(priors), figsize=(3.2 * len(priors), 4.8), squeeze=False)
+    cuts = np.logspace(-8, 0, 49)
+    for j, prior in enumerate(priors):
+        ax, ax_dim = axes[0, j], axes[1, j]
         s = spectra[spectra.prior == prior]
         dims = []
-        for point, g in s.groupby("point"):
-            ax.semilogy(g["index"], g["singular_value"], lw=0.9)
+        for i, (point, g) in enumerate(s.groupby("point")):
+            sv = g.sort_values("index")["singular_value"].to_numpy()
+            colour = f"C{i % 10}"
+            ax.semilogy(g["index"], g["singular_value"], lw=0.9, color=colour)
             dims.append(int(g["intrinsic_dimension"].iloc[0]))
-        if threshold is not None:
-            ax.axhline(threshold, color="k", ls="--", lw=0.7)
-        ax.set_title(f"{prior}: intrinsic dim. {'/'.join(map(str, dims))}", fontsize=8)
+            if threshold is not None:
+                ax.axhline(threshold * sv.max() if relative else threshold, color=colour, ls="--", lw=0.6)
+            counts = [intrinsic_dimension(sv, c, relative=True) for c in cuts]
+            ax_dim.semilogx(cuts, counts, lw=0.9, color=colour, label=f"point {point}")
+        what = f"threshold {threshold:g}" + (" × largest" if relative else "") if threshold is not None else ""
+        ax.set_title(f"{prior}: intrinsic dim. {'/'.join(map(str, dims))}\n({what})", fontsize=8)
         ax.set_xlabel("index")
         ax.set_ylabel("singular value of ∇²q")
+        if threshold is not None and relative:
+            ax_dim.axvline(threshold, color="k", ls="--", lw=0.6)
+        ax_dim.set_xlabel("threshold / largest singular value")
+        ax_dim.set_ylabel("intrinsic dimension")
+        ax_dim.legend(fontsize=6, frameon=False)
     fig.tight_layout()
     return fig
 
