@@ -70,6 +70,8 @@ from typing import Any, Callable, Iterator
 
 import yaml
 
+from prior_landscape.io.unpacking import ArchiveError, archive_format, interprocess_lock, safe_unpack
+
 log = logging.getLogger(__name__)
 
 CATALOGUE_PATH = Path(__file__).resolve().with_name("resources.yaml")
@@ -130,10 +132,6 @@ class ManualDownloadRequired(RuntimeError):
         self.missing = missing
 
 
-class ArchiveError(RuntimeError):
-    """An archive could not be unpacked safely (unknown format, unsafe member)."""
-
-
 class CatalogueError(ValueError):
     """The resource catalogue is malformed."""
 
@@ -177,23 +175,7 @@ def _human(n: int | None) -> str:
     return f"{n} B"
 
 
-@contextlib.contextmanager
-def _interprocess_lock(path: Path) -> Iterator[None]:
-    """Serialise processes working on ``path`` (POSIX advisory lock kept outside the repository)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    key = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:24]
-    lock_dir = Path(tempfile.gettempdir()) / "prior_landscape_locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{key}.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+_interprocess_lock = interprocess_lock  # one lock for downloads and unpacking (io/unpacking.py)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -502,12 +484,7 @@ def _download_error(url: str, dest: Path, part: Path, attempts: int, last: str, 
 
 
 def _archive_format(name: str) -> str:
-    low = name.lower()
-    if low.endswith(".zip"):
-        return "zip"
-    if any(low.endswith(s) for s in ARCHIVE_SUFFIXES):
-        return "tar"
-    raise ArchiveError(f"cannot tell the archive format of {name!r} (known: {', '.join(ARCHIVE_SUFFIXES)})")
+    return archive_format(name)
 
 
 def _archive_stem(name: str) -> str:
@@ -518,69 +495,24 @@ def _archive_stem(name: str) -> str:
     return name
 
 
-def _safe_member(name: str, archive: Path) -> None:
-    pure = PurePosixPath(name.replace("\\", "/"))
-    if pure.is_absolute() or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in pure.parts:
-        raise ArchiveError(
-            f"refusing to unpack {archive}: member {name!r} would be written outside the target folder "
-            "(absolute path or '..'). The archive is not trustworthy; delete it and check its source."
-        )
-
-
-def unpack_archive(archive: str | Path, target: str | Path) -> Path:
+def unpack_archive(archive: str | Path, target: str | Path, **limits) -> Path:
     """Unpack ``archive`` (zip or tar, possibly compressed) into the folder ``target``, atomically.
 
-    Members are extracted into a temporary folder beside ``target`` which is renamed onto
-    ``target`` once complete. Members with absolute paths, ``..`` components, links that
-    leave the folder or special files are refused with :class:`ArchiveError`; then nothing
-    is created. An existing ``target`` is returned as is.
+    An existing ``target`` is returned as is (unpacked folders appear only complete).
+    Otherwise :func:`prior_landscape.io.unpacking.safe_unpack` writes it: members
+    into a hidden folder beside ``target`` renamed into place once complete and
+    verified; absolute paths, ``..``, links, special files, a damaged or truncated
+    archive and one that unpacks past the size limits (``limits``: ``max_bytes``,
+    ``max_ratio``, ``max_members``) are refused with :class:`ArchiveError`, and then
+    nothing is created. Leftovers of a killed unpack of ``target`` are removed.
     """
     archive, target = Path(archive), Path(target)
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".unpacking", dir=target.parent))
     try:
-        if _archive_format(archive.name) == "zip":
-            with zipfile.ZipFile(archive) as zf:
-                for info in zf.infolist():
-                    _safe_member(info.filename, archive)
-                    mode = info.external_attr >> 16
-                    if stat.S_ISLNK(mode):
-                        raise ArchiveError(f"refusing to unpack {archive}: member {info.filename!r} is a symbolic link")
-                zf.extractall(tmp)
-        else:
-            with tarfile.open(archive, "r:*") as tf:
-                members = tf.getmembers()
-                for m in members:
-                    _safe_member(m.name, archive)
-                    if m.issym() or m.islnk():
-                        base = "" if m.islnk() else posixpath.dirname(m.name)
-                        resolved = posixpath.normpath(posixpath.join(base, m.linkname))
-                        if m.linkname.startswith("/") or resolved == ".." or resolved.startswith("../"):
-                            raise ArchiveError(
-                                f"refusing to unpack {archive}: link {m.name!r} -> {m.linkname!r} points outside "
-                                "the target folder. The archive is not trustworthy; delete it and check its source."
-                            )
-                    elif not (m.isfile() or m.isdir()):
-                        raise ArchiveError(f"refusing to unpack {archive}: member {m.name!r} is a special file")
-                if hasattr(tarfile, "data_filter"):
-                    tf.extractall(tmp, members=members, filter="data")
-                else:  # pragma: no cover - Python < 3.11.4
-                    tf.extractall(tmp, members=members)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if target.exists():  # another process finished first
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                raise
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ArchiveError(f"cannot unpack {archive}: {err}. Delete it and run again to download it afresh.") from err
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        safe_unpack(archive, target, **limits)
+    except ArchiveError as err:
+        raise ArchiveError(f"{err}. Delete {archive} and run again to download it afresh.") from None
     log.info("unpacked %s into %s", archive, target)
     return target
 
