@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -425,3 +426,503 @@ def test_checkpoint_structure_scan_counts_shared_references_at_every_use():
     with pytest.raises(CheckpointError, match="deep: the pickle nests deeper than 400 levels"):
         scan_pickle_structure(io.BytesIO(deep), "deep")
     assert scan_pickle_structure(io.BytesIO(deep), "deep", max_depth=500)["depth"] == 500
+
+
+# ============================================================================ archives
+# Archives made elsewhere: downloaded resources (downloads.unpack_archive) and archives of
+# results (archive.unpack). Nothing may be written outside the target, nothing incomplete
+# may appear at the target, and a killed unpack's leftovers go at the next run.
+
+
+def _tar(path: Path, members: list, mode: str = "w:gz") -> Path:
+    """A tar archive of ``(name, kind, content_or_linkname)`` members, written in order."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, mode) as tf:
+        for name, kind, value in members:
+            info = tarfile.TarInfo(name)
+            info.mtime = 1_600_000_000
+            if kind == "file":
+                info.size = len(value)
+                tf.addfile(info, io.BytesIO(value))
+            else:
+                info.type = {"dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE,
+                             "fifo": tarfile.FIFOTYPE, "chardev": tarfile.CHRTYPE}[kind]
+                if kind in ("symlink", "hardlink"):
+                    info.linkname = value
+                if kind == "dir":
+                    info.mode = 0o755
+                tf.addfile(info)
+    return path
+
+
+def _cve_2025_4517_members(dest: Path) -> list:
+    """The realpath-limit attack on tarfile's 'data' filter (CVE-2025-4517): a chain of symlinks
+    whose expansion outgrows PATH_MAX, so os.path.realpath stops resolving and a link that
+    leaves the folder passes as inside; then a hard link to ../flag through it and a file
+    written through the hard link, and a new file written through the escaping link."""
+    import os
+
+    steps = "abcdefghijklmnop"
+    max_path = os.pathconf(dest.parent, "PC_PATH_MAX")
+    component = "d" * ((max_path - len(str(dest)) - 1) // (len(steps) + 1))
+    members, path = [], ""
+    for step in steps:
+        members.append((os.path.join(path, component), "dir", None))
+        members.append((os.path.join(path, step), "symlink", component))
+        path = os.path.join(path, component)
+    linkpath = os.path.join(*steps, "l" * 254)
+    members.append((linkpath, "symlink", os.path.join(*[".."] * len(steps))))
+    members.append(("escape", "symlink", os.path.join(linkpath, "..")))
+    members.append(("flaglink", "hardlink", os.path.join("escape", "flag")))
+    members.append(("flaglink", "file", b"overwritten"))
+    members.append(("escape/newfile", "file", b"new"))
+    return members
+
+
+def _unpackers():
+    from prior_landscape.io import archive as results_archive
+    from prior_landscape.io.downloads import unpack_archive
+
+    return {"download": unpack_archive, "results archive": results_archive.unpack}
+
+
+def _assert_nothing_unpacked(folder: Path, target: Path, archive: Path, keep=()):
+    assert not target.exists()
+    left = sorted(p.name for p in folder.iterdir() if p != archive and p.name not in keep)
+    assert left == [], f"left behind: {left}"
+
+
+@pytest.mark.parametrize("unpacker", ["download", "results archive"])
+def test_archive_cve_2025_4517_link_chain_writes_nothing_outside(tmp_path, unpacker):
+    # the probe: this archive overwrote a file beside the target through a hard link and wrote a
+    # new one there, in both unpackers (which extracted into a hidden folder beside the target,
+    # and into the target itself: the chain is tuned to the folder it is extracted into)
+    from prior_landscape.io.unpacking import ArchiveError
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    flag = folder / "flag"
+    flag.write_bytes(b"original")
+    target = folder / "out"
+    root = folder / ".out.abcdefgh.unpacking" if unpacker == "download" else target
+    archive = _tar(folder / "evil.tar.gz", _cve_2025_4517_members(root))
+    with pytest.raises(ArchiveError, match=r"symbolic link") as info:
+        _unpackers()[unpacker](archive, target)
+    assert str(archive) in str(info.value)
+    assert flag.read_bytes() == b"original" and not (folder / "newfile").exists()
+    _assert_nothing_unpacked(folder, target, archive, keep=("flag",))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+
+
+UNSAFE_MEMBERS = {
+    "dotdot": ([("../evil.txt", "file", b"x")], "outside the target folder"),
+    "absolute": ([("/tmp/evil-absolute.txt", "file", b"x")], "outside the target folder"),
+    "backslash dotdot": ([("..\\evil.txt", "file", b"x")], "outside the target folder"),
+    "internal symlink": ([("a.txt", "file", b"a"), ("b.txt", "symlink", "a.txt")], "is a symbolic link"),
+    "hard link outside": ([("x", "hardlink", "../../etc/passwd")], "outside the target folder"),
+    "hard link to nothing": ([("x", "hardlink", "nothing")], "does not point to an earlier regular file"),
+    "link then file of that name": ([("a", "file", b"a"), ("b", "hardlink", "a"), ("b", "file", b"new")],
+                                    "appears twice"),
+    "fifo": ([("pipe", "fifo", None)], "special file"),
+    "device": ([("dev", "chardev", None)], "special file"),
+    "file under a file": ([("a", "file", b"a"), ("a/b", "file", b"b")], "which another member wrote as a file"),
+}
+
+
+@pytest.mark.parametrize("unpacker", ["download", "results archive"])
+@pytest.mark.parametrize("case", list(UNSAFE_MEMBERS))
+def test_archive_unsafe_member_is_refused_and_nothing_is_created(tmp_path, unpacker, case):
+    from prior_landscape.io.unpacking import ArchiveError
+
+    members, phrase = UNSAFE_MEMBERS[case]
+    folder = tmp_path / "a" / "b"
+    folder.mkdir(parents=True)
+    archive = _tar(folder / "x.tar.gz", [("ok.txt", "file", b"fine"), *members])
+    target = folder / "out"
+    with pytest.raises(ArchiveError, match=phrase) as info:
+        _unpackers()[unpacker](archive, target)
+    assert str(archive) in str(info.value)
+    _assert_nothing_unpacked(folder, target, archive)
+    assert not (tmp_path / "a" / "evil.txt").exists() and not Path("/tmp/evil-absolute.txt").exists()
+
+
+def _plain_tar_with_damaged_header(path: Path) -> Path:
+    """An uncompressed tar of three files whose second header's checksum field is damaged:
+    tarfile stops there silently, as if the archive ended after the first file."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for name in ("one.txt", "two.txt", "three.txt"):
+            info = tarfile.TarInfo(name)
+            info.size = 600
+            tf.addfile(info, io.BytesIO((name.encode() * 100)[:600]))
+    data = bytearray(buf.getvalue())
+    second = 512 + 1024  # header 1, data 1 (600 B in two blocks), then header 2
+    data[second + 148] ^= 0x01  # a digit of its checksum
+    path.write_bytes(bytes(data))
+    return path
+
+
+ARCHIVE_DAMAGE = ["truncated gzip", "flipped byte in gzip", "damaged tar header", "truncated plain tar",
+                  "not an archive", "truncated zip", "flipped byte in zip member"]
+
+
+def _damaged_archive(folder: Path, damage: str) -> Path:
+    import zipfile
+
+    payload = {f"f{i}.bin": np.random.default_rng(i).bytes(20_000) for i in range(3)}
+    if damage in ("truncated zip", "flipped byte in zip member"):
+        path = folder / "x.zip"
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+            for name, data in payload.items():
+                zf.writestr(name, data)
+        data = bytearray(path.read_bytes())
+        if damage == "truncated zip":
+            data = data[: len(data) // 2]
+        else:
+            data[len(data) // 2] ^= 0x10
+        path.write_bytes(bytes(data))
+        return path
+    if damage == "damaged tar header":
+        return _plain_tar_with_damaged_header(folder / "x.tar")
+    if damage == "not an archive":
+        path = folder / "x.tar.gz"
+        path.write_bytes(b"<html><body>Quota exceeded</body></html>")
+        return path
+    mode, name = ("w", "x.tar") if damage == "truncated plain tar" else ("w:gz", "x.tar.gz")
+    path = _tar(folder / name, [(n, "file", d) for n, d in payload.items()], mode=mode)
+    data = bytearray(path.read_bytes())
+    if damage == "truncated gzip":
+        data = data[: len(data) * 2 // 3]
+    elif damage == "truncated plain tar":
+        data = data[: 512 + 20_480]  # the first member whole, no end-of-archive block
+    else:
+        data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("damage", ARCHIVE_DAMAGE)
+def test_archive_damaged_download_unpacks_to_nothing(tmp_path, damage):
+    # a damaged tar header made tarfile stop early: a partial folder was renamed into place as complete
+    from prior_landscape.io.downloads import unpack_archive
+    from prior_landscape.io.unpacking import ArchiveError
+
+    archive = _damaged_archive(tmp_path, damage)
+    target = tmp_path / "out"
+    with pytest.raises(ArchiveError, match="damaged|truncated|unsupported|is not") as info:
+        unpack_archive(archive, target)
+    assert str(archive) in str(info.value) and "Delete" in str(info.value)
+    _assert_nothing_unpacked(tmp_path, target, archive)
+
+
+def test_archive_decompression_bomb_stops_at_the_limit(tmp_path, monkeypatch):
+    import zipfile
+
+    from prior_landscape.io import unpacking
+    from prior_landscape.io.downloads import unpack_archive
+    from prior_landscape.io.unpacking import ArchiveError
+
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.bin", bytes(64 << 20))  # 64 MiB of zeros, 64 KiB packed
+    assert bomb.stat().st_size < 200_000
+    # the ratio limit (200× the archive) with its 1 GiB floor lowered to 1 MiB for the test
+    monkeypatch.setattr(unpacking, "_RATIO_FLOOR", 1 << 20)
+    with pytest.raises(ArchiveError, match=r"takes the unpacked size past [\d,]+ bytes .* decompression bomb") as info:
+        unpack_archive(bomb, tmp_path / "out")
+    assert str(bomb) in str(info.value)
+    _assert_nothing_unpacked(tmp_path, tmp_path / "out", bomb)
+    with pytest.raises(ArchiveError, match="past 1,000 bytes"):  # the absolute limit
+        unpack_archive(bomb, tmp_path / "out", max_bytes=1000)
+    with pytest.raises(ArchiveError, match="more than 0 members"):
+        unpack_archive(bomb, tmp_path / "out", max_members=0)
+    _assert_nothing_unpacked(tmp_path, tmp_path / "out", bomb)
+
+
+def test_archive_killed_unpack_leftovers_are_removed_by_the_next_run(tmp_path):
+    # the probe: a killed unpack left a hidden .unpacking folder (207 MB) that nothing removed
+    import os
+    import signal
+    import tempfile
+    import time
+
+    from prior_landscape.io.downloads import unpack_archive
+
+    archive = _tar(tmp_path / "ds.tar", [(f"f{i}.bin", "file", bytes(1 << 20)) for i in range(400)], mode="w")
+    target = tmp_path / "ds"
+    # a real kill: a child unpacking a slow (throttled) read, killed once its hidden folder appears
+    code = ("import sys, time, builtins\nfrom prior_landscape.io import unpacking\n"
+            "orig = unpacking._Writer._read\n"
+            "def slow(self, data, name):\n    time.sleep(0.02)\n    return orig(self, data, name)\n"
+            "unpacking._Writer._read = slow\n"
+            "unpacking.safe_unpack(sys.argv[1], sys.argv[2])\n")
+    child = subprocess.Popen([sys.executable, "-c", code, str(archive), str(target)])
+    deadline = time.monotonic() + 60
+    hidden = []
+    while time.monotonic() < deadline and not hidden:
+        hidden = [p for p in tmp_path.iterdir() if p.name.endswith(".unpacking") and any(p.iterdir())]
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert hidden and hidden[0].exists() and not target.exists()  # what the probe found
+    other = Path(tempfile.mkdtemp(prefix=".ds.x.", suffix=".unpacking", dir=tmp_path))  # another target's: kept
+    out = unpack_archive(archive, target)
+    assert out == target and len(list(target.iterdir())) == 400
+    assert not hidden[0].exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["ds.tar", "ds", other.name])
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_archive_unpacked_folder_follows_the_umask(tmp_path, umask):
+    # the probe: unpacked resource folders got mode 0700 (mkdtemp's), unreadable to the group
+    import os
+    import stat
+
+    from prior_landscape.io.downloads import unpack_archive
+
+    archive = _tar(tmp_path / "ds.tar.gz", [("sub", "dir", None), ("sub/a.txt", "file", b"a"), ("b.txt", "file", b"b")])
+    old = os.umask(umask)
+    try:
+        out = unpack_archive(archive, tmp_path / "ds")
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in [out, *out.rglob("*")]}
+    assert modes == {"ds": 0o777 & ~umask, "ds/sub": 0o777 & ~umask, "ds/sub/a.txt": 0o666 & ~umask,
+                     "ds/b.txt": 0o666 & ~umask}
+    assert all(p.stat().st_mtime == 1_600_000_000 for p in out.rglob("*"))  # members' times kept
+
+
+# ============================================================================ results under review
+# `prior-landscape review` is a verdict a script can trust: exit 0 only when everything
+# verifies; any unreadable, damaged, changed, missing or unlisted member is exit 1 with a
+# line naming it. Also read_table: a damaged artefact never reaches a figure.
+
+
+@pytest.fixture
+def run_tree(tmp_path):
+    """A small finished run (tests/test_archive.py's): results/ with artefacts, figures, logs."""
+    ta = pytest.importorskip("test_archive")
+    return ta._results_tree(tmp_path / "run"), ta
+
+
+def _review(capsys, *args) -> tuple[int, str]:
+    from prior_landscape.cli import main as cli_main
+
+    capsys.readouterr()
+    code = cli_main(["review", *map(str, args)])
+    return code, capsys.readouterr().out
+
+
+def _data_page_byte(path: Path, column: str) -> int:
+    """An offset inside the values of ``column``'s first data page (past its page header)."""
+    import pyarrow.parquet as pq
+
+    md = pq.ParquetFile(path).metadata
+    names = [md.schema.column(i).name for i in range(md.num_columns)]
+    chunk = md.row_group(0).column(names.index(column))
+    return chunk.data_page_offset + chunk.total_compressed_size - 8
+
+
+def test_results_flipped_bit_in_a_parquet_fails_review_and_reading(run_tree, capsys):
+    # the probe: one flipped bit turned a column into NaN, and `review results/` said OK
+    from prior_landscape.io.archive import FIGURE_INPUTS  # noqa: F401 - the map used without a manifest
+    from prior_landscape.io.artefacts import DamagedArtefactError, read_table
+
+    res, _ = run_tree
+    target = res / "sweeps/gmm-natural.parquet"
+    data = bytearray(target.read_bytes())
+    data[_data_page_byte(target, "q")] ^= 0x04
+    target.write_bytes(bytes(data))
+    code, out = _review(capsys, res)
+    assert code == 1, out
+    assert "UNREADABLE  results/sweeps/gmm-natural.parquet" in out and out.rstrip().splitlines()[-1].startswith("FAILED")
+    assert re.search(r"no\s+fig07_likelihood_sweeps", out) and not re.search(r"yes\s+fig07", out)
+    with pytest.raises(DamagedArtefactError, match=re.escape(str(target))):
+        read_table(target)
+
+
+def test_results_any_single_bit_flip_is_detected_or_changes_nothing_read(tmp_path):
+    # every byte of an artefact, one bit each: the read fails naming the file, or returns the very
+    # same rows, columns, values and provenance (a flip in statistics or padding is harmless)
+    import io
+
+    import pandas as pd
+
+    from prior_landscape.io.artefacts import PROVENANCE_KEY, DamagedArtefactError, verify_table, write_table
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({
+        "prior": ["a"] * 20 + ["b"] * 20, "theta": np.linspace(0, 5, 40), "q": rng.random(40),
+        "kernel": [list(rng.random(3)) for _ in range(40)], "n": np.arange(40), "flag": rng.random(40) > 0.5,
+        "maybe": [None if i % 7 == 0 else float(i) for i in range(40)],
+    })
+    path = write_table(df, tmp_path / "t.parquet", {"config": {"sweep": {"n_images": 2}}})
+    clean = verify_table(path)
+    data = path.read_bytes()
+
+    def same(a, b):
+        return len(a) == len(b) and all(x == y or (x != x and y != y) for x, y in zip(a, b))
+
+    detected = 0
+    for i in range(len(data)):
+        damaged = bytearray(data)
+        damaged[i] ^= 1 << (i % 8)
+        try:
+            got = verify_table(io.BytesIO(bytes(damaged)), "t.parquet")
+        except DamagedArtefactError as err:
+            assert "t.parquet" in str(err)
+            detected += 1
+            continue
+        assert got.column_names == clean.column_names, i
+        assert all(same(got[c].to_pylist(), clean[c].to_pylist()) for c in clean.column_names), i
+        assert got.schema.metadata[PROVENANCE_KEY] == clean.schema.metadata[PROVENANCE_KEY], i
+    assert detected > len(data) // 2
+
+
+def test_results_truncated_parquet_and_missing_manifest_policy(run_tree, capsys):
+    # the probe: an error printed for a truncated file, yet exit 0 and "OK"
+    res, _ = run_tree
+    code, out = _review(capsys, res)
+    assert code == 0 and "OK (every file readable; no manifest" in out
+    code, out = _review(capsys, res, "--require-manifest")
+    assert code == 1 and "--require-manifest" in out
+    target = res / "kernels/blur_families.parquet"
+    target.write_bytes(target.read_bytes()[:-100])
+    code, out = _review(capsys, res)
+    assert code == 1 and "UNREADABLE  results/kernels/blur_families.parquet" in out
+    assert re.search(r"no\s+fig05_blur_families", out)
+
+
+def _archive(run_tree, tmp_path) -> Path:
+    from prior_landscape.io.archive import write_archive
+
+    res, ta = run_tree
+    out = tmp_path / "archives/results.tar.gz"
+    write_archive(res, out, config=ta.CONFIG, rules=ta.RULES)
+    return out
+
+
+def _repack(src: Path, dst: Path, edit) -> Path:
+    """``src``'s members (name -> bytes, in order) changed by ``edit``, written as a new .tar.gz."""
+    import io
+    import tarfile
+
+    with tarfile.open(src) as tf:
+        members = {m.name: tf.extractfile(m).read() for m in tf.getmembers()}
+    edit(members)  # in place
+    with tarfile.open(dst, "w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 1_600_000_000
+            tf.addfile(info, io.BytesIO(data))
+    return dst
+
+
+def _change_member(members: dict) -> None:
+    name = "results/tables/sweep_summary.csv"
+    members[name] = members[name].replace(b"gaussian,1", b"gaussian,2")
+
+
+def _change_member_and_manifest(members: dict) -> None:
+    import hashlib
+    import json
+
+    _change_member(members)
+    manifest = json.loads(members["manifest.json"])
+    for f in manifest["files"]:
+        if f["path"] == "results/tables/sweep_summary.csv":
+            f["sha256"] = hashlib.sha256(members[f["path"]]).hexdigest()
+    members["manifest.json"] = json.dumps(manifest).encode()
+
+
+def _flip_byte(src: Path, dst: Path) -> Path:
+    data = bytearray(src.read_bytes())
+    data[len(data) // 2] ^= 0x01  # inside the gzip stream
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def _truncate(src: Path, dst: Path) -> Path:
+    dst.write_bytes(src.read_bytes()[: src.stat().st_size * 3 // 4])
+    return dst
+
+
+ARCHIVE_REVIEW_DAMAGE = {
+    # damage: (make it from an intact archive, the phrase the review must print)
+    "flipped byte in the gzip stream": (_flip_byte, "could not be read to its end"),
+    "truncated": (_truncate, "could not be read to its end"),
+    "manifest not JSON": (lambda a, t: _repack(a, t, lambda m: m.update({"manifest.json": b"{not json"})),
+                          "manifest.json is not valid JSON"),
+    "manifest malformed": (lambda a, t: _repack(a, t, lambda m: m.update({"manifest.json": b'{"files": [1]}'})),
+                           "entry 0 of 'files' is malformed"),
+    "no manifest": (lambda a, t: _repack(a, t, lambda m: m.pop("manifest.json")), "no manifest.json in the archive"),
+    "unlisted extra member": (lambda a, t: _repack(a, t, lambda m: m.update({"results/extra.txt": b"x"})),
+                              "NOT LISTED  results/extra.txt"),
+    "missing member": (lambda a, t: _repack(a, t, lambda m: m.pop("results/figures/fig05.png")),
+                       "MISSING  results/figures/fig05.png"),
+    "changed member": (lambda a, t: _repack(a, t, _change_member), "CHANGED  results/tables/sweep_summary.csv"),
+    "config.yaml changed": (lambda a, t: _repack(a, t, lambda m: m.update({"config.yaml": b"seed: 1\n"})),
+                            "config.yaml differs from the configuration recorded in the manifest"),
+    "member and manifest changed together": (lambda a, t: _repack(a, t, _change_member_and_manifest),
+                                             "differs from"),
+}
+
+
+@pytest.mark.parametrize("damage", list(ARCHIVE_REVIEW_DAMAGE))
+def test_archive_under_review_any_damage_is_exit_1_naming_it(run_tree, tmp_path, capsys, damage):
+    # the probe: a flipped gzip byte gave "no manifest" and OK; a non-JSON manifest a traceback;
+    # an unlisted member OK
+    from prior_landscape.io.archive import checksum_path
+
+    make, phrase = ARCHIVE_REVIEW_DAMAGE[damage]
+    intact = _archive(run_tree, tmp_path)
+    code, out = _review(capsys, intact)
+    assert code == 0 and out.rstrip().endswith("OK") and "checked against" in out
+    sha = checksum_path(intact)
+    bad = make(intact, tmp_path / "archives/tampered.tar.gz")
+    checksum_path(bad).write_text(sha.read_text())  # the original's detached checksum travels with it
+    code, out = _review(capsys, bad)
+    assert code == 1, out
+    assert phrase in out and out.rstrip().splitlines()[-1].startswith("FAILED"), out
+
+
+def test_archive_changed_with_its_manifest_is_caught_only_by_a_detached_checksum(run_tree, tmp_path, capsys):
+    # the documented limit: files and manifest changed together are consistent with each other;
+    # the archive's sha256, kept apart from it, is what tells
+    from prior_landscape.io.archive import checksum_path, read_checksum_file
+
+    intact = _archive(run_tree, tmp_path)
+    recorded = read_checksum_file(checksum_path(intact))
+    bad = _repack(intact, tmp_path / "forged.tar.gz", _change_member_and_manifest)
+    code, out = _review(capsys, bad)  # no .sha256 beside it: consistent, and the review says what it cannot see
+    assert code == 0 and "no detached checksum" in out
+    code, out = _review(capsys, bad, "--sha256", recorded)
+    assert code == 1 and f"differs from {recorded}" in out
+    code, out = _review(capsys, intact, "--sha256", recorded)
+    assert code == 0
+    assert subprocess.run(["sha256sum", "-c", checksum_path(intact).name], cwd=intact.parent,
+                          capture_output=True).returncode == 0  # the standard tool reads it too
+
+
+@pytest.mark.parametrize("damage", ["changed member", "unlisted extra member", "manifest not JSON",
+                                    "flipped byte in the gzip stream"])
+def test_archive_unpack_refuses_what_review_refuses(run_tree, tmp_path, damage):
+    from prior_landscape.io.archive import checksum_path, unpack
+    from prior_landscape.io.unpacking import ArchiveError
+
+    make, _ = ARCHIVE_REVIEW_DAMAGE[damage]
+    intact = _archive(run_tree, tmp_path)
+    checksum_path(intact).unlink()  # the check of the members themselves, not of the detached checksum
+    bad = make(intact, tmp_path / "archives/tampered.tar.gz")
+    dest = tmp_path / "unpacked"
+    with pytest.raises(ArchiveError, match="refusing to unpack|damaged|truncated") as info:
+        unpack(bad, dest)
+    assert str(bad) in str(info.value)
+    assert not dest.exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".unpacking")]
+    out = unpack(intact, tmp_path / "good")
+    assert (out / "manifest.json").exists() and (out / "results/sweeps/gmm-natural.parquet").exists()
