@@ -926,3 +926,199 @@ def test_archive_unpack_refuses_what_review_refuses(run_tree, tmp_path, damage):
     assert not dest.exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".unpacking")]
     out = unpack(intact, tmp_path / "good")
     assert (out / "manifest.json").exists() and (out / "results/sweeps/gmm-natural.parquet").exists()
+
+
+# ============================================================================ downloads
+# A loopback server (127.0.0.1) that misbehaves as real ones do: close-delimited bodies (no
+# Content-Length, so a truncated transfer looks complete), HTML pages served with 200,
+# trickling bytes. An unpinned file is trusted on first use: nothing of this may be recorded.
+
+
+@pytest.fixture
+def bad_server():
+    """``(url(name), files, modes)``: serves ``files[name]`` the way ``modes[name]`` says:
+    "close" (no Content-Length, connection closed after the body), "truncate" (no length,
+    body cut at 60 %), "vary" (no length, a different cut each time), "html" (a 200 HTML page),
+    "trickle" (one byte per 50 ms, with a Content-Length); default: a normal answer."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    files: dict[str, bytes] = {}
+    modes: dict[str, str] = {}
+    requests: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"  # the connection closes after each answer
+
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            name = self.path.rsplit("/", 1)[-1]
+            requests.append(name)
+            data, mode = files.get(name), modes.get(name, "normal")
+            if data is None:
+                self.send_error(404)
+                return
+            if mode == "html":
+                data = b"<!DOCTYPE html>\n<html><body>Please log in to continue.</body></html>"
+            elif mode == "truncate":
+                data = data[: len(data) * 6 // 10]
+            elif mode == "vary":
+                data = data[: len(data) * (50 + len(requests) * 7 % 40) // 100]
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html" if mode == "html" else "application/octet-stream")
+            if mode in ("normal", "trickle", "html"):
+                self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            try:
+                if mode == "trickle":
+                    for i in range(len(data)):
+                        self.wfile.write(data[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(0.05)
+                else:
+                    self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}/files"
+    try:
+        yield (lambda name: f"{base}/{name}"), files, modes, requests
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _genuine(kind: str) -> bytes:
+    """A genuine file of each format: zip, pickle, tar.gz, and one with no format check (.rar)."""
+    import io
+    import pickle
+    import tarfile
+    import zipfile
+
+    payload = np.random.default_rng(3).bytes(40_000)
+    if kind == "zip":
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("a.bin", payload)
+            zf.writestr("b.bin", payload[::-1])
+        return buf.getvalue()
+    if kind == "pkl":
+        return pickle.dumps({"weights": payload, "n": 3}, protocol=4)
+    if kind == "tar.gz":
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+            info = tarfile.TarInfo("a.bin")
+            info.size = len(payload)
+            tf.addfile(info, io.BytesIO(payload))
+        return buf.getvalue()
+    return b"Rar!\x1a\x07\x01\x00" + payload  # .rar: no check here (the stdlib cannot read RAR)
+
+
+FAST_FETCH = dict(retries=1, backoff=0.01, timeout=5)
+
+
+def _nothing_trusted(dest: Path, lock: Path, key: str) -> None:
+    from prior_landscape.io.downloads import read_lock
+
+    assert not dest.exists()
+    assert key not in read_lock(lock)
+    assert sorted(p.name for p in dest.parent.iterdir() if p.name.startswith(dest.name)) == []
+
+
+@pytest.mark.parametrize("kind", ["zip", "pkl", "tar.gz"])
+@pytest.mark.parametrize("damage", ["truncate", "html"])
+def test_download_first_use_refuses_truncated_or_html_then_accepts_the_genuine_file(tmp_path, bad_server, kind,
+                                                                                     damage):
+    # the probe: a truncated transfer without Content-Length, or an HTML page served with 200,
+    # landed at the final path and its digest went into the lock file; the genuine file was
+    # refused from then on
+    from prior_landscape.io.downloads import DownloadError, fetch, read_lock
+
+    url, files, modes, _ = bad_server
+    name = f"model.{kind}"
+    files[name], modes[name] = _genuine(kind), damage
+    dest, lock, key = tmp_path / "data" / name, tmp_path / "lock.yaml", f"res/{name}"
+    phrase = "HTML" if damage == "html" else "not a complete"
+    with pytest.raises(DownloadError, match=phrase) as info:
+        fetch(url(name), dest, lock_file=lock, lock_key=key, **FAST_FETCH)
+    assert name in str(info.value) and url(name) in str(info.value)
+    _nothing_trusted(dest, lock, key)
+    modes[name] = "close"  # the genuine file, still without a Content-Length
+    assert fetch(url(name), dest, lock_file=lock, lock_key=key, **FAST_FETCH).read_bytes() == files[name]
+    assert read_lock(lock)[key]["size"] == len(files[name])
+
+
+def test_download_first_use_without_length_or_format_check_needs_two_agreeing_transfers(tmp_path, bad_server):
+    import hashlib
+
+    from prior_landscape.io.downloads import DownloadError, fetch, read_lock
+
+    url, files, modes, requests = bad_server
+    name = "data.rar"
+    files[name], modes[name] = _genuine("rar"), "vary"  # cut at a different place each time
+    dest, lock, key = tmp_path / "data" / name, tmp_path / "lock.yaml", "res/data.rar"
+    with pytest.raises(DownloadError, match="two transfers gave different contents"):
+        fetch(url(name), dest, lock_file=lock, lock_key=key, **FAST_FETCH)
+    _nothing_trusted(dest, lock, key)
+    modes[name] = "close"
+    n = len(requests)
+    fetch(url(name), dest, lock_file=lock, lock_key=key, **FAST_FETCH)
+    assert len(requests) - n == 2  # downloaded twice, compared, then recorded
+    assert read_lock(lock)[key]["sha256"] == hashlib.sha256(files[name]).hexdigest()
+    # an HTML page is refused whatever the format
+    files["page.rar"], modes["page.rar"] = files[name], "html"
+    with pytest.raises(DownloadError, match="HTML"):
+        fetch(url("page.rar"), tmp_path / "data" / "page.rar", lock_file=lock, lock_key="res/page.rar", **FAST_FETCH)
+
+
+def test_download_existing_html_file_is_never_recorded(tmp_path):
+    # a file already at its place (left by the unfixed downloader) is checked before it is trusted
+    from prior_landscape.io.downloads import ChecksumError, fetch, read_lock
+
+    dest, lock = tmp_path / "model.pkl", tmp_path / "lock.yaml"
+    dest.write_bytes(b"<html><body>Quota exceeded</body></html>")
+    with pytest.raises(ChecksumError, match="HTML") as info:
+        fetch("http://127.0.0.1:9/model.pkl", dest, lock_file=lock, lock_key="res/model.pkl", **FAST_FETCH)
+    assert info.value.existing and str(dest) in str(info.value) and "Delete it" in str(info.value)
+    assert dest.exists() and read_lock(lock) == {}
+
+
+def test_download_trickling_transfer_stops_at_the_overall_deadline(tmp_path, bad_server):
+    # the probe: no overall deadline; a server sending one byte at a time never hit the 60 s timeout
+    import time
+
+    from prior_landscape.io.downloads import DownloadError, fetch, read_lock
+
+    url, files, modes, _ = bad_server
+    files["slow.bin"], modes["slow.bin"] = bytes(10_000), "trickle"  # ~8 minutes at this rate
+    dest, lock = tmp_path / "slow.bin", tmp_path / "lock.yaml"
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError, match=r"overall deadline of 1 s") as info:
+        fetch(url("slow.bin"), dest, lock_file=lock, lock_key="res/slow.bin", deadline=1, **FAST_FETCH)
+    assert time.monotonic() - t0 < 4
+    assert str(dest) in str(info.value) and "resumes" in str(info.value)
+    assert not dest.exists() and read_lock(lock) == {}
+    assert 0 < (tmp_path / "slow.bin.part").stat().st_size < 10_000  # kept for the next run to resume
+
+
+def test_download_truncated_archive_is_not_unpacked_nor_recorded(tmp_path, bad_server):
+    from prior_landscape.io.downloads import DownloadError, ensure_resource, read_lock
+
+    url, files, modes, _ = bad_server
+    files["ds.zip"], modes["ds.zip"] = _genuine("zip"), "truncate"
+    entry = {"id": "ds", "kind": "url", "path": "ds", "files": [{"filename": "ds.zip", "url": url("ds.zip"),
+                                                                  "unpack": {"into": "ds"}}]}
+    lock = tmp_path / "lock.yaml"
+    with pytest.raises(DownloadError, match="not a complete zip"):
+        ensure_resource(entry, tmp_path / "root", lock, **FAST_FETCH)
+    assert sorted(p.name for p in (tmp_path / "root" / "ds").iterdir()) == [] and read_lock(lock) == {}
+    modes["ds.zip"] = "close"
+    out = ensure_resource(entry, tmp_path / "root", lock, **FAST_FETCH)
+    assert sorted(p.name for p in out.iterdir()) == ["a.bin", "b.bin"] and "ds/ds.zip" in read_lock(lock)
