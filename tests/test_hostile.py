@@ -1122,3 +1122,52 @@ def test_download_truncated_archive_is_not_unpacked_nor_recorded(tmp_path, bad_s
     modes["ds.zip"] = "close"
     out = ensure_resource(entry, tmp_path / "root", lock, **FAST_FETCH)
     assert sorted(p.name for p in out.iterdir()) == ["a.bin", "b.bin"] and "ds/ds.zip" in read_lock(lock)
+
+
+# ============================================================================ leftovers
+# What a finished or failed session leaves behind (killed unpacks: see "archives").
+
+
+@pytest.fixture
+def conf_paths(tmp_path, monkeypatch):
+    """slurm_cluster's /etc/slurm/slurm.conf and gres.conf, moved under tmp_path for the test."""
+    import slurm_cluster
+
+    etc = tmp_path / "etc" / "slurm"
+    monkeypatch.setattr(slurm_cluster, "SLURM_CONF", etc / "slurm.conf")
+    monkeypatch.setattr(slurm_cluster, "GRES_CONF", etc / "gres.conf")
+    return slurm_cluster, etc
+
+
+def test_slurm_test_cluster_removes_only_the_configuration_it_wrote(conf_paths, tmp_path):
+    # the probe: the live-SLURM test left /etc/slurm/slurm.conf and gres.conf behind after it
+    # stopped the cluster, pointing at a deleted folder. stop() runs here without daemons (none
+    # were started: it must not touch any), as after a start that failed half-way
+    sc, etc = conf_paths
+    state = tmp_path / "state"
+    written, created = sc.write_conf_files("node1", state)
+    assert sorted(p.name for p in etc.iterdir()) == ["gres.conf", "slurm.conf"]
+    assert created == [tmp_path / "etc", etc]  # both made by this session
+    assert str(state) in (etc / "slurm.conf").read_text()
+    cluster = sc.Cluster(node="node1", partition="debug", gpus=1, reused=False, state_dir=state,
+                         written=written, created_dirs=created)
+    sc.stop(cluster)
+    assert not (tmp_path / "etc").exists()
+
+    # a configuration changed by someone else after we wrote it, or a folder that holds more, stays
+    written, created = sc.write_conf_files("node1", state)
+    (etc / "gres.conf").write_text((etc / "gres.conf").read_text() + "# edited by an administrator\n")
+    (etc / "cgroup.conf").write_text("# not ours\n")
+    notes = sc.remove_conf_files(written, created)
+    assert sorted(p.name for p in etc.iterdir()) == ["cgroup.conf", "gres.conf"]
+    assert any("gres.conf changed" in n for n in notes) and any("not empty" in n for n in notes)
+
+
+@pytest.mark.parametrize("which", ["slurm.conf", "gres.conf"])
+def test_slurm_test_cluster_never_overwrites_a_configuration_it_did_not_write(conf_paths, which):
+    sc, etc = conf_paths
+    etc.mkdir(parents=True)
+    (etc / which).write_text("# the site's own configuration\n")
+    with pytest.raises(sc.ClusterUnavailable, match="not written by these tests"):
+        sc.write_conf_files("node1", etc / "state")
+    assert [p.name for p in etc.iterdir()] == [which] and (etc / which).read_text() == "# the site's own configuration\n"
