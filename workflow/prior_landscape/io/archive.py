@@ -511,6 +511,11 @@ def _file_entry(base: Path, rel: str) -> Entry:
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
+def _relative_path(p: str) -> bool:
+    pure = PurePosixPath(p)
+    return bool(p) and not pure.is_absolute() and ".." not in pure.parts
+
+
 def _parse_manifest(raw: bytes, where: str) -> tuple[dict | None, list[str]]:
     """(the manifest, problems): None when it is not JSON or not shaped like one of ours."""
     try:
@@ -527,12 +532,12 @@ def _parse_manifest(raw: bytes, where: str) -> tuple[dict | None, list[str]]:
         return None, problems + [f"{where} has no list of files: nothing can be verified"]
     seen = set()
     for i, f in enumerate(files):
-        ok = (isinstance(f, dict) and isinstance(f.get("path"), str) and f["path"].startswith(f"{RESULTS}/")
-              and isinstance(f.get("size"), int) and f["size"] >= 0
+        ok = (isinstance(f, dict) and isinstance(f.get("path"), str) and _relative_path(f["path"])
+              and isinstance(f.get("size"), int) and not isinstance(f["size"], bool) and f["size"] >= 0
               and isinstance(f.get("sha256"), str) and _HEX64.fullmatch(f["sha256"]))
         if not ok:
-            return None, problems + [f"{where}: entry {i} of 'files' is malformed (needs path under {RESULTS}/, "
-                                     "size and sha256): nothing can be verified"]
+            return None, problems + [f"{where}: entry {i} of 'files' is malformed (needs a relative path, a size and "
+                                     "a sha256): nothing can be verified"]
         if f["path"] in seen:
             problems.append(f"{where} lists {f['path']!r} twice")
         seen.add(f["path"])
