@@ -13,7 +13,11 @@
   exactly those daemons, by their pid, once no other test session is using
   the cluster (sessions register in ``/tmp/prior-landscape-slurm-users``; a
   session that reused the cluster keeps it until it ends) and the queue is
-  empty; after 15 minutes of waiting it is left running instead.
+  empty; after 15 minutes of waiting it is left running instead. Once its
+  daemons are stopped it removes the ``slurm.conf`` and ``gres.conf`` it wrote
+  (only if they still hold exactly what it wrote) and ``/etc/slurm`` if it
+  created that folder and left it empty; a file someone else wrote or changed is
+  never removed, and an existing ``gres.conf`` that is not ours is never overwritten.
 
 When none of this is possible (not root, no apt, an unrelated slurm.conf that
 is not ours and no cluster answering, a daemon that does not come up) the tests
@@ -74,6 +78,9 @@ class Cluster:
     reused: bool
     state_dir: Path | None = None
     daemons: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # configuration files this session wrote (path -> the text written) and folders it created
+    written: dict[Path, str] = field(default_factory=dict)
+    created_dirs: list[Path] = field(default_factory=list)
 
     def slurmctld_log(self) -> str:
         if self.state_dir is None:
@@ -211,6 +218,61 @@ PartitionName={PARTITION} Nodes={node} Default=YES MaxTime=INFINITE State=UP
 """
 
 
+def _ours(path: Path) -> bool:
+    """True when ``path`` does not exist or was written by this module (it carries MARKER)."""
+    return not path.exists() or MARKER in path.read_text(errors="replace")
+
+
+def write_conf_files(node: str, state_dir: Path) -> tuple[dict[Path, str], list[Path]]:
+    """Write slurm.conf and gres.conf; return (path -> text written, folders created).
+
+    Refuses (ClusterUnavailable) to overwrite a file that is not ours. A file of ours left
+    by an earlier session (it points at a state folder that no longer exists) is replaced
+    and, being written now, removed at the end like the others."""
+    for path in (SLURM_CONF, GRES_CONF):
+        if not _ours(path):
+            raise ClusterUnavailable(f"{path} exists and was not written by these tests; not overwriting it")
+    # the folders mkdir creates now (outermost first), to be removed again if left empty
+    created: list[Path] = []
+    for folder in dict.fromkeys((SLURM_CONF.parent, GRES_CONF.parent)):
+        created += [d for d in (*reversed(folder.parents), folder) if not d.exists() and d not in created]
+        folder.mkdir(parents=True, exist_ok=True)
+    texts = {
+        SLURM_CONF: slurm_conf(node, state_dir),
+        # a pretend GPU: SLURM needs a device file for gres/gpu, /dev/null stands in (nothing
+        # is bound: task/none), so GPU requests are scheduled and can be checked, no CUDA
+        GRES_CONF: f"{MARKER}\nNodeName={node} Name=gpu File=/dev/null\n",
+    }
+    written = {}
+    for path, text in texts.items():
+        path.write_text(text)
+        written[path] = text
+    return written, created
+
+
+def remove_conf_files(written: dict[Path, str], created_dirs: list[Path]) -> list[str]:
+    """Remove the files ``written`` that still hold exactly what was written, then the folders
+    ``created_dirs`` that are empty (deepest first); return notes on what was left and why."""
+    notes = []
+    for path, text in written.items():
+        try:
+            current = path.read_text(errors="replace")
+        except FileNotFoundError:
+            continue
+        if current == text:
+            path.unlink()
+        else:
+            notes.append(f"{path} changed since these tests wrote it; left in place")
+    for d in sorted(created_dirs, key=lambda p: len(p.parts), reverse=True):
+        try:
+            d.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            notes.append(f"{d} is not empty; left in place")
+    return notes
+
+
 def _start_munge(daemons: dict, state_dir: Path) -> None:
     if _munge_works():
         return
@@ -255,8 +317,9 @@ def start(timeout: float = 90) -> Cluster:
         return Cluster(node=next(iter(node_states()), "?"), partition=default_partition(), gpus=gpu_count(), reused=True)
     if os.geteuid() != 0:
         raise ClusterUnavailable("no SLURM cluster answers and bringing one up needs root")
-    if SLURM_CONF.exists() and MARKER not in SLURM_CONF.read_text(errors="replace"):
-        raise ClusterUnavailable(f"{SLURM_CONF} exists and was not written by these tests; not overwriting it")
+    for path in (SLURM_CONF, GRES_CONF):
+        if not _ours(path):
+            raise ClusterUnavailable(f"{path} exists and was not written by these tests; not overwriting it")
     ensure_packages()
 
     node = socket.gethostname().split(".")[0]
@@ -264,15 +327,10 @@ def start(timeout: float = 90) -> Cluster:
     state_dir.chmod(0o755)
     for sub in ("ctld", "d"):
         (state_dir / sub).mkdir()
-    SLURM_CONF.parent.mkdir(parents=True, exist_ok=True)
-    SLURM_CONF.write_text(slurm_conf(node, state_dir))
-    # a pretend GPU: SLURM needs a device file for gres/gpu, /dev/null stands in (nothing
-    # is bound: task/none), so GPU requests are scheduled and can be checked, no CUDA
-    GRES_CONF.write_text(f"{MARKER}\nNodeName={node} Name=gpu File=/dev/null\n")
-
     daemons: dict[str, subprocess.Popen] = {}
     cluster = Cluster(node=node, partition=PARTITION, gpus=1, reused=False, state_dir=state_dir, daemons=daemons)
     try:
+        cluster.written, cluster.created_dirs = write_conf_files(node, state_dir)
         _start_munge(daemons, state_dir)
         for name in ("slurmctld", "slurmd"):
             out = open(state_dir / f"{name}.out", "w")
@@ -337,23 +395,25 @@ def other_users() -> list[int]:
 
 
 def stop(cluster: Cluster, drain_timeout: float = 900) -> None:
-    """Stop the daemons this module started (by pid), newest first; leave anything else alone.
+    """Stop the daemons this module started (by pid), newest first; leave anything else alone;
+    then remove the configuration files it wrote (:func:`remove_conf_files`).
 
     Another test session may have found this cluster answering and be using it
     (it registers, see :func:`register`; an unregistered client shows as queued
     jobs): wait up to ``drain_timeout`` seconds for those sessions to end and the
     queue to empty, and otherwise leave the cluster running rather than pull it
-    from under them."""
-    if not cluster.daemons:
-        return
-    end = time.monotonic() + drain_timeout
-    while (busy := other_users() + active_jobs()) and time.monotonic() < end:
-        time.sleep(5)
-    if busy:
-        print(f"slurm_cluster: still in use (sessions/jobs {busy}); leaving the cluster running "
-              f"(daemons {', '.join(f'{n} pid {p.pid}' for n, p in cluster.daemons.items())})", file=sys.stderr)
-        cluster.daemons.clear()
-        return
+    from under them (its configuration files then stay too: the daemons read them)."""
+    if cluster.daemons and any(p.poll() is None for p in cluster.daemons.values()):
+        end = time.monotonic() + drain_timeout
+        while (busy := other_users() + active_jobs()) and time.monotonic() < end:
+            time.sleep(5)
+        if busy:
+            print(f"slurm_cluster: still in use (sessions/jobs {busy}); leaving the cluster running "
+                  f"(daemons {', '.join(f'{n} pid {p.pid}' for n, p in cluster.daemons.items())}) "
+                  f"and its configuration {', '.join(map(str, cluster.written))}", file=sys.stderr)
+            cluster.daemons.clear()
+            cluster.written.clear()
+            return
     for name in reversed(list(cluster.daemons)):
         proc = cluster.daemons[name]
         if proc.poll() is None:
@@ -364,6 +424,9 @@ def stop(cluster: Cluster, drain_timeout: float = 900) -> None:
                 proc.kill()
                 proc.wait(timeout=10)
     cluster.daemons.clear()
+    for note in remove_conf_files(cluster.written, cluster.created_dirs):
+        print(f"slurm_cluster: {note}", file=sys.stderr)
+    cluster.written.clear()
     if cluster.state_dir is not None and not os.environ.get("PRIOR_LANDSCAPE_KEEP_SLURM_STATE"):
         shutil.rmtree(cluster.state_dir, ignore_errors=True)
 
@@ -394,7 +457,9 @@ def _main(argv: list[str]) -> int:
         cluster = start()
         if not cluster.reused:
             PID_RECORD.write_text(json.dumps(
-                {"state_dir": str(cluster.state_dir), "pids": {n: p.pid for n, p in cluster.daemons.items()}}))
+                {"state_dir": str(cluster.state_dir), "pids": {n: p.pid for n, p in cluster.daemons.items()},
+                 "written": {str(p): t for p, t in cluster.written.items()},
+                 "created_dirs": [str(d) for d in cluster.created_dirs]}))
             # leave the daemons running after this process exits
             cluster.daemons.clear()
         print(json.dumps({"node": cluster.node, "partition": cluster.partition, "gpus": cluster.gpus,
@@ -409,6 +474,7 @@ def _main(argv: list[str]) -> int:
             print(f"the cluster is in use (test sessions {users}, jobs {jobs}); not stopping it (--force to anyway)")
             return 1
         rec = json.loads(PID_RECORD.read_text())
+        stopped = []
         for name, pid in reversed(list(rec["pids"].items())):
             try:  # only if that pid is still the daemon we started (pids get reused)
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
@@ -418,7 +484,16 @@ def _main(argv: list[str]) -> int:
                 print(f"{name} (pid {pid}) is no longer running")
                 continue
             os.kill(pid, signal.SIGTERM)
+            stopped.append(pid)
             print(f"stopped {name} (pid {pid})")
+        for pid in stopped:  # the configuration goes once the daemons reading it are gone
+            for _ in range(60):
+                if not Path(f"/proc/{pid}").exists():
+                    break
+                time.sleep(0.5)
+        written = {Path(p): t for p, t in rec.get("written", {}).items()}
+        for note in remove_conf_files(written, [Path(d) for d in rec.get("created_dirs", [])]):
+            print(note)
         PID_RECORD.unlink()
         if not os.environ.get("PRIOR_LANDSCAPE_KEEP_SLURM_STATE"):
             shutil.rmtree(rec["state_dir"], ignore_errors=True)

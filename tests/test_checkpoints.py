@@ -146,8 +146,13 @@ def _to_edm_tree(module, src, init_kwargs=None):
     return _Persistent(name, _module_state(params, buffers, children, **extra), src)
 
 
-def write_edm_pickle(path, net, *, precond, model_class, model_kwargs, label_dim=0, src="", drop=None, evil=None):
-    """Write ``{'ema': <persistent precond(model=net)>, ...}`` like NVlabs' training loop."""
+def write_edm_pickle(path, net, *, precond, model_class, model_kwargs, label_dim=0, src="", drop=None, evil=None,
+                     tamper=None, reducer_override=None):
+    """Write ``{'ema': <persistent precond(model=net)>, ...}`` like NVlabs' training loop.
+
+    For crafted files (tests/test_hostile.py): ``tamper(root, inner)`` edits the
+    persistent objects before pickling; ``reducer_override`` replaces how chosen
+    objects pickle (``pickle.Pickler.reducer_override``)."""
     inner_kwargs = dict(img_resolution=RES, in_channels=3, out_channels=3, label_dim=label_dim, **model_kwargs)
     inner = _to_edm_tree(net, src, inner_kwargs)
     if drop is not None:  # remove one tensor to test the missing-key error
@@ -169,8 +174,13 @@ def write_edm_pickle(path, net, *, precond, model_class, model_kwargs, label_dim
     loss = _Persistent("EDMLoss", dict(P_mean=-1.2, P_std=1.2, sigma_data=0.5, _init_args=(), _init_kwargs={}), src)
     dataset_kwargs = dict(class_name="training.dataset.ImageFolderDataset", path="x.zip", resolution=RES)
     data = dict(ema=root, loss_fn=loss, augment_pipe=None, dataset_kwargs=dataset_kwargs)
+    if tamper is not None:
+        tamper(root, inner)
     with _fake_persistence_module(), open(path, "wb") as fh:
-        pickle.dump(data, fh, protocol=4)
+        pickler_class = pickle.Pickler
+        if reducer_override is not None:
+            pickler_class = type("CraftingPickler", (pickle.Pickler,), {"reducer_override": lambda _, obj: reducer_override(obj)})
+        pickler_class(fh, protocol=4).dump(data)
 
 
 def _edm_group_norms_reference(net):

@@ -14,6 +14,7 @@ import importlib.util
 import io
 import json
 import logging
+import pickle
 import re
 import socket
 import tarfile
@@ -199,7 +200,7 @@ def test_pinned_checksum_mismatch_leaves_nothing(server, tmp_path, algorithm):
 
 @pytest.mark.parametrize("lock_name", ["resources.lock.yaml", "resources.lock.json"])
 def test_lock_file_records_then_verifies(server, tmp_path, lock_name):
-    data = _payload()
+    data = pickle.dumps(_payload(), protocol=4)  # a .pkl must be a whole pickle to be recorded
     server.state.files["ckpt.pkl"] = data
     lock = tmp_path / "repo" / lock_name
     dest = tmp_path / "data" / "ckpt.pkl"
@@ -214,7 +215,7 @@ def test_lock_file_records_then_verifies(server, tmp_path, lock_name):
 
     # the source changes: a new download fails verification and leaves nothing
     dest.unlink()
-    server.state.files["ckpt.pkl"] = _payload(seed=1)
+    server.state.files["ckpt.pkl"] = pickle.dumps(_payload(seed=1), protocol=4)
     with pytest.raises(ChecksumError) as exc:
         fetch(server.url("ckpt.pkl"), dest, lock_file=lock, lock_key="edm/ckpt.pkl", **FAST)
     assert "edm/ckpt.pkl" in str(exc.value) and _sha(data) in str(exc.value)

@@ -1,14 +1,29 @@
 """The ``prior-landscape`` command.
 
-    prior-landscape review PATH [--json] [--verbose]
+    prior-landscape review PATH [--json] [--verbose] [--sha256 HEX] [--require-manifest]
 
 PATH is an archive made by ``snakemake archive`` (``archives/results.tar.gz``), an
 unpacked archive, or a ``results/`` folder. The review lists each artefact with
 its provenance, size, row count and a short summary, verifies the checksums
 against the manifest, and says which figures and tables can be re-rendered from
-it alone. Exit status: 0 when everything matches the manifest (or there is no
-manifest to check against), 1 when a file is changed or missing, 2 on a usage
-error or a path that does not exist.
+it alone.
+
+Exit status, for scripts:
+
+0
+    everything verified: every file readable (every Parquet file read whole, its
+    own checksums correct) and, with a manifest, every file listed, present and
+    unchanged; for an archive, read to its verified end, its config.yaml that of
+    the manifest and its detached checksum (``--sha256``, else ``PATH.sha256``
+    when present) matching. A folder without a manifest gives 0 when every file
+    is readable (nothing to verify them against; ``--require-manifest`` makes
+    that a failure). An archive without a manifest is always a failure.
+1
+    anything else: a file unreadable, damaged, changed, missing or not listed in
+    the manifest, a damaged or truncated archive, a missing or malformed
+    manifest, a checksum that does not match. The output names each.
+2
+    a usage error or a path that does not exist.
 """
 
 from __future__ import annotations
@@ -22,10 +37,12 @@ def _review(args) -> int:
     from prior_landscape.io.archive import format_review, review
 
     try:
-        rv = review(args.path)
-    except FileNotFoundError as e:
+        rv = review(args.path, expected_sha256=args.sha256)
+    except (FileNotFoundError, ValueError) as e:
         print(f"prior-landscape review: {e}", file=sys.stderr)
         return 2
+    if args.require_manifest and rv.manifest is None:
+        rv.problems.append("no usable manifest, and --require-manifest was given")
     if args.json:
         print(json.dumps(rv.to_dict(), indent=1, default=str))
     else:
@@ -40,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("path", help="archives/results.tar.gz, an unpacked archive, or a results/ folder")
     p.add_argument("--json", action="store_true", help="print the review as JSON")
     p.add_argument("--verbose", "-v", action="store_true", help="list every file, logs and benchmarks included")
+    p.add_argument("--sha256", metavar="HEX", default=None,
+                   help="the archive's sha256 as recorded apart from it (detects an archive changed together with "
+                        "its manifest); default: PATH.sha256 when present")
+    p.add_argument("--require-manifest", action="store_true",
+                   help="fail when there is no manifest (a folder without one is otherwise only checked for readability)")
     p.set_defaults(func=_review)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -41,24 +42,46 @@ def _key_path(error) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "<top level>"
 
 
+def non_finite_numbers(node, path: tuple = ()) -> list[tuple[str, float]]:
+    """``(key path, value)`` of every NaN or infinite number in a parsed configuration
+    (key paths as ``a.b.0``, like the schema's messages).
+
+    JSON Schema bounds cannot reject NaN: every comparison with NaN is false, so
+    ``exclusiveMinimum: 0`` lets ``.nan`` through (and ``.inf`` passes any bound
+    that has no maximum). No key of the workflow takes a non-finite value, so they
+    are refused everywhere, before the schema is consulted.
+    """
+    if isinstance(node, float) and not math.isfinite(node):  # bool is an int, never a float
+        return [(".".join(map(str, path)) or "<top level>", node)]
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in non_finite_numbers(v, (*path, k))]
+    if isinstance(node, (list, tuple)):
+        return [p for i, v in enumerate(node) for p in non_finite_numbers(v, (*path, i))]
+    return []
+
+
 def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, source: str = "config") -> dict:
     """Validate ``config`` against the workflow's JSON schema.
 
-    Raises :class:`ConfigError` listing every problem as ``key.path: message``.
+    Raises :class:`ConfigError` listing every problem as ``key.path: message``:
+    the schema's findings and every NaN or infinite number (which the schema's
+    bounds cannot catch, see :func:`non_finite_numbers`).
     """
     import jsonschema
 
+    lines = [f"  {key}: {value!r} is not a finite number (NaN and infinities are never valid here)"
+             for key, value in non_finite_numbers(config)]
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = []
-        for err in errors:
-            # an if/then failure hides the useful message in its context
-            leaves = [e for e in err.context] if err.context else [err]
-            for leaf in leaves or [err]:
-                lines.append(f"  {_key_path(leaf)}: {leaf.message}")
-        raise ConfigError(f"invalid {source} ({len(lines)} problem(s)):\n" + "\n".join(dict.fromkeys(lines)))
+    for err in errors:
+        # an if/then failure hides the useful message in its context
+        leaves = [e for e in err.context] if err.context else [err]
+        for leaf in leaves or [err]:
+            lines.append(f"  {_key_path(leaf)}: {leaf.message}")
+    if lines:
+        lines = list(dict.fromkeys(lines))
+        raise ConfigError(f"invalid {source} ({len(lines)} problem(s)):\n" + "\n".join(lines))
     return config
 
 

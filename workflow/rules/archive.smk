@@ -2,7 +2,7 @@
 # the exact config, software versions, the rules' file patterns) and the config.
 #
 #   snakemake --cores 2 archive                  # runs what is missing, then packs
-#   prior-landscape review archives/results.tar.gz
+#   prior-landscape review archives/results.tar.gz   # exit status 0 only when everything verifies
 #
 # Make the report first (snakemake --report results/report.html) to have it in the
 # archive; after changing results by hand: snakemake --forcerun archive archive.
@@ -15,6 +15,9 @@ rule archive:
         lambda wildcards: all_targets(),
     output:
         "archives/results.tar.gz",
+        # its detached checksum (sha256sum format): keep or publish the value apart from the archive
+        # to detect an archive changed together with its manifest (prior-landscape review --sha256)
+        "archives/results.tar.gz.sha256",
     params:
         results=RESULTS,
         config=config,

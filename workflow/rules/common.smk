@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from prior_landscape.config import ConfigError, accuracy, validate_config, theta_grid
+from prior_landscape.io.images import check_photographs
 from prior_landscape.io.downloads import (
     DEFAULT_LOCK_FILE,
     CatalogueError,
@@ -16,6 +17,12 @@ from prior_landscape.io.downloads import (
 
 # Stops the run before any job starts, naming every bad key.
 validate_config(config, source="config (config.yaml and --config overrides)")
+# Image files named by the configuration are read now, as the jobs will read them: a
+# missing, corrupt or unusable file stops the run here (dry runs included), naming its key.
+_image_problems = check_photographs(config)
+if _image_problems:
+    raise ConfigError(f"{len(_image_problems)} image file(s) of the configuration cannot be used:\n  "
+                      + "\n  ".join(_image_problems))
 
 RESULTS = "results"
 PRIORS = list(config["priors"])

@@ -16,11 +16,26 @@ An archive is a ``.tar.gz`` holding
 Left out: temporary files (``*.part``, dot files) and resumable job states
 (``*_state.pt``, ``state.pt``: present only while a job is unfinished).
 
+:func:`write_archive` also writes ``<archive>.sha256`` (``sha256sum`` format): a
+detached checksum of the whole archive, manifest included. The manifest lists a
+checksum for every file, so a changed file is found; but an archive whose files
+and manifest were changed together is consistent with itself. Only a checksum
+kept apart from it tells: keep (or publish) the ``.sha256`` value elsewhere and
+check with ``prior-landscape review --sha256 HEX`` or ``sha256sum -c``; the
+review also checks a ``.sha256`` file found beside the archive.
+
 :func:`review` reads an archive (or a ``results/`` folder, or an unpacked
 archive) without unpacking it, lists each artefact with its provenance, verifies
 the checksums against the manifest, and says which figures and tables can be
 re-rendered from it alone. ``prior-landscape review PATH`` prints it
-(:mod:`prior_landscape.cli`).
+(:mod:`prior_landscape.cli`). Its verdict (:attr:`Review.ok`) fails on any
+member that is unreadable or damaged (every Parquet file is read whole, its
+page and content checksums verified), changed, missing or not listed in the
+manifest; on an archive that cannot be read to its verified end, has no
+manifest, a malformed one, a config.yaml that differs from it, links or
+duplicate members; and on a detached checksum that does not match. A folder
+without a manifest (a working ``results/``) can only be checked for
+readability, which the review says.
 
 No Snakemake in here: ``workflow/rules/archive.smk`` passes the config and the
 rules' file patterns in.
@@ -39,14 +54,23 @@ import re
 import socket
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path, PurePosixPath
-from typing import IO, Iterable, Iterator
+from typing import IO, Iterable
 
 import yaml
 
-from prior_landscape.io.artefacts import PROVENANCE_KEY, atomic_output, git_commit, package_versions
+from prior_landscape.io.artefacts import (
+    PROVENANCE_KEY,
+    DamagedArtefactError,
+    atomic_output,
+    git_commit,
+    package_versions,
+    verify_table,
+)
+from prior_landscape.io.unpacking import ArchiveError, iter_tar, member_parts, safe_unpack
 
 FORMAT = "prior-landscape-archive/1"
 MANIFEST = "manifest.json"
@@ -295,7 +319,32 @@ def write_archive(
         umask = os.umask(0)
         os.umask(umask)
         tmp.chmod(0o666 & ~umask)  # mkstemp makes it private; an archive is for sharing
+    write_checksum_file(out)
     return manifest
+
+
+def checksum_path(archive: str | Path) -> Path:
+    """Where the detached checksum of ``archive`` is kept: ``<archive>.sha256``."""
+    archive = Path(archive)
+    return archive.with_name(archive.name + ".sha256")
+
+
+def write_checksum_file(archive: str | Path) -> Path:
+    """Write ``<archive>.sha256`` (``sha256sum`` format: ``<hex>  <name>``), atomically."""
+    archive = Path(archive)
+    with atomic_output(checksum_path(archive)) as tmp:
+        tmp.write_text(f"{sha256_file(archive)}  {archive.name}\n")
+    return checksum_path(archive)
+
+
+def read_checksum_file(path: str | Path) -> str:
+    """The sha256 recorded in a ``sha256sum``-format file (its first line); ValueError naming it otherwise."""
+    path = Path(path)
+    text = path.read_text(errors="replace").strip()
+    m = re.fullmatch(r"([0-9a-fA-F]{64})(?:\s+\*?.+)?", text.splitlines()[0].strip() if text else "")
+    if not m:
+        raise ValueError(f"{path} does not hold a sha256 checksum (expected '<64 hex digits>  <file name>')")
+    return m.group(1).lower()
 
 
 def rule_map(rules: Iterable) -> list[dict]:
@@ -370,10 +419,18 @@ class Review:
     extra: list[str] = field(default_factory=list)
     renderable: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    archive_sha256: str | None = None  # of the archive file (archives only)
+    checksum_source: str | None = None  # where the expected archive checksum came from, if any
+
+    @property
+    def unreadable(self) -> list[str]:
+        """Files that could not be read, or whose own checksums (Parquet pages, content) fail."""
+        return [e.path for e in self.entries if e.error]
 
     @property
     def ok(self) -> bool:
-        return not (self.mismatched or self.missing or self.problems)
+        """True only when nothing is unreadable, changed, missing, unlisted or otherwise wrong."""
+        return not (self.mismatched or self.missing or self.extra or self.problems or self.unreadable)
 
     def to_dict(self) -> dict:
         return {
@@ -385,29 +442,33 @@ class Review:
             "mismatched": self.mismatched,
             "missing": self.missing,
             "extra": self.extra,
+            "unreadable": self.unreadable,
             "renderable": self.renderable,
             "problems": self.problems,
+            "archive_sha256": self.archive_sha256,
+            "checksum_source": self.checksum_source,
         }
 
 
 def _parquet_info(fileobj: IO[bytes], entry: Entry) -> None:
-    import pyarrow.parquet as pq
-
+    """Read the whole table, verifying its page and content checksums (a damaged file is
+    reported in ``entry.error``, not raised), and summarise it."""
     try:
-        pf = pq.ParquetFile(fileobj)
-        entry.rows = pf.metadata.num_rows
-        schema = pf.schema_arrow
-        entry.columns = list(schema.names)
-        meta = schema.metadata or {}
-        if PROVENANCE_KEY in meta:
-            entry.provenance = json.loads(meta[PROVENANCE_KEY])
-    except Exception as e:  # noqa: BLE001 - a damaged file is reported, not raised
-        entry.error = f"unreadable Parquet: {type(e).__name__}: {e}"
+        table = verify_table(fileobj, entry.path)
+    except DamagedArtefactError as e:
+        entry.error = str(e)
         return
-    entry.summary = _summary(pf, entry)
+    entry.rows = table.num_rows
+    entry.columns = list(table.schema.names)
+    try:
+        entry.provenance = json.loads(table.schema.metadata[PROVENANCE_KEY])
+    except (ValueError, TypeError) as e:
+        entry.error = f"{entry.path}: its provenance is not valid JSON ({e})"
+        return
+    entry.summary = _summary(table, entry)
 
 
-def _summary(pf, entry: Entry) -> str:
+def _summary(table, entry: Entry) -> str:
     """Distinct values of the columns that index the rows, e.g. '2 priors × 4 families × 11 θ'."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -418,7 +479,7 @@ def _summary(pf, entry: Entry) -> str:
     parts = []
     for c in keys:
         try:
-            col = pf.read(columns=[c]).column(c)
+            col = table.column(c)
             if pa.types.is_nested(col.type):  # e.g. a list per row: not an index
                 continue
             n = len(pc.unique(col))
@@ -437,18 +498,132 @@ def _entry(rel: str, size: int, fileobj: IO[bytes]) -> Entry:
     return entry
 
 
-def _iter_archive(path: Path) -> Iterator[tuple[str, int, IO[bytes] | None]]:
-    """(name, size, file object) of each regular member, read once, in order (streaming)."""
-    with tarfile.open(path, "r|*") as tar:
-        for member in tar:
-            if not member.isfile():
+def _file_entry(base: Path, rel: str) -> Entry:
+    """The entry of a file of a folder; one that cannot be opened or read is an entry with an error."""
+    path = base / rel
+    try:
+        with open(path, "rb") as f:
+            return _entry(rel, os.fstat(f.fileno()).st_size, f)
+    except OSError as e:
+        return Entry(path=rel, size=0, sha256="", kind=classify(rel), error=f"unreadable: {type(e).__name__}: {e}")
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _relative_path(p: str) -> bool:
+    pure = PurePosixPath(p)
+    return bool(p) and not pure.is_absolute() and ".." not in pure.parts
+
+
+def _parse_manifest(raw: bytes, where: str) -> tuple[dict | None, list[str]]:
+    """(the manifest, problems): None when it is not JSON or not shaped like one of ours."""
+    try:
+        manifest = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        return None, [f"{where} is not valid JSON ({e}): nothing can be verified"]
+    if not isinstance(manifest, dict):
+        return None, [f"{where} is not a JSON object: nothing can be verified"]
+    problems = []
+    if manifest.get("format") != FORMAT:
+        problems.append(f"{where}: unknown manifest format {manifest.get('format')!r} (expected {FORMAT})")
+    files = manifest.get("files")
+    if not isinstance(files, list):
+        return None, problems + [f"{where} has no list of files: nothing can be verified"]
+    seen = set()
+    for i, f in enumerate(files):
+        ok = (isinstance(f, dict) and isinstance(f.get("path"), str) and _relative_path(f["path"])
+              and isinstance(f.get("size"), int) and not isinstance(f["size"], bool) and f["size"] >= 0
+              and isinstance(f.get("sha256"), str) and _HEX64.fullmatch(f["sha256"]))
+        if not ok:
+            return None, problems + [f"{where}: entry {i} of 'files' is malformed (needs a relative path, a size and "
+                                     "a sha256): nothing can be verified"]
+        if f["path"] in seen:
+            problems.append(f"{where} lists {f['path']!r} twice")
+        seen.add(f["path"])
+    return manifest, problems
+
+
+def _check_config(rv: Review, text: bytes | None, where: str) -> None:
+    """The config.yaml of an archive must be the manifest's configuration (it is what a re-render uses)."""
+    if rv.manifest is None:
+        return
+    if text is None:
+        rv.problems.append(f"{where} is missing: a re-render would not use the run's configuration")
+        return
+    try:
+        cfg = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        rv.problems.append(f"{where} is not valid YAML ({e})")
+        return
+    if json.loads(json.dumps(cfg or {}, default=str)) != json.loads(json.dumps(rv.manifest.get("config") or {},
+                                                                                  default=str)):
+        rv.problems.append(f"{where} differs from the configuration recorded in the manifest")
+
+
+def _spooled(data: IO[bytes]):
+    buf = tempfile.SpooledTemporaryFile(max_size=64 << 20)
+    while block := data.read(1 << 20):
+        buf.write(block)
+    buf.seek(0)
+    return buf
+
+
+def _review_archive(path: Path, rv: Review) -> None:
+    config_text = None
+    manifest_seen = False
+    seen: set[str] = set()
+    try:
+        for member, data in iter_tar(path):
+            name = "/".join(member_parts(member.name, path))
+            if member.isdir():
                 continue
-            src = tar.extractfile(member)
-            with tempfile.SpooledTemporaryFile(max_size=64 << 20) as buf:
-                while block := src.read(1 << 20):
-                    buf.write(block)
-                buf.seek(0)
-                yield member.name, member.size, buf
+            if not member.isreg():
+                what = "a link" if (member.issym() or member.islnk()) else "a special file"
+                rv.problems.append(f"member {name!r} is {what}: `snakemake archive` writes regular files only")
+                continue
+            if name in seen:
+                rv.problems.append(f"member {name!r} appears twice (unpacking would keep only the last)")
+                continue
+            seen.add(name)
+            with _spooled(data) as buf:
+                if name == MANIFEST:
+                    manifest_seen = True
+                    rv.manifest, problems = _parse_manifest(buf.read(), f"{path}: {MANIFEST}")
+                    rv.problems.extend(problems)
+                elif name == CONFIG_FILE:
+                    config_text = buf.read()
+                else:
+                    rv.entries.append(_entry(name, member.size, buf))
+    except ArchiveError as e:
+        rv.problems.append(f"the archive could not be read to its end: {e}")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:  # while reading a member's data
+        rv.problems.append(f"the archive could not be read to its end: {path} is damaged or truncated: "
+                           f"{type(e).__name__}: {e}")
+    if not manifest_seen:
+        rv.problems.append(f"no {MANIFEST} in the archive: its files cannot be verified "
+                           "(an archive made by `snakemake archive` always has one)")
+    _check_config(rv, config_text, f"{path}: {CONFIG_FILE}")
+
+
+def _review_folder(path: Path, rv: Review) -> None:
+    results, mpath = _locate(path)
+    if mpath is not None:
+        try:
+            raw = mpath.read_bytes()
+        except OSError as e:
+            rv.problems.append(f"{mpath} is unreadable ({e}): nothing can be verified")
+        else:
+            rv.manifest, problems = _parse_manifest(raw, str(mpath))
+            rv.problems.extend(problems)
+        cfg = results.parent / CONFIG_FILE
+        try:
+            _check_config(rv, cfg.read_bytes() if cfg.exists() else None, str(cfg))
+        except OSError as e:
+            rv.problems.append(f"{cfg} is unreadable ({e})")
+    base = results.parent
+    for rel in collect_files(results):
+        rv.entries.append(_file_entry(base, rel))
 
 
 def _locate(path: Path) -> tuple[Path, Path | None]:
@@ -461,39 +636,44 @@ def _locate(path: Path) -> tuple[Path, Path | None]:
     return results, manifest if manifest.exists() else None
 
 
-def review(path: str | Path) -> Review:
-    """Review an archive (.tar.gz), an unpacked archive or a ``results/`` folder."""
+def _check_detached(path: Path, rv: Review, expected_sha256: str | None) -> None:
+    """Compare the archive's sha256 with one given out of band, else with ``<archive>.sha256`` if present."""
+    rv.archive_sha256 = sha256_file(path)
+    if expected_sha256 is not None:
+        expected, rv.checksum_source = expected_sha256.strip().lower(), "given on the command line"
+    elif checksum_path(path).exists():
+        rv.checksum_source = str(checksum_path(path))
+        try:
+            expected = read_checksum_file(checksum_path(path))
+        except (ValueError, OSError) as e:
+            rv.problems.append(str(e))
+            return
+    else:
+        return
+    if not _HEX64.fullmatch(expected):
+        rv.problems.append(f"the expected checksum {expected_sha256!r} is not 64 hex digits")
+    elif expected != rv.archive_sha256:
+        rv.problems.append(f"the archive's sha256 {rv.archive_sha256} differs from {expected} "
+                           f"({rv.checksum_source}): the archive changed since it was made")
+
+
+def review(path: str | Path, *, expected_sha256: str | None = None) -> Review:
+    """Review an archive (.tar.gz), an unpacked archive or a ``results/`` folder.
+
+    ``expected_sha256``: the archive's checksum obtained apart from it (else a
+    ``<archive>.sha256`` beside it is used when present). See the module docstring
+    for what makes the verdict fail."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    entries: list[Entry] = []
-    manifest = None
-    problems: list[str] = []
+    rv = Review(source=str(path), source_kind="archive" if path.is_file() else "folder", manifest=None, entries=[])
     if path.is_file():
-        kind = "archive"
-        try:
-            for name, size, f in _iter_archive(path):
-                name = name[2:] if name.startswith("./") else name
-                if name == MANIFEST:
-                    manifest = json.loads(f.read())
-                elif name == CONFIG_FILE:
-                    continue
-                else:
-                    entries.append(_entry(name, size, f))
-        except (tarfile.TarError, OSError, EOFError) as e:
-            problems.append(f"the archive could not be read to the end: {type(e).__name__}: {e}")
+        _check_detached(path, rv, expected_sha256)
+        _review_archive(path, rv)
     else:
-        kind = "folder"
-        results, mpath = _locate(path)
-        if mpath is not None:
-            manifest = json.loads(mpath.read_text())
-        base = results.parent
-        for rel in collect_files(results):
-            with open(base / rel, "rb") as f:
-                entries.append(_entry(rel, (base / rel).stat().st_size, f))
-    rv = Review(source=str(path), source_kind=kind, manifest=manifest, entries=entries, problems=problems)
-    if manifest is not None and manifest.get("format") != FORMAT:
-        rv.problems.append(f"unknown manifest format {manifest.get('format')!r} (expected {FORMAT})")
+        if expected_sha256 is not None:
+            raise ValueError("a checksum of the archive can only be checked on the archive file, not a folder")
+        _review_folder(path, rv)
     _attribute_rules(rv)
     _verify(rv)
     _renderability(rv)
@@ -538,8 +718,8 @@ def _renderability(rv: Review) -> None:
     Snakemake renders such a target without recomputing anything: it leaves
     existing inputs alone (their own inputs need not be there), as long as no
     input is newer than the files made from it, which an archive preserves."""
-    present = {e.path for e in rv.entries if e.path not in rv.mismatched}
-    damaged = set(rv.mismatched) | {e.path for e in rv.entries if e.error}
+    damaged = set(rv.mismatched) | set(rv.unreadable)
+    present = {e.path for e in rv.entries if e.path not in damaged}
     rules = _rules(rv)
     targets = []
     if rules:
@@ -559,7 +739,8 @@ def _renderability(rv: Review) -> None:
         else:
             missing = [p for p in inputs if p not in present]
             matched = [p for p in inputs if p in present]
-        bad = [p for p in inputs if p in damaged]
+        # a damaged file that an input needs (named, or matched by a pattern) rules the target out
+        bad = sorted(x for x in damaged if any(x == p or (globbing and fnmatch.fnmatch(x, p)) for p in inputs))
         if missing or bad:
             status = "no"
         elif has_functions:
@@ -670,20 +851,30 @@ def format_review(rv: Review, verbose: bool = False) -> str:
                 lines.append(f"      {e.path}  {_size(e.size)}" + (f", rule {e.rule}" if e.rule else ""))
 
     lines.append("")
+    if rv.source_kind == "archive":
+        if rv.checksum_source:
+            lines.append(f"Archive sha256 {rv.archive_sha256}, checked against {rv.checksum_source}")
+        else:
+            lines.append(f"Archive sha256 {rv.archive_sha256}; no detached checksum to check it against (an archive "
+                         "changed together with its manifest is detected only that way: see --sha256)")
     if m is None:
-        lines.append("Checksums: not verified (no manifest)")
+        lines.append("Checksums: not verified (no usable manifest); every file was read and its own checksums checked")
     else:
         n = len(m.get("files", []))
-        if not (rv.mismatched or rv.missing):
+        if not (rv.mismatched or rv.missing or rv.extra):
             lines.append(f"Checksums: all {n} files match the manifest")
         else:
-            lines.append(f"Checksums: FAILED ({len(rv.mismatched)} changed, {len(rv.missing)} missing, of {n} files)")
+            lines.append(f"Checksums: FAILED ({len(rv.mismatched)} changed, {len(rv.missing)} missing, "
+                         f"{len(rv.extra)} not listed, of {n} files)")
         for p in rv.mismatched:
             lines.append(f"  CHANGED  {p}  (sha256 or size differs from the manifest)")
         for p in rv.missing:
             lines.append(f"  MISSING  {p}")
         for p in rv.extra:
-            lines.append(f"  not in manifest: {p}")
+            lines.append(f"  NOT LISTED  {p}  (not in the manifest)")
+    for e in rv.entries:
+        if e.error:
+            lines.append(f"  UNREADABLE  {e.path}: {e.error}")
     for p in rv.problems:
         lines.append(f"  PROBLEM  {p}")
 
@@ -698,21 +889,53 @@ def format_review(rv: Review, verbose: bool = False) -> str:
         else:
             lines.append(f"  no       {r['rule']}: {outs}; missing or damaged: {', '.join(r['missing'][:4])}")
     lines.append("")
-    lines.append("OK" if rv.ok else "FAILED: the archive does not match its manifest")
+    lines.append(verdict(rv))
     return "\n".join(lines)
 
 
-def unpack(archive: str | Path, dest: str | Path) -> Path:
-    """Unpack an archive into ``dest`` (safely: no absolute paths, links or devices)."""
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive, "r:*") as tar:
-        tar.extractall(dest, filter="data")
-    return dest
+def verdict(rv: Review) -> str:
+    """The review's last line: OK, or FAILED with what failed."""
+    if rv.ok:
+        return "OK" if rv.manifest is not None else "OK (every file readable; no manifest to verify them against)"
+    counts = [(len(rv.unreadable), "unreadable or damaged"), (len(rv.mismatched), "changed"),
+              (len(rv.missing), "missing"), (len(rv.extra), "not listed in the manifest"),
+              (len(rv.problems), "other problems")]
+    return "FAILED: " + ", ".join(f"{n} {what}" for n, what in counts if n)
+
+
+def unpack(archive: str | Path, dest: str | Path, *, expected_sha256: str | None = None) -> Path:
+    """Unpack an archive made by :func:`write_archive` into the new (or empty) folder ``dest``.
+
+    The archive's detached checksum is checked first (``expected_sha256``, else
+    ``<archive>.sha256`` when present). Members are written by
+    :func:`prior_landscape.io.unpacking.safe_unpack` (no absolute paths, ``..``,
+    links or devices; a damaged or truncated archive refused) into a hidden folder
+    that is reviewed (:func:`review`) before it is renamed onto ``dest``: any file
+    changed, missing, unlisted or damaged, a missing or malformed manifest, and
+    ``dest`` is not created. Raises :class:`ArchiveError` naming the archive and
+    what failed.
+    """
+    archive, dest = Path(archive), Path(dest)
+    detached = Review(source=str(archive), source_kind="archive", manifest=None, entries=[])
+    _check_detached(archive, detached, expected_sha256)
+    if detached.problems:
+        raise ArchiveError(f"refusing to unpack {archive}: " + "; ".join(detached.problems))
+
+    def check(folder: Path, files) -> None:
+        rv = review(folder)
+        if rv.manifest is None or not rv.ok:
+            details = [f"changed {p}" for p in rv.mismatched] + [f"missing {p}" for p in rv.missing]
+            details += [f"not listed {p}" for p in rv.extra] + [f"unreadable {p}" for p in rv.unreadable]
+            details += rv.problems + ([] if rv.manifest is not None else [f"no usable {MANIFEST}"])
+            shown = "; ".join(details[:8]) + (f"; and {len(details) - 8} more" if len(details) > 8 else "")
+            raise ArchiveError(f"refusing to unpack {archive}: it does not match its manifest ({shown})")
+
+    return safe_unpack(archive, dest, check=check)
 
 
 __all__ = [
     "FORMAT", "MANIFEST", "CONFIG_FILE", "FIGURE_INPUTS", "PRODUCERS", "EXCLUDE",
     "collect_files", "classify", "build_manifest", "write_archive", "rule_map",
-    "review", "format_review", "unpack", "Review", "Entry", "sha256_file",
+    "review", "format_review", "verdict", "unpack", "Review", "Entry", "sha256_file",
+    "checksum_path", "write_checksum_file", "read_checksum_file",
 ]

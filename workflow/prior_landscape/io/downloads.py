@@ -35,10 +35,24 @@ Checksum policy
   source that changed its content is then an error, not a silent change of the
   experiment's input. To accept a deliberate change, delete the key from the
   lock file.
+* Trust on first use trusts only a file shown to be whole and genuine: before
+  its digest is recorded, the file must not be an HTML page (a login, quota or
+  error page served with status 200), and must pass the check of its format
+  (zip and torch ``.pth``: central directory and every member's CRC;
+  gzip/bzip2/xz and tar: decompressed to the verified end; pickle: its opcodes
+  up to STOP and nothing after). A file of another format that arrived without
+  a known length (no Content-Length: a truncated transfer looks complete) is
+  downloaded a second time and recorded only if both transfers agree. A file
+  that fails is deleted and not recorded; a file already at ``dest`` that fails
+  is kept and reported, never recorded.
 * On any checksum failure the downloaded bytes are deleted (no ``dest``, no
   ``.part``) and :class:`ChecksumError` names the file, the expected and the
   actual digest. A file already at ``dest`` that fails verification is never
   overwritten: the error says to delete it.
+* A whole download (every attempt and wait) has an overall deadline
+  (``deadline``, 12 hours by default): a server that trickles bytes slowly
+  enough never to hit the socket timeout is given up on; what was received is
+  kept in ``<dest>.part`` for the next run to resume.
 
 A file is renamed onto ``dest`` only after verification, so a file at its
 final path is always complete and checked.
@@ -52,11 +66,9 @@ import hashlib
 import http.client
 import json
 import logging
+import math
 import os
-import posixpath
 import re
-import shutil
-import stat
 import sys
 import tarfile
 import tempfile
@@ -65,10 +77,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import yaml
+
+from prior_landscape.io.unpacking import ArchiveError, archive_format, interprocess_lock, iter_tar, safe_unpack
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +94,7 @@ KINDS = ("url", "manual")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip")
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 _MAX_BACKOFF_S = 60.0
+DEFAULT_DEADLINE_S = 12 * 3600.0  # one fetch, every attempt included (the largest file: ~7 GB)
 
 __all__ = [
     "ArchiveError",
@@ -130,10 +146,6 @@ class ManualDownloadRequired(RuntimeError):
         self.missing = missing
 
 
-class ArchiveError(RuntimeError):
-    """An archive could not be unpacked safely (unknown format, unsafe member)."""
-
-
 class CatalogueError(ValueError):
     """The resource catalogue is malformed."""
 
@@ -177,23 +189,7 @@ def _human(n: int | None) -> str:
     return f"{n} B"
 
 
-@contextlib.contextmanager
-def _interprocess_lock(path: Path) -> Iterator[None]:
-    """Serialise processes working on ``path`` (POSIX advisory lock kept outside the repository)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    key = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:24]
-    lock_dir = Path(tempfile.gettempdir()) / "prior_landscape_locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{key}.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+_interprocess_lock = interprocess_lock  # one lock for downloads and unpacking (io/unpacking.py)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -339,28 +335,38 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.I)
 _UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)", re.I)
 
 
+class _DeadlinePassed(Exception):
+    """Internal: the overall deadline of a fetch passed."""
+
+
 def _transfer(
-    url: str, part: Path, *, timeout: float, chunk_size: int, expected_size: int | None, progress: _Progress
-) -> None:
-    """One attempt: (re)start or resume ``part``. Raises _Transient, _Restart or DownloadError."""
+    url: str, part: Path, *, timeout: float, chunk_size: int, expected_size: int | None, progress: _Progress,
+    deadline_at: float = math.inf,
+) -> bool:
+    """One attempt: (re)start or resume ``part``; True when the file's total length was known
+    (so that a short transfer is seen as truncated). Raises _Transient, _Restart, _DeadlinePassed
+    or DownloadError."""
     offset = part.stat().st_size if part.exists() else 0
     if expected_size is not None:
         if offset == expected_size:
-            return
+            return True
         if offset > expected_size:
             raise _Restart(f"partial file larger ({offset} B) than the recorded size ({expected_size} B)")
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
     request = urllib.request.Request(url, headers=headers)
+    remaining = deadline_at - time.monotonic()
+    if remaining <= 0:
+        raise _DeadlinePassed()
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        response = urllib.request.urlopen(request, timeout=min(timeout, max(remaining, 0.01)))
     except urllib.error.HTTPError as err:
         with contextlib.closing(err):
             if err.code == 416 and offset:
                 m = _UNSATISFIED_RANGE.search(err.headers.get("Content-Range", "") or "")
                 if m and int(m.group(1)) == offset:
-                    return  # the partial file is already complete
+                    return True  # the partial file is already complete
                 raise _Restart(f"server refused the range {offset}- (HTTP 416)")
             if err.code in _RETRY_STATUS:
                 raise _Transient(f"HTTP {err.code} {err.reason}") from err
@@ -392,12 +398,16 @@ def _transfer(
         try:
             with open(part, mode) as fh:
                 while True:
-                    block = response.read(chunk_size)
+                    # read1: whatever has arrived (read(n) would wait for n bytes from a trickling server)
+                    block = response.read1(chunk_size)
                     if not block:
                         break
                     fh.write(block)
                     done += len(block)
                     progress(done, total)
+                    if time.monotonic() > deadline_at:
+                        fh.flush()
+                        raise _DeadlinePassed()
                 fh.flush()
                 os.fsync(fh.fileno())
         except (http.client.HTTPException, OSError) as err:
@@ -406,6 +416,7 @@ def _transfer(
             raise _Transient(f"transfer truncated: {done} of {total} bytes")
         if total is not None and done > total:
             raise _Restart(f"received {done} bytes, more than the announced {total}")
+        return total is not None
 
 
 def fetch(
@@ -419,28 +430,43 @@ def fetch(
     retries: int = 4,
     backoff: float = 1.0,
     timeout: float = 60,
+    deadline: float | None = DEFAULT_DEADLINE_S,
     chunk_size: int = 1 << 20,
     progress: Callable[[int, int | None], Any] | None = None,
 ) -> Path:
     """Download ``url`` to ``dest``, verified, resumable and atomic; return ``dest``.
 
     ``sha256`` / ``md5``: a pinned digest (verified). Without one, ``lock_file`` and
-    ``lock_key`` record the sha256 and size on first download and verify them later.
+    ``lock_key`` record the sha256 and size on first download, once the file is shown
+    whole and genuine (see the module docstring), and verify them later.
     A ``dest`` that already exists is verified and returned without downloading; if it
     fails verification it is kept and :class:`ChecksumError` says to delete it.
     ``retries``: further attempts after the first, waiting ``backoff * 2**k`` seconds.
-    ``progress(done_bytes, total_bytes_or_None)`` is called as data arrives.
+    ``timeout``: seconds without data before an attempt fails; ``deadline``: seconds for
+    the whole fetch (None: no limit). ``progress(done_bytes, total_bytes_or_None)`` is
+    called as data arrives.
     """
     dest = Path(dest)
     lock_file = Path(lock_file) if lock_file is not None else None
     part = dest.with_name(dest.name + ".part")
+    first = dest.with_name(dest.name + ".part.first")  # the first of two transfers that must agree
     dest.parent.mkdir(parents=True, exist_ok=True)
+    deadline_at = time.monotonic() + deadline if deadline is not None else math.inf
 
     with _interprocess_lock(dest):
+        first.unlink(missing_ok=True)  # left by a killed run
         expected, expected_size, origin = _expected(sha256, md5, lock_file, lock_key)
         if dest.exists():
             if not expected and (lock_file is None or not lock_key):
                 return dest  # nothing to verify against
+            if not expected:  # about to be trusted on first use: only if whole and genuine
+                problem = _first_use_problem(dest)
+                if problem:
+                    raise ChecksumError(
+                        f"{dest} exists but {problem}; it was left untouched and not recorded in {lock_file}. "
+                        f"Delete it ({dest}) and run again to download it from {url}.",
+                        path=dest, algorithm="format", expected="a complete file", actual=problem, existing=True,
+                    )
             digest = _check(dest, expected, expected_size, origin, existing=True, url=url, lock_key=lock_key)
             if not expected and lock_file is not None and lock_key:
                 _record_lock(lock_file, lock_key, {"url": url, "sha256": digest, "size": dest.stat().st_size})
@@ -449,33 +475,41 @@ def fetch(
 
         report = _Progress(dest.name, progress)
         attempts = max(0, int(retries)) + 1
-        last_error: str = ""
-        restarts = 0
-        attempt = 0
         log.info("downloading %s -> %s", url, dest)
-        while True:
-            try:
-                _transfer(url, part, timeout=timeout, chunk_size=chunk_size, expected_size=expected_size, progress=report)
-                break
-            except _Restart as err:
-                part.unlink(missing_ok=True)
-                restarts += 1
-                last_error = str(err)
-                log.info("%s: %s; starting again from zero", url, err)
-                if restarts > attempts:
-                    raise _download_error(url, dest, part, attempt + 1, last_error) from None
-                continue
-            except _Transient as err:
-                attempt += 1
-                last_error = str(err)
-                if attempt >= attempts:
-                    raise _download_error(url, dest, part, attempt, last_error) from err.__cause__
-                wait = min(_MAX_BACKOFF_S, backoff * 2 ** (attempt - 1))
-                log.warning("%s: %s (attempt %d of %d); retrying in %.2g s", url, err, attempt, attempts, wait)
-                time.sleep(wait)
-            except DownloadError as err:
-                raise _download_error(url, dest, part, attempt + 1, str(err), transient=False) from err
 
+        def download() -> bool:
+            """Into ``part``, with retries; True when the total length was known."""
+            last_error, restarts, attempt = "", 0, 0
+            while True:
+                try:
+                    return _transfer(url, part, timeout=timeout, chunk_size=chunk_size, expected_size=expected_size,
+                                     progress=report, deadline_at=deadline_at)
+                except _Restart as err:
+                    part.unlink(missing_ok=True)
+                    restarts += 1
+                    last_error = str(err)
+                    log.info("%s: %s; starting again from zero", url, err)
+                    if restarts > attempts:
+                        raise _download_error(url, dest, part, attempt + 1, last_error) from None
+                    continue
+                except _Transient as err:
+                    attempt += 1
+                    last_error = str(err)
+                    if attempt >= attempts:
+                        raise _download_error(url, dest, part, attempt, last_error) from err.__cause__
+                    wait = min(_MAX_BACKOFF_S, backoff * 2 ** (attempt - 1))
+                    if time.monotonic() + wait > deadline_at:
+                        raise _deadline_error(url, dest, part, deadline, last_error) from None
+                    log.warning("%s: %s (attempt %d of %d); retrying in %.2g s", url, err, attempt, attempts, wait)
+                    time.sleep(wait)
+                except _DeadlinePassed:
+                    raise _deadline_error(url, dest, part, deadline, last_error) from None
+                except DownloadError as err:
+                    raise _download_error(url, dest, part, attempt + 1, str(err), transient=False) from err
+
+        length_known = download()
+        if not expected:
+            _establish_first_download(url, dest, part, first, length_known, download)
         digest = _check(part, expected, expected_size, origin, existing=False, url=url, lock_key=lock_key)
         size = part.stat().st_size
         os.replace(part, dest)
@@ -483,6 +517,140 @@ def fetch(
             _record_lock(lock_file, lock_key, {"url": url, "sha256": digest, "size": size})
         log.info("downloaded %s (%s, sha256 %s)", dest, _human(size), digest)
         return dest
+
+
+def _establish_first_download(url: str, dest: Path, part: Path, first: Path, length_known: bool, download) -> None:
+    """Before trusting ``part`` on first use: refuse an HTML page or a file that fails its format's
+    check; a file of a format with no check that came without a known length is downloaded
+    again, and accepted only if both transfers agree. Failures delete the data and raise
+    DownloadError (nothing at ``dest``, nothing recorded)."""
+    problem = _first_use_problem(part)
+    if problem:
+        part.unlink(missing_ok=True)
+        raise DownloadError(
+            f"refusing {dest.name} downloaded from {url}: {problem}. Nothing was kept or recorded. Check the address "
+            f"(it may need a login or have moved) or download the file by hand and place it at {dest}.",
+            url=url, dest=dest,
+        )
+    if length_known or _format_check(part) is not None:
+        return
+    log.warning("%s: no length announced and no format check for %s; downloading it again to compare", url, dest.name)
+    os.replace(part, first)
+    try:
+        download()
+        if file_digest(first) != file_digest(part):
+            part.unlink(missing_ok=True)
+            raise DownloadError(
+                f"refusing {dest.name} from {url}: the server announced no length and two transfers gave different "
+                "contents (a truncated or changing file); nothing was kept or recorded. Try again later, or "
+                f"download it by hand and place it at {dest}.",
+                url=url, dest=dest,
+            )
+    finally:
+        first.unlink(missing_ok=True)
+
+
+def _deadline_error(url: str, dest: Path, part: Path, deadline: float | None, last: str) -> DownloadError:
+    msg = (f"could not download {url} to {dest}: the download took longer than its overall deadline of "
+           f"{deadline:g} s (a server sending too slowly{'; last error: ' + last if last else ''}).")
+    if part.exists() and part.stat().st_size:
+        msg += f" {_human(part.stat().st_size)} received are kept in {part}; the next run resumes from there."
+    return DownloadError(msg, url=url, dest=dest)
+
+
+# ----------------------------------------------------------------------------- first-use checks
+
+_HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")
+
+
+def _real_name(path: Path) -> str:
+    """The name of the file being downloaded into ``path`` (``x.zip`` for ``x.zip.part.first``)."""
+    name = path.name
+    for suffix in (".first", ".part"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def _first_use_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be trusted on first use (an HTML page, a broken file of its format), or None."""
+    name = _real_name(path)
+    if not name.lower().endswith((".html", ".htm", ".xml")):
+        with open(path, "rb") as fh:
+            head = fh.read(1024).lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+        if head.startswith(_HTML_STARTS):
+            return ("it is an HTML or XML page, not the file (a login, quota or error page served as if it were the "
+                    "file?)")
+    if not path.stat().st_size:
+        return "it is empty"
+    check = _format_check(path)
+    return check(path) if check is not None else None
+
+
+def _format_check(path: Path):
+    """The check of ``path``'s format (a function returning a problem or None), or None when
+    its format has none here."""
+    low = _real_name(path).lower()
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if low.endswith((".zip", ".npz")) or (low.endswith((".pth", ".pt")) and magic[:2] == b"PK"):
+        return _check_zip
+    if low.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")):
+        return _check_tar
+    if low.endswith((".gz", ".bz2", ".xz")):
+        return _check_compressed
+    if low.endswith((".pkl", ".pickle")):
+        return _check_pickle
+    return None
+
+
+def _check_zip(path: Path) -> str | None:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()  # reads every member: CRC-32 and length
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as err:
+        return f"it is not a complete zip archive ({type(err).__name__}: {err})"
+    return f"its member {bad!r} is damaged (CRC mismatch)" if bad else None
+
+
+def _check_tar(path: Path) -> str | None:
+    try:
+        for _member, data in iter_tar(path):
+            while data is not None and data.read(1 << 20):
+                pass
+    except ArchiveError as err:
+        return f"it is not a complete tar archive ({err})"
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+        return f"it is not a complete tar archive ({type(err).__name__}: {err})"
+    return None
+
+
+def _check_compressed(path: Path) -> str | None:
+    import bz2
+    import gzip
+    import lzma
+
+    suffix = Path(_real_name(path)).suffix.lower()
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}[suffix]
+    try:
+        with opener(path, "rb") as fh:  # to the end: the stream's checksum and length are verified there
+            while fh.read(1 << 20):
+                pass
+    except (OSError, EOFError, zlib.error, lzma.LZMAError) as err:
+        return f"it is not a complete {suffix} stream ({type(err).__name__}: {err})"
+    return None
+
+
+def _check_pickle(path: Path) -> str | None:
+    import pickletools
+
+    try:
+        with open(path, "rb") as fh:
+            for _ in pickletools.genops(fh):  # reads opcodes (never runs them) up to STOP
+                pass
+            trailing = fh.read(1)
+    except ValueError as err:
+        return f"it is not a complete pickle ({err})"
+    return "it has data after the end of its pickle" if trailing else None
 
 
 def _download_error(url: str, dest: Path, part: Path, attempts: int, last: str, transient: bool = True) -> DownloadError:
@@ -502,12 +670,7 @@ def _download_error(url: str, dest: Path, part: Path, attempts: int, last: str, 
 
 
 def _archive_format(name: str) -> str:
-    low = name.lower()
-    if low.endswith(".zip"):
-        return "zip"
-    if any(low.endswith(s) for s in ARCHIVE_SUFFIXES):
-        return "tar"
-    raise ArchiveError(f"cannot tell the archive format of {name!r} (known: {', '.join(ARCHIVE_SUFFIXES)})")
+    return archive_format(name)
 
 
 def _archive_stem(name: str) -> str:
@@ -518,69 +681,24 @@ def _archive_stem(name: str) -> str:
     return name
 
 
-def _safe_member(name: str, archive: Path) -> None:
-    pure = PurePosixPath(name.replace("\\", "/"))
-    if pure.is_absolute() or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in pure.parts:
-        raise ArchiveError(
-            f"refusing to unpack {archive}: member {name!r} would be written outside the target folder "
-            "(absolute path or '..'). The archive is not trustworthy; delete it and check its source."
-        )
-
-
-def unpack_archive(archive: str | Path, target: str | Path) -> Path:
+def unpack_archive(archive: str | Path, target: str | Path, **limits) -> Path:
     """Unpack ``archive`` (zip or tar, possibly compressed) into the folder ``target``, atomically.
 
-    Members are extracted into a temporary folder beside ``target`` which is renamed onto
-    ``target`` once complete. Members with absolute paths, ``..`` components, links that
-    leave the folder or special files are refused with :class:`ArchiveError`; then nothing
-    is created. An existing ``target`` is returned as is.
+    An existing ``target`` is returned as is (unpacked folders appear only complete).
+    Otherwise :func:`prior_landscape.io.unpacking.safe_unpack` writes it: members
+    into a hidden folder beside ``target`` renamed into place once complete and
+    verified; absolute paths, ``..``, links, special files, a damaged or truncated
+    archive and one that unpacks past the size limits (``limits``: ``max_bytes``,
+    ``max_ratio``, ``max_members``) are refused with :class:`ArchiveError`, and then
+    nothing is created. Leftovers of a killed unpack of ``target`` are removed.
     """
     archive, target = Path(archive), Path(target)
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".unpacking", dir=target.parent))
     try:
-        if _archive_format(archive.name) == "zip":
-            with zipfile.ZipFile(archive) as zf:
-                for info in zf.infolist():
-                    _safe_member(info.filename, archive)
-                    mode = info.external_attr >> 16
-                    if stat.S_ISLNK(mode):
-                        raise ArchiveError(f"refusing to unpack {archive}: member {info.filename!r} is a symbolic link")
-                zf.extractall(tmp)
-        else:
-            with tarfile.open(archive, "r:*") as tf:
-                members = tf.getmembers()
-                for m in members:
-                    _safe_member(m.name, archive)
-                    if m.issym() or m.islnk():
-                        base = "" if m.islnk() else posixpath.dirname(m.name)
-                        resolved = posixpath.normpath(posixpath.join(base, m.linkname))
-                        if m.linkname.startswith("/") or resolved == ".." or resolved.startswith("../"):
-                            raise ArchiveError(
-                                f"refusing to unpack {archive}: link {m.name!r} -> {m.linkname!r} points outside "
-                                "the target folder. The archive is not trustworthy; delete it and check its source."
-                            )
-                    elif not (m.isfile() or m.isdir()):
-                        raise ArchiveError(f"refusing to unpack {archive}: member {m.name!r} is a special file")
-                if hasattr(tarfile, "data_filter"):
-                    tf.extractall(tmp, members=members, filter="data")
-                else:  # pragma: no cover - Python < 3.11.4
-                    tf.extractall(tmp, members=members)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if target.exists():  # another process finished first
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                raise
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ArchiveError(f"cannot unpack {archive}: {err}. Delete it and run again to download it afresh.") from err
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        safe_unpack(archive, target, **limits)
+    except ArchiveError as err:
+        raise ArchiveError(f"{err}. Delete {archive} and run again to download it afresh.") from None
     log.info("unpacked %s into %s", archive, target)
     return target
 
@@ -676,6 +794,7 @@ def ensure_resource(
     retries: int = 4,
     backoff: float = 1.0,
     timeout: float = 60,
+    deadline: float | None = DEFAULT_DEADLINE_S,
     progress: Callable[[int, int | None], Any] | None = None,
 ) -> Path:
     """Make the catalogue ``entry`` available under ``root`` and return its location.
@@ -722,7 +841,7 @@ def ensure_resource(
                                                    "size": dest.stat().st_size})
         else:
             _fetch_mirrors(spec, dest, lock_file, lock_key, retries=retries, backoff=backoff, timeout=timeout,
-                           progress=progress)
+                           deadline=deadline, progress=progress)
         if target is not None:
             unpack_archive(dest, target)
             if not spec["keep_archive"]:

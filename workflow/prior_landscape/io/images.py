@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where it is used: the DAG-time image checks need none of it
+    import torch
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -66,31 +68,59 @@ BUNDLED_PHOTOGRAPHS: dict[str, Callable[[], np.ndarray]] = {
 }
 
 
-def to_gray_unit(img: np.ndarray) -> np.ndarray:
-    """Any uint8/bool/float image (H, W[, 3|4]) to float64 grayscale in [0, 1]."""
+def to_gray_unit(img: np.ndarray, what: str = "image") -> np.ndarray:
+    """Any bool/integer/float image (H, W[, C]) to float64 grayscale in [0, 1].
+
+    C is 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA); alpha is composited
+    over white, as scikit-image's ``rgba2rgb`` does. Anything else (another
+    channel count, a stack of frames, an empty image, NaN or infinite pixels,
+    float pixels outside [0, 1]) raises ValueError naming ``what``: such a file
+    would otherwise become crops of NaN or of clipped, meaningless values.
+    """
     from skimage.color import rgb2gray, rgba2rgb
     from skimage.util import img_as_float
 
-    img = img_as_float(np.asarray(img))
+    img = np.asarray(img)
+    shape = img.shape
+    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 2, 3, 4)):
+        raise ValueError(
+            f"{what} has shape {shape}: expected one 2-D image, grey (H, W) or (H, W, C) with C = 1 (grey), "
+            "2 (grey + alpha), 3 (RGB) or 4 (RGBA)"
+        )
+    if img.size == 0:
+        raise ValueError(f"{what} is empty (shape {shape})")
+    if img.dtype.kind not in "biuf":
+        raise ValueError(f"{what} has pixels of type {img.dtype}, not numbers")
+    if img.dtype.kind == "f":
+        if not np.isfinite(img).all():
+            raise ValueError(f"{what} has NaN or infinite pixels")
+        lo, hi = float(img.min()), float(img.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f"{what} has floating-point pixels in [{lo:g}, {hi:g}], outside [0, 1]")
+    img = img_as_float(img)
     if img.ndim == 3:
-        if img.shape[2] == 4:
-            img = rgba2rgb(img)
-        img = rgb2gray(img)
-    if img.ndim != 2:
-        raise ValueError(f"expected a 2-D or RGB(A) image, got shape {img.shape}")
+        channels = img.shape[2]
+        if channels == 1:
+            img = img[..., 0]
+        elif channels == 2:  # grey + alpha, over white
+            img = img[..., 0] * img[..., 1] + (1.0 - img[..., 1])
+        else:
+            img = rgb2gray(rgba2rgb(img) if channels == 4 else img)
     return np.clip(img, 0.0, 1.0)
 
 
 def load_photograph(name_or_path: str, downscale: int = 1) -> np.ndarray:
     """A bundled photograph by name, or an image file by path: grayscale float64 in [0, 1].
 
-    Raises FileNotFoundError / ValueError naming the input when it is missing or unreadable.
+    Raises FileNotFoundError / ValueError naming the input when it is missing,
+    unreadable or not a single grey, grey + alpha, RGB or RGBA image.
     """
     if name_or_path in BUNDLED_PHOTOGRAPHS:
         img = BUNDLED_PHOTOGRAPHS[name_or_path]()
+        what = f"bundled photograph {name_or_path!r}"
     else:
         path = Path(name_or_path)
-        if not path.exists():
+        if not path.is_file():
             raise FileNotFoundError(
                 f"input image {name_or_path!r} is neither a bundled photograph "
                 f"({', '.join(sorted(BUNDLED_PHOTOGRAPHS))}) nor an existing file"
@@ -101,12 +131,54 @@ def load_photograph(name_or_path: str, downscale: int = 1) -> np.ndarray:
             img = skimage.io.imread(path)
         except Exception as err:  # noqa: BLE001 - any decoder error means unreadable
             raise ValueError(f"input image {str(path)!r} could not be read as an image: {err}") from err
-    img = to_gray_unit(img)
+        what = f"input image {str(path)!r}"
+    img = to_gray_unit(img, what)
     if downscale > 1:
         from skimage.transform import rescale
 
         img = rescale(img, 1.0 / downscale, anti_aliasing=True, order=1)
     return img
+
+
+#: The configuration keys that name photographs (bundled names or image files).
+PHOTOGRAPH_KEYS = (
+    ("data", "photographs", "train"),
+    ("data", "photographs", "heldout"),
+    ("critical_points", "unrelated"),
+    ("deblur", "kohler", "photographs"),
+)
+
+
+def configured_photographs(config: dict) -> list[tuple[str, str]]:
+    """``(config key, entry)`` of every photograph the configuration names, e.g.
+    ``("data.photographs.heldout.1", "clock")``."""
+    out = []
+    for keys in PHOTOGRAPH_KEYS:
+        node = config
+        for k in keys:
+            node = node.get(k) if isinstance(node, dict) else None
+        for i, name in enumerate(node or []):
+            out.append((".".join((*keys, str(i))), name))
+    return out
+
+
+def check_photographs(config: dict) -> list[str]:
+    """Problems with the image files the configuration names, one ``key: message`` each.
+
+    Each entry that is not a bundled photograph is read and converted exactly as
+    the jobs will (:func:`load_photograph`), so a missing, corrupt or unusable
+    file stops the run when the DAG is built, before any job, naming its key and
+    path. Bundled photographs are not read (they ship with the installed packages).
+    """
+    problems = []
+    for key, name in configured_photographs(config):
+        if name in BUNDLED_PHOTOGRAPHS:
+            continue
+        try:
+            load_photograph(name)
+        except (OSError, ValueError) as err:
+            problems.append(f"{key}: {err}")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -146,6 +218,8 @@ def crop_positions(
 
 def extract_crops(images: dict[str, np.ndarray], specs: list[CropSpec]) -> torch.Tensor:
     """Crops as a float32 tensor (N, 1, s, s)."""
+    import torch
+
     arr = np.stack([images[s.image][s.row : s.row + s.size, s.col : s.col + s.size] for s in specs])
     return torch.as_tensor(arr, dtype=torch.float32)[:, None]
 
@@ -158,6 +232,7 @@ def binary_digits(size: int = 16, threshold: float = 0.5) -> torch.Tensor:
     """scikit-learn's 1797 handwritten 8×8 digits, upscaled (bilinear) to ``size``×``size``
     and binarized at ``threshold``: the demo stand-in for the paper's binarized MNIST
     (P §2.3, Fig. 8). Returns float32 {0, 1} images (N, 1, size, size)."""
+    import torch
     from sklearn.datasets import load_digits
 
     digits = torch.as_tensor(load_digits().images / 16.0, dtype=torch.float32)[:, None]
@@ -203,6 +278,8 @@ def unrelated_images(names: list[str], n: int, shape: tuple[int, int, int], seed
     bundled photographs: photograph i mod len(names), a seeded square window (half to all of
     its short side), resized anti-aliased to H×W; colour kept for C = 3 (grey replicated),
     grey for C = 1. Deterministic in ``seed``."""
+    import torch
+
     from prior_landscape.io.datasets import resize_center_crop
 
     C, H, W = shape

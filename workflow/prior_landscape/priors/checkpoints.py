@@ -25,6 +25,28 @@ EDM network pickles (``edm-ffhq-64x64-uncond-ve.pkl``, ``edm-afhqv2-64x64-uncond
     :class:`UnsafePickleError` naming the file. Storage blobs are read with
     ``torch.load(weights_only=True)``.
 
+    Data, not only code, is checked (any failure is a :class:`CheckpointError`
+    or :class:`UnsafePickleError` naming the file, never a bare MemoryError or
+    RecursionError):
+
+    * before anything is built, :func:`scan_pickle_structure` follows the
+      opcodes without executing them and refuses reference cycles, nesting
+      deeper than ``MAX_PICKLE_DEPTH`` and structures whose fully expanded size
+      (shared references counted at every place they are used) exceeds
+      ``MAX_PICKLE_NODES``: a 1 KB pickle of shared references would otherwise
+      make every later walk over it (hashing a key, flattening kwargs, the
+      module tree) run without end;
+    * every tensor is a view checked against its storage (offset, sizes and
+      strides within the elements the storage holds, no backward hooks, no
+      extra state); torch would otherwise *grow* a legacy storage blob to fit
+      and hand back uninitialised memory;
+    * classes (``torch.Tensor``, ``torch.nn.Parameter``, ``numpy.ndarray``) are
+      resolved to inert tokens that only the rebuild functions accept, so a
+      pickle cannot call ``torch.Tensor(n)`` / ``numpy.ndarray(shape)``
+      (uninitialised memory) or set a tensor's storage through
+      ``Tensor.__setstate__``; numpy arrays are rebuilt only the way numpy
+      pickles them (empty, then filled from bytes of the file).
+
     The module tree is flattened into a ``state_dict`` (parameters and
     persistent buffers, like ``torch.nn.Module.state_dict``) and rebuilt as
     deepinv's port of the same network (deepinv 0.5: ``deepinv.models.NCSNpp``
@@ -90,6 +112,144 @@ class CheckpointError(ValueError):
 
 class UnsafePickleError(pickle.UnpicklingError):
     """A pickle references a global outside the allow-list (it could execute code)."""
+
+
+# ============================================================ structure scan
+#: Largest fully expanded size of a pickle's object graph (a shared reference counts at
+#: every place it is used). A released EDM network expands to ~10⁵ nodes.
+MAX_PICKLE_NODES = 5_000_000
+#: Deepest nesting of containers and calls. EDM networks nest ~30 levels.
+MAX_PICKLE_DEPTH = 400
+
+_MUTATING_OPS = {"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "BUILD"}
+_PUT_OPS = {"PUT", "BINPUT", "LONG_BINPUT"}
+_GET_OPS = {"GET", "BINGET", "LONG_BINGET"}
+
+
+def scan_pickle_structure(
+    fh, where: str, *, max_nodes: int = MAX_PICKLE_NODES, max_depth: int = MAX_PICKLE_DEPTH
+) -> dict:
+    """Follow one pickle's opcodes from ``fh`` without executing any; refuse structure bombs.
+
+    Each object the pickle would build becomes a node whose children are the
+    objects it is made of (container items, a call's function and arguments, a
+    BUILD's state); memo references (GET) point at the same node, so the graph
+    is exactly the object graph the unpickler would create. The pickle is
+    refused (:class:`CheckpointError` naming ``where``) when that graph has a
+    cycle, nests deeper than ``max_depth``, or expands (shared references
+    unfolded, as a recursive walk, a hash of a nested key or a printout would
+    unfold them) to more than ``max_nodes`` nodes; also when the opcode stream
+    is malformed or truncated. Returns ``{"nodes", "expanded", "depth"}``.
+    Leaves ``fh`` just after the pickle's STOP.
+    """
+    import pickletools
+
+    children: list[list[int]] = []
+    MARK = -1
+
+    def node(kids=()) -> int:
+        children.append(list(kids))
+        return len(children) - 1
+
+    stack: list[int] = []
+    memo: dict[int, int] = {}
+    root = None
+
+    def pop_to_mark() -> list[int]:
+        try:
+            i = len(stack) - 1 - stack[::-1].index(MARK)
+        except ValueError:
+            raise CheckpointError(f"{where}: malformed pickle (no MARK on the stack)") from None
+        items = stack[i + 1 :]
+        del stack[i:]
+        return items
+
+    def pop(n: int) -> list[int]:
+        if n > len(stack) or MARK in stack[len(stack) - n :]:
+            raise CheckpointError(f"{where}: malformed pickle (stack underflow)")
+        items = stack[len(stack) - n :]
+        del stack[len(stack) - n :]
+        return items
+
+    try:
+        for op, arg, _pos in pickletools.genops(fh):
+            name = op.name
+            if name in _PUT_OPS or name == "MEMOIZE":
+                if not stack or stack[-1] == MARK:
+                    raise CheckpointError(f"{where}: malformed pickle (memoising an empty stack)")
+                memo[len(memo) if name == "MEMOIZE" else arg] = stack[-1]
+            elif name in _GET_OPS:
+                if arg not in memo:
+                    raise CheckpointError(f"{where}: malformed pickle (memo entry {arg} read before it is set)")
+                stack.append(memo[arg])
+            elif name == "DUP":
+                stack.append(pop(1)[0])
+                stack.append(stack[-1])
+            elif name == "MARK":
+                stack.append(MARK)
+            elif name == "POP":
+                if stack and stack[-1] == MARK:
+                    pop_to_mark()
+                else:
+                    pop(1)
+            elif name == "POP_MARK":
+                pop_to_mark()
+            elif name == "STOP":
+                root = pop(1)[0]
+                break
+            else:
+                before = op.stack_before
+                if pickletools.markobject in before:
+                    sliced = pop_to_mark()
+                    fixed = pop(before.index(pickletools.markobject))
+                else:
+                    sliced, fixed = [], pop(len(before))
+                if name in _MUTATING_OPS:  # the container itself, grown by the other operands
+                    children[fixed[0]].extend(fixed[1:] + sliced)
+                    stack.append(fixed[0])
+                else:
+                    for _ in op.stack_after:  # one new object (PROTO, FRAME: none)
+                        stack.append(node(fixed + sliced))
+    except ValueError as err:  # pickletools: unknown opcode, truncated argument, no STOP
+        raise CheckpointError(f"{where}: malformed or truncated pickle ({err})") from None
+    if root is None:
+        raise CheckpointError(f"{where}: truncated pickle (no STOP opcode)")
+
+    # expanded size and depth of every node reachable from the root (iterative post-order)
+    expanded = [0] * len(children)
+    depth = [0] * len(children)
+    state = [0] * len(children)  # 0 unseen, 1 on the path, 2 done
+    todo = [(root, False)]
+    while todo:
+        n, leaving = todo.pop()
+        if leaving:
+            kids = children[n]
+            expanded[n] = min(max_nodes + 1, 1 + sum(expanded[k] for k in kids))
+            depth[n] = 1 + max((depth[k] for k in kids), default=0)
+            state[n] = 2
+            if expanded[n] > max_nodes:
+                raise CheckpointError(
+                    f"{where}: the pickle's structure expands to more than {max_nodes:,} objects through shared "
+                    "references (a structure bomb); a network checkpoint never does. The file is crafted or corrupted."
+                )
+            if depth[n] > max_depth:
+                raise CheckpointError(f"{where}: the pickle nests deeper than {max_depth} levels; the file is crafted "
+                                      "or corrupted")
+            continue
+        if state[n] == 2:
+            continue
+        if state[n] == 1:
+            raise CheckpointError(f"{where}: the pickle's objects form a reference cycle; a network checkpoint has "
+                                  "none. The file is crafted or corrupted.")
+        state[n] = 1
+        todo.append((n, True))
+        for k in children[n]:
+            if state[k] == 1:
+                raise CheckpointError(f"{where}: the pickle's objects form a reference cycle; a network checkpoint "
+                                      "has none. The file is crafted or corrupted.")
+            if state[k] == 0:
+                todo.append((k, False))
+    return {"nodes": len(children), "expanded": expanded[root], "depth": depth[root]}
 
 
 # ============================================================ restricted unpickler
@@ -161,7 +321,7 @@ def _reconstruct_persistent_obj(meta):
     if not isinstance(meta, dict):
         raise pickle.UnpicklingError("persistent object: metadata is not a dict")
     if meta.get("type") != "class":
-        raise pickle.UnpicklingError(f"persistent object of unsupported type {meta.get('type')!r}")
+        raise pickle.UnpicklingError(f"persistent object of unsupported type {_short_repr(meta.get('type'))}")
     class_name, src, state = meta.get("class_name"), meta.get("module_src"), meta.get("state")
     if not isinstance(class_name, str) or not isinstance(src, str):
         raise pickle.UnpicklingError("persistent object: class_name / module_src missing")
@@ -172,14 +332,142 @@ def _reconstruct_persistent_obj(meta):
     return PersistentObject(class_name, meta.get("version"), state, src)
 
 
+class _ClassToken:
+    """What a pickle gets for an allow-listed class: a name, not the class.
+
+    ``torch.Tensor``, ``torch.nn.Parameter`` and ``numpy.ndarray`` appear in
+    EDM pickles only as arguments of rebuild functions (``_rebuild_from_type_v2``,
+    numpy's ``_reconstruct``), which map the token back to the class. Handing
+    out the class itself would let a pickle call it (``torch.Tensor(n)``,
+    ``numpy.ndarray(shape)``: uninitialised memory) or instantiate it and set its
+    storage unchecked (``Tensor.__setstate__`` with a legacy 4-tuple).
+    """
+
+    __slots__ = ("cls",)
+
+    def __init__(self, cls):
+        self.cls = cls
+
+    def __repr__(self) -> str:
+        return f"<class token {self.cls.__module__}.{self.cls.__qualname__}>"
+
+
+_TENSOR_TYPES = {torch.Tensor, torch.nn.Parameter}
+_MAX_TENSOR_DIMS = 32
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_view(storage, storage_offset, size, stride) -> None:
+    """A tensor view (offset, sizes, strides) must lie within the elements its storage holds."""
+    if not isinstance(storage, torch.storage.TypedStorage):
+        raise pickle.UnpicklingError(f"tensor data is a {type(storage).__name__}, not a tensor storage")
+    if not isinstance(size, (tuple, list)) or not isinstance(stride, (tuple, list)):
+        raise pickle.UnpicklingError("tensor size and stride must be sequences")
+    if len(size) != len(stride) or len(size) > _MAX_TENSOR_DIMS:
+        raise pickle.UnpicklingError(f"tensor with {len(size)} sizes and {len(stride)} strides")
+    if not _is_int(storage_offset) or not all(_is_int(v) and v >= 0 for v in (*size, *stride)):
+        raise pickle.UnpicklingError(
+            f"tensor offset, sizes and strides must be non-negative integers (offset {storage_offset!r}, "
+            f"size {tuple(size)!r}, stride {tuple(stride)!r})"
+        )
+    held = storage.size()  # elements
+    if storage_offset < 0 or storage_offset > held:
+        raise pickle.UnpicklingError(f"tensor offset {storage_offset} lies outside its storage of {held} elements")
+    if all(size):  # a non-empty view: its last element must be in the storage
+        last = storage_offset + sum((n - 1) * st for n, st in zip(size, stride))
+        if last >= held:
+            raise pickle.UnpicklingError(
+                f"tensor view of size {tuple(size)}, stride {tuple(stride)} at offset {storage_offset} reaches "
+                f"element {last} of a storage holding {held}: the tensor points past its data"
+            )
+
+
+def _no_hooks(backward_hooks) -> None:
+    # torch pickles an empty OrderedDict here (hooks are never serialised, see torch's Note
+    # [Don't serialize hooks]); anything else would attach allow-listed callables as hooks
+    if backward_hooks is not None and not (isinstance(backward_hooks, dict) and not backward_hooks):
+        raise pickle.UnpicklingError("tensor with backward hooks refused")
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride):
+    _check_view(storage, storage_offset, size, stride)
+    held = storage._untyped_storage.nbytes()
+    t = torch._utils._rebuild_tensor(storage, storage_offset, tuple(size), tuple(stride))
+    if t.untyped_storage().nbytes() != held:  # never grow a storage (would expose uninitialised memory)
+        raise pickle.UnpicklingError("tensor storage was resized while rebuilding a tensor")
+    return t
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks, metadata=None):
+    _no_hooks(backward_hooks)
+    if not isinstance(requires_grad, bool):
+        raise pickle.UnpicklingError(f"tensor requires_grad is a {type(requires_grad).__name__}")
+    if metadata is not None and not (isinstance(metadata, dict) and all(isinstance(v, bool) for v in metadata.values())):
+        raise pickle.UnpicklingError("tensor metadata other than flags refused")
+    t = _rebuild_tensor(storage, storage_offset, size, stride)
+    t.requires_grad = requires_grad
+    if metadata:
+        torch._utils.set_tensor_metadata(t, metadata)
+    return t
+
+
+def _rebuild_parameter(data, requires_grad, backward_hooks):
+    if type(data) is not torch.Tensor:
+        raise pickle.UnpicklingError(f"parameter data is a {type(data).__name__}, not a tensor")
+    _no_hooks(backward_hooks)
+    return torch.nn.Parameter(data, bool(requires_grad))
+
+
+def _rebuild_parameter_with_state(data, requires_grad, backward_hooks, state):
+    if state:  # attributes set on a parameter: never in a network checkpoint
+        raise pickle.UnpicklingError("parameter with extra state refused")
+    return _rebuild_parameter(data, requires_grad, backward_hooks)
+
+
+_TENSOR_REBUILDERS = (_rebuild_tensor, _rebuild_tensor_v2, _rebuild_parameter, _rebuild_parameter_with_state)
+
+
+def _rebuild_from_type_v2(func, new_type, args, state):
+    new_type = new_type.cls if isinstance(new_type, _ClassToken) else new_type
+    if new_type not in _TENSOR_TYPES:
+        raise UnsafePickleError(f"tensor subclass {new_type!r} refused")
+    if func not in _TENSOR_REBUILDERS:
+        raise pickle.UnpicklingError(f"_rebuild_from_type_v2 of {getattr(func, '__name__', type(func).__name__)} refused")
+    if state:
+        raise pickle.UnpicklingError("tensor with extra state refused")
+    if not isinstance(args, tuple):
+        raise pickle.UnpicklingError("_rebuild_from_type_v2 arguments are not a tuple")
+    ret = func(*args)
+    return ret if type(ret) is new_type else ret.as_subclass(new_type)
+
+
+def _pickles_in_storage_blob(b: bytes, where: str) -> None:
+    """Scan the pickles of a legacy ``torch.save`` blob (magic, protocol, system info, the
+    storage, its keys) for structure bombs before torch's unpickler builds them."""
+    fh = io.BytesIO(b)
+    for _ in range(5):
+        scan_pickle_structure(fh, where)
+
+
 def _load_storage_from_bytes(b: bytes):
     # A tensor storage pickled on its own: a legacy torch.save blob; torch's weights-only loader reads it.
     if not isinstance(b, (bytes, bytearray)):
         raise pickle.UnpicklingError("storage payload is not bytes")
+    _pickles_in_storage_blob(bytes(b), "a tensor storage blob")
     try:
-        return torch.load(io.BytesIO(b), map_location="cpu", weights_only=True)
+        storage = torch.load(io.BytesIO(b), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise UnsafePickleError(f"a tensor storage blob was refused by torch's weights-only unpickler: {err}") from None
+    if not isinstance(storage, torch.storage.TypedStorage):
+        raise pickle.UnpicklingError(f"a tensor storage blob holds a {type(storage).__name__}, not a storage")
+    if storage._untyped_storage.nbytes() > len(b):  # its data must come from the blob itself
+        raise pickle.UnpicklingError(
+            f"a tensor storage blob of {len(b)} bytes declares {storage._untyped_storage.nbytes()} bytes of data"
+        )
+    return storage
 
 
 def _numpy_dtype(*args):
@@ -198,27 +486,26 @@ def _numpy_scalar(dtype, data=None):
 
 
 def _numpy_reconstruct(subtype, shape, dtype):
+    # numpy pickles an array as _reconstruct(ndarray, (0,), b'b') then fills it (BUILD) from
+    # bytes of the pickle, which numpy checks against the shape: only that form is accepted,
+    # so no array is ever allocated larger than the data the file holds.
+    subtype = subtype.cls if isinstance(subtype, _ClassToken) else subtype
     if subtype is not np.ndarray:
         raise UnsafePickleError(f"numpy array subtype {subtype!r} refused")
-    return np.ndarray.__new__(np.ndarray, shape, dtype)
-
-
-def _rebuild_from_type_v2(func, new_type, args, state):
-    if new_type not in (torch.Tensor, torch.nn.Parameter):
-        raise UnsafePickleError(f"tensor subclass {new_type!r} refused")
-    return torch._tensor._rebuild_from_type_v2(func, new_type, args, state)
+    if tuple(shape) != (0,):
+        raise pickle.UnpicklingError(f"numpy array reconstructed with shape {tuple(shape)!r}, not numpy's (0,)")
+    return np.ndarray.__new__(np.ndarray, (0,), np.dtype(np.uint8))
 
 
 def _allowed_globals() -> dict[tuple[str, str], Any]:
     allowed: dict[tuple[str, str], Any] = {
-        ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
-        ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-        ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-        ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
+        ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+        ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter_with_state,
         ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
-        ("torch", "Tensor"): torch.Tensor,
-        ("torch.nn.parameter", "Parameter"): torch.nn.Parameter,
-        ("torch", "Size"): torch.Size,
+        ("torch", "Tensor"): _ClassToken(torch.Tensor),
+        ("torch.nn.parameter", "Parameter"): _ClassToken(torch.nn.Parameter),
         ("torch", "device"): torch.device,
         ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,
         ("collections", "OrderedDict"): collections.OrderedDict,
@@ -229,7 +516,7 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         ("numpy._core.multiarray", "scalar"): _numpy_scalar,
         ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
         ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
-        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "ndarray"): _ClassToken(np.ndarray),
         ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
         ("dnnlib.util", "EasyDict"): _EasyDict,
         ("dnnlib", "EasyDict"): _EasyDict,
@@ -257,24 +544,49 @@ class RestrictedUnpickler(pickle.Unpickler):
         )
 
     def persistent_load(self, pid):
-        raise UnsafePickleError(f"unexpected persistent id {pid!r} in a plain pickle")
+        raise UnsafePickleError(f"unexpected persistent id {_short_repr(pid)} in a plain pickle")
+
+
+def _short_repr(v) -> str:
+    """A bounded repr of an untrusted value (a full repr of a crafted structure may never end)."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxstring, r.maxother = 3, 60, 60
+    return r.repr(v)
 
 
 def read_edm_pickle(path: str | Path) -> dict:
-    """Unpickle an EDM network pickle safely: persistent objects become :class:`PersistentObject`."""
+    """Unpickle an EDM network pickle safely: persistent objects become :class:`PersistentObject`.
+
+    The opcode stream is scanned first (:func:`scan_pickle_structure`), then read
+    by :class:`RestrictedUnpickler`. Any failure is an :class:`UnsafePickleError`
+    (a global or an object that could run code or expose memory) or a
+    :class:`CheckpointError` (anything else), both naming the file.
+    """
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise FileNotFoundError(f"EDM network pickle {path} does not exist")
     with open(path, "rb") as fh, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # TypedStorage deprecation
+        scan_pickle_structure(fh, str(path))
+        fh.seek(0)
         try:
             data = RestrictedUnpickler(fh).load()
         except UnsafePickleError as err:
             raise UnsafePickleError(f"{path}: {err}") from None
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, RuntimeError) as err:
-            raise CheckpointError(f"{path} is not a readable EDM network pickle: {type(err).__name__}: {err}") from err
+        except CheckpointError as err:  # a structure bomb in an embedded storage blob
+            raise CheckpointError(f"{path}: {err}") from None
+        except MemoryError:
+            raise CheckpointError(f"{path}: reading it needs more memory than this machine has; a network "
+                                  "checkpoint of the paper does not: the file is crafted or corrupted") from None
+        except Exception as err:  # noqa: BLE001 - anything else: not a readable pickle
+            raise CheckpointError(f"{path} is not a readable EDM network pickle: {type(err).__name__}: "
+                                  f"{str(err)[:500]}") from err
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a dict with an 'ema' network, got {type(data).__name__}")
+    if not all(isinstance(k, str) for k in data):
+        raise CheckpointError(f"{path}: the top-level dict has keys that are not strings")
     return data
 
 
@@ -593,11 +905,22 @@ class EDMDenoiser(nn.Module):
 
 
 def load_edm_pickle(path: str | Path, key: str = "ema") -> tuple[EDMDenoiser, dict]:
-    """Read an EDM network pickle without executing it: (denoiser in [−1, 1] scale, metadata)."""
+    """Read an EDM network pickle without executing it: (denoiser in [−1, 1] scale, metadata).
+
+    Every failure names the file: :class:`UnsafePickleError`, :class:`CheckpointError`
+    (an unexpected error while interpreting the unpickled objects included).
+    """
     path = Path(path)
     data = read_edm_pickle(path)
-    spec = edm_network_spec(data, key, source=str(path))
-    net = build_edm_network(spec)
+    try:
+        spec = edm_network_spec(data, key, source=str(path))
+        net = build_edm_network(spec)
+    except CheckpointError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError, RecursionError,
+            MemoryError, RuntimeError) as err:  # values of unexpected types or sizes in a crafted file
+        raise CheckpointError(f"{path}: cannot interpret the network it holds: {type(err).__name__}: "
+                              f"{str(err)[:500]}") from err
     den = EDMDenoiser(net, spec.precond, spec.sigma_data if spec.precond == "edm" else 0.5, spec.label_dim)
     return den.eval().requires_grad_(False), spec.metadata()
 
