@@ -53,8 +53,8 @@ def _time(fn, device, repeat: int, budget_s: float = 20.0):
 
 
 def _prior(args, device, dtype):
-    from prior_landscape.priors.scorenet import DEMO_NET_KWARGS, ScoreNetworkPrior, ScoreUNet
     from prior_landscape.priors.schedules import VESchedule
+    from prior_landscape.priors.scorenet import DEMO_NET_KWARGS, ScoreNetworkPrior, ScoreUNet
 
     if args.checkpoint is not None:
         prior = ScoreNetworkPrior.load(args.checkpoint)
@@ -79,13 +79,23 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     ap.add_argument("--chunk-size", type=int, default=256)
-    ap.add_argument("--loop-columns", type=int, default=None,
-                    help="time the loops on this many columns and extrapolate (default: all if d ≤ 1024, else 256)")
-    ap.add_argument("--repeat", type=int, default=3,
-                    help="timings are the best of this many runs (fewer once a method has used 20 s; the loops: 1 if extrapolated)")
+    ap.add_argument(
+        "--loop-columns",
+        type=int,
+        default=None,
+        help="time the loops on this many columns and extrapolate (default: all if d ≤ 1024, else 256)",
+    )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="timings are the best of this many runs (fewer once a method has used 20 s; the loops: 1 if extrapolated)",
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--no-vjp-loop", action="store_true", help="skip the vjp loop")
-    ap.add_argument("--checkpoint", type=Path, default=None, help="a trained ScoreNetworkPrior (its image shape is used)")
+    ap.add_argument(
+        "--checkpoint", type=Path, default=None, help="a trained ScoreNetworkPrior (its image shape is used)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -105,7 +115,9 @@ def main(argv=None) -> int:
     partial = m < d
     scale = d / m
 
-    desc = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, torch threads {torch.get_num_threads()}"
+    desc = (
+        torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, torch threads {torch.get_num_threads()}"
+    )
     print(f"Hessian of q: one {C}×{H}×{W} image (d = {d}), {prior.num_parameters():,}-parameter score UNet ({note})")
     print(f"device {device} ({desc}), {args.dtype}, chunk size {args.chunk_size}, best of {args.repeat}")
 
@@ -115,7 +127,9 @@ def main(argv=None) -> int:
     Jb = hessian_of_potential(prior, x, chunk_size=args.chunk_size, symmetrize=False)
 
     rows = [("batched (torch.func jvp + vmap)", t_b, False, None)]
-    t_bv, Hbv = _time(lambda: hessian_of_potential(prior, x, chunk_size=args.chunk_size, mode="vjp"), device, args.repeat)
+    t_bv, Hbv = _time(
+        lambda: hessian_of_potential(prior, x, chunk_size=args.chunk_size, mode="vjp"), device, args.repeat
+    )
     rows.append(("batched, mode='vjp' (vjp + vmap)", t_bv, False, (Hbv - Hb).abs().max().item()))
     rep_loop = 1 if partial else args.repeat
     t_l, Hl = _time(lambda: hessian_loop(prior, x, columns=m if partial else None), device, rep_loop)
@@ -136,10 +150,18 @@ def main(argv=None) -> int:
     print()
     asym = (Jb - Jb.T).abs().max().item()
     sv = spectrum(Hb)
-    print(f"ratio P loop / batched: {rows[2][1] / t_b:.1f}×   (target ≥ 5×);  P loop / batched vjp: {rows[2][1] / t_bv:.1f}×")
-    print(f"max |H| = {Hb.abs().max().item():.3g}; Jacobian asymmetry max |J − Jᵀ| = {asym:.3g} (a network is not a gradient field;")
-    print(f"  the Hessian is the symmetric part); singular values {sv[0]:.3g} … {sv[-1]:.3g}; "
-          f"below 1e-5: {intrinsic_dimension(sv)}, below 1e-3·max: {intrinsic_dimension(sv, 1e-3, relative=True)}")
+    print(
+        f"ratio P loop / batched: {rows[2][1] / t_b:.1f}×   (target ≥ 5×);  "
+        f"P loop / batched vjp: {rows[2][1] / t_bv:.1f}×"
+    )
+    print(
+        f"max |H| = {Hb.abs().max().item():.3g}; Jacobian asymmetry max |J − Jᵀ| = {asym:.3g} "
+        "(a network is not a gradient field;"
+    )
+    print(
+        f"  the Hessian is the symmetric part); singular values {sv[0]:.3g} … {sv[-1]:.3g}; "
+        f"below 1e-5: {intrinsic_dimension(sv)}, below 1e-3·max: {intrinsic_dimension(sv, 1e-3, relative=True)}"
+    )
     if partial:
         print(f"  ~: loop timed on {m} of {d} columns and scaled by {scale:.1f}; agreement on those columns")
     return 0

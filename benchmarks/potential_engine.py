@@ -13,7 +13,8 @@ RK45 tolerance and the same number of Hutchinson probes:
 It prints seconds, images per second, function evaluations and the throughput
 ratio, for the analytic mixture prior and for the demo score network.
 
-    python benchmarks/potential_engine.py [--images 16] [--probes 4] [--scorenet results/priors/scorenet-natural/model.pt]
+    python benchmarks/potential_engine.py [--images 16] [--probes 4] \
+        [--scorenet results/priors/scorenet-natural/model.pt]
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ def _demo_data(n_images: int):
 
 def _priors(crops, scorenet_path: Path | None):
     from prior_landscape.priors import GaussianMixturePrior, load_prior
-    from prior_landscape.priors.training import train_dsm
     from prior_landscape.priors.schedules import VESchedule
+    from prior_landscape.priors.training import train_dsm
 
     schedule = VESchedule(0.01, 20.0, 1e-3)
     gmm = GaussianMixturePrior.fit(crops.numpy(), (1, 16, 16), schedule, n_components=8, rank=32, name="gmm-natural")
@@ -74,22 +75,29 @@ def main(argv=None) -> int:
 
     crops, images = _demo_data(args.images)
     settings = PotentialSettings(n_probes=args.probes, atol=args.tol, rtol=args.tol)
-    print(f"potential engine vs reference: {args.images} images of 1×16×16, {args.probes} probes, "
-          f"atol = rtol = {args.tol:g}, torch threads {torch.get_num_threads()}")
+    print(
+        f"potential engine vs reference: {args.images} images of 1×16×16, {args.probes} probes, "
+        f"atol = rtol = {args.tol:g}, torch threads {torch.get_num_threads()}"
+    )
     rows = []
     for prior, note in _priors(crops, args.scorenet):
         potential(prior, images[:2], settings)  # warm-up
-        eng, t_eng = _time(lambda: potential(prior, images, settings))
-        ref, t_ref = _time(lambda: potential_reference(prior, images, settings))
+        eng, t_eng = _time(lambda p=prior: potential(p, images, settings))
+        ref, t_ref = _time(lambda p=prior: potential_reference(p, images, settings))
         diff = np.abs(eng.q - ref.q)
         tol = 3 * np.hypot(eng.stderr, ref.stderr) + 1e-3 * np.abs(ref.q)
         rows.append((prior.name, note, t_eng, t_ref, eng.nfe.mean(), ref.nfe.mean(), (diff <= tol).mean()))
     print()
-    print(f"{'prior':<18}{'engine s':>10}{'img/s':>9}{'NFE/img':>9}{'ref s':>10}{'img/s':>9}{'NFE/img':>9}{'ratio':>8}{'agree':>7}")
-    for name, note, t_eng, t_ref, nfe_eng, nfe_ref, agree in rows:
+    print(
+        f"{'prior':<18}{'engine s':>10}{'img/s':>9}{'NFE/img':>9}{'ref s':>10}{'img/s':>9}{'NFE/img':>9}"
+        f"{'ratio':>8}{'agree':>7}"
+    )
+    for name, _note, t_eng, t_ref, nfe_eng, nfe_ref, agree in rows:
         n = args.images
-        print(f"{name:<18}{t_eng:>10.2f}{n / t_eng:>9.2f}{nfe_eng:>9.0f}{t_ref:>10.2f}{n / t_ref:>9.2f}"
-              f"{nfe_ref:>9.0f}{t_ref / t_eng:>7.1f}×{agree:>7.0%}")
+        print(
+            f"{name:<18}{t_eng:>10.2f}{n / t_eng:>9.2f}{nfe_eng:>9.0f}{t_ref:>10.2f}{n / t_ref:>9.2f}"
+            f"{nfe_ref:>9.0f}{t_ref / t_eng:>7.1f}×{agree:>7.0%}"
+        )
     print()
     for name, note, *_ in rows:
         print(f"  {name}: {note}")

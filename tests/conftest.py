@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -58,5 +57,3 @@ def small_mixture():
         image_shape=(1, 3, 4),
         schedule=SCHEDULE,
     )
-
-

@@ -293,7 +293,11 @@ def _start_munge(daemons: dict, state_dir: Path) -> None:
     out = open(state_dir / "munged.out", "w")
     daemons["munged"] = subprocess.Popen(
         [_sbin("munged"), "--foreground", "--force", "--pid-file", "/run/munge/munged.pid"],
-        user="munge", group="munge", stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        user="munge",
+        group="munge",
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     _wait(_munge_works, 30, "munged did not start", daemons, state_dir / "munged.out")
 
@@ -308,13 +312,17 @@ def _wait(ok, timeout: float, what: str, daemons: dict, log: Path | None = None)
             break
         time.sleep(0.5)
     tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
-    raise ClusterUnavailable(f"{what} (daemons that exited: {[n for n, p in daemons.items() if p.poll() is not None]})\n{tail}")
+    raise ClusterUnavailable(
+        f"{what} (daemons that exited: {[n for n, p in daemons.items() if p.poll() is not None]})\n{tail}"
+    )
 
 
 def start(timeout: float = 90) -> Cluster:
     """Find the running cluster or bring one up; raise ClusterUnavailable with the reason."""
     if cluster_answers():
-        return Cluster(node=next(iter(node_states()), "?"), partition=default_partition(), gpus=gpu_count(), reused=True)
+        return Cluster(
+            node=next(iter(node_states()), "?"), partition=default_partition(), gpus=gpu_count(), reused=True
+        )
     if os.geteuid() != 0:
         raise ClusterUnavailable("no SLURM cluster answers and bringing one up needs root")
     for path in (SLURM_CONF, GRES_CONF):
@@ -408,9 +416,12 @@ def stop(cluster: Cluster, drain_timeout: float = 900) -> None:
         while (busy := other_users() + active_jobs()) and time.monotonic() < end:
             time.sleep(5)
         if busy:
-            print(f"slurm_cluster: still in use (sessions/jobs {busy}); leaving the cluster running "
-                  f"(daemons {', '.join(f'{n} pid {p.pid}' for n, p in cluster.daemons.items())}) "
-                  f"and its configuration {', '.join(map(str, cluster.written))}", file=sys.stderr)
+            print(
+                f"slurm_cluster: still in use (sessions/jobs {busy}); leaving the cluster running "
+                f"(daemons {', '.join(f'{n} pid {p.pid}' for n, p in cluster.daemons.items())}) "
+                f"and its configuration {', '.join(map(str, cluster.written))}",
+                file=sys.stderr,
+            )
             cluster.daemons.clear()
             cluster.written.clear()
             return
@@ -456,14 +467,29 @@ def _main(argv: list[str]) -> int:
     if cmd == "up":
         cluster = start()
         if not cluster.reused:
-            PID_RECORD.write_text(json.dumps(
-                {"state_dir": str(cluster.state_dir), "pids": {n: p.pid for n, p in cluster.daemons.items()},
-                 "written": {str(p): t for p, t in cluster.written.items()},
-                 "created_dirs": [str(d) for d in cluster.created_dirs]}))
+            PID_RECORD.write_text(
+                json.dumps(
+                    {
+                        "state_dir": str(cluster.state_dir),
+                        "pids": {n: p.pid for n, p in cluster.daemons.items()},
+                        "written": {str(p): t for p, t in cluster.written.items()},
+                        "created_dirs": [str(d) for d in cluster.created_dirs],
+                    }
+                )
+            )
             # leave the daemons running after this process exits
             cluster.daemons.clear()
-        print(json.dumps({"node": cluster.node, "partition": cluster.partition, "gpus": cluster.gpus,
-                          "reused": cluster.reused, "state_dir": str(cluster.state_dir)}))
+        print(
+            json.dumps(
+                {
+                    "node": cluster.node,
+                    "partition": cluster.partition,
+                    "gpus": cluster.gpus,
+                    "reused": cluster.reused,
+                    "state_dir": str(cluster.state_dir),
+                }
+            )
+        )
         return 0
     if cmd == "down":
         if not PID_RECORD.exists():

@@ -14,8 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO
+
+from prior_landscape.cli import main as cli_main
 from prior_landscape.io.archive import (
     CONFIG_FILE,
     FIGURE_INPUTS,
@@ -28,28 +29,53 @@ from prior_landscape.io.archive import (
     write_archive,
 )
 from prior_landscape.io.artefacts import provenance, write_table
-from prior_landscape.cli import main as cli_main
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 # the rules' file patterns, as rule_map() records them from Snakemake's Rule objects
 RULES = [
-    {"rule": "blur_kernels", "outputs": ["results/kernels/blur_families.parquet"],
-     "output_regex": [r"results/kernels/blur_families\.parquet$"], "inputs": [], "input_functions": False},
-    {"rule": "fit_mixture_prior", "outputs": ["results/priors/{prior,gmm-natural}/model.pt"],
-     "output_regex": [r"results/priors/(?P<prior>gmm-natural)/model\.pt$"], "inputs": [], "input_functions": False},
-    {"rule": "likelihood_sweep", "outputs": ["results/sweeps/{prior}.parquet"],
-     "output_regex": [r"results/sweeps/(?P<prior>.+)\.parquet$"], "inputs": ["results/priors/{prior}/model.pt"],
-     "input_functions": False},
-    {"rule": "fig05_blur_families", "outputs": ["results/figures/fig05.png", "results/figures/fig05.pdf"],
-     "output_regex": [r"results/figures/fig05\.png$", r"results/figures/fig05\.pdf$"],
-     "inputs": ["results/kernels/blur_families.parquet"], "input_functions": False},
-    {"rule": "fig07_likelihood_sweeps", "outputs": ["results/figures/fig07.png", "results/tables/sweep_summary.csv"],
-     "output_regex": [r"results/figures/fig07\.png$", r"results/tables/sweep_summary\.csv$"],
-     "inputs": ["results/sweeps/gmm-natural.parquet"], "input_functions": False},
-    {"rule": "fig04_hessian_spectra", "outputs": ["results/figures/fig04.png"],
-     "output_regex": [r"results/figures/fig04\.png$"], "inputs": ["results/hessian/gmm-natural.parquet"],
-     "input_functions": False},
+    {
+        "rule": "blur_kernels",
+        "outputs": ["results/kernels/blur_families.parquet"],
+        "output_regex": [r"results/kernels/blur_families\.parquet$"],
+        "inputs": [],
+        "input_functions": False,
+    },
+    {
+        "rule": "fit_mixture_prior",
+        "outputs": ["results/priors/{prior,gmm-natural}/model.pt"],
+        "output_regex": [r"results/priors/(?P<prior>gmm-natural)/model\.pt$"],
+        "inputs": [],
+        "input_functions": False,
+    },
+    {
+        "rule": "likelihood_sweep",
+        "outputs": ["results/sweeps/{prior}.parquet"],
+        "output_regex": [r"results/sweeps/(?P<prior>.+)\.parquet$"],
+        "inputs": ["results/priors/{prior}/model.pt"],
+        "input_functions": False,
+    },
+    {
+        "rule": "fig05_blur_families",
+        "outputs": ["results/figures/fig05.png", "results/figures/fig05.pdf"],
+        "output_regex": [r"results/figures/fig05\.png$", r"results/figures/fig05\.pdf$"],
+        "inputs": ["results/kernels/blur_families.parquet"],
+        "input_functions": False,
+    },
+    {
+        "rule": "fig07_likelihood_sweeps",
+        "outputs": ["results/figures/fig07.png", "results/tables/sweep_summary.csv"],
+        "output_regex": [r"results/figures/fig07\.png$", r"results/tables/sweep_summary\.csv$"],
+        "inputs": ["results/sweeps/gmm-natural.parquet"],
+        "input_functions": False,
+    },
+    {
+        "rule": "fig04_hessian_spectra",
+        "outputs": ["results/figures/fig04.png"],
+        "output_regex": [r"results/figures/fig04\.png$"],
+        "inputs": ["results/hessian/gmm-natural.parquet"],
+        "input_functions": False,
+    },
 ]
 CONFIG = {"scale": "demo", "device": "cpu", "seed": 0, "priors": {"gmm-natural": {"kind": "gaussian_mixture"}}}
 
@@ -58,10 +84,16 @@ def _results_tree(root: Path) -> Path:
     """A small results/ folder shaped like a run's."""
     res = root / "results"
     sweep = pd.DataFrame(
-        [{"prior": "gmm-natural", "family": f, "theta": t, "image_id": i, "q": float(i + t)}
-         for f in ("gaussian", "motion") for t in (0.0, 2.0, 4.0) for i in range(2)]
+        [
+            {"prior": "gmm-natural", "family": f, "theta": t, "image_id": i, "q": float(i + t)}
+            for f in ("gaussian", "motion")
+            for t in (0.0, 2.0, 4.0)
+            for i in range(2)
+        ]
     )
-    write_table(sweep, res / "sweeps/gmm-natural.parquet", provenance({"sweep": {"n_images": 2}}, {"crops": 1}, "cpu", 1.5))
+    write_table(
+        sweep, res / "sweeps/gmm-natural.parquet", provenance({"sweep": {"n_images": 2}}, {"crops": 1}, "cpu", 1.5)
+    )
     kernels = pd.DataFrame({"family": ["gaussian", "motion"], "theta": [0.0, 0.0], "kernel": [[1.0], [1.0]]})
     write_table(kernels, res / "kernels/blur_families.parquet", provenance({"families": ["gaussian", "motion"]}))
     (res / "priors/gmm-natural").mkdir(parents=True)
@@ -150,8 +182,9 @@ def test_review_names_a_corrupted_file_in_a_folder_and_in_an_archive(archived, t
         for p in sorted(unpacked.rglob("*")):
             if p.is_file():
                 tar.add(p, arcname=p.relative_to(unpacked).as_posix())
-    proc = subprocess.run([str(Path(sys.executable).parent / "prior-landscape"), "review", str(bad)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "prior-landscape"), "review", str(bad)], capture_output=True, text=True
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "CHANGED  results/sweeps/gmm-natural.parquet" in proc.stdout
 
@@ -271,6 +304,10 @@ def test_figure_rerenders_from_the_unpacked_archive_without_recomputation(archiv
     assert "Nothing to be done" in dry.stdout + dry.stderr
     # and its review now reports the re-rendered figure as a changed file
     rv = review(unpacked)
-    assert set(rv.mismatched) <= {"results/figures/fig07.png", "results/figures/fig07.pdf",
-                                  "results/tables/sweep_summary.csv", "results/logs/figures/fig07.log"}
+    assert set(rv.mismatched) <= {
+        "results/figures/fig07.png",
+        "results/figures/fig07.pdf",
+        "results/tables/sweep_summary.csv",
+        "results/logs/figures/fig07.log",
+    }
     assert not rv.missing

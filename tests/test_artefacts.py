@@ -8,7 +8,6 @@ import sys
 import textwrap
 
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
 from prior_landscape.io import artefacts
@@ -84,10 +83,18 @@ def test_foreign_parquet_is_rejected(tmp_path):
 def test_git_commit_is_recorded_inside_a_repository(tmp_path):
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / "f").write_text("x")
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     subprocess.run(["git", "-C", str(tmp_path), "add", "f"], check=True)
     subprocess.run(["git", "-C", str(tmp_path), "commit", "-qm", "m"], check=True, env=env)
-    sha = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    sha = subprocess.run(
+        ["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     assert artefacts.git_commit(tmp_path) == sha
     (tmp_path / "f").write_text("changed")
     assert artefacts.git_commit(tmp_path) == sha + "-dirty"

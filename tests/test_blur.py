@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import math
 
+import deepinv as dinv
 import numpy as np
 import pytest
 import torch
 from scipy.signal import convolve2d
 from scipy.special import j1
 
-import deepinv as dinv
-from prior_landscape.landscape.families import AIRY_FIRST_ZERO, FAMILIES, kernel, kernel_stack
 from prior_landscape.inverse.operators import blur, circular_blur
+from prior_landscape.landscape.families import AIRY_FIRST_ZERO, FAMILIES, kernel, kernel_stack
 
 SIZE = 31
 C = SIZE // 2
@@ -145,7 +145,8 @@ def test_gaussian_second_moment_is_fwhm_std_plus_tent(theta):
     # e^{−2π²σ²} for σ ≳ 1), so Σ h |p|² = 2σ² + 1/3.
     sigma = theta / (2.0 * math.sqrt(2.0 * math.log(2.0)))
     assert second_moment(kernel("gaussian", theta)) == pytest.approx(
-        2 * sigma**2 + 1 / 3, abs=1e-8  # (truncation to 31x31: 2e-10 at θ = 5)
+        2 * sigma**2 + 1 / 3,
+        abs=1e-8,  # (truncation to 31x31: 2e-10 at θ = 5)
     )
 
 
@@ -413,9 +414,7 @@ def test_circular_blur_matches_explicit_periodic_convolution(images, asym_kernel
         atol=1e-13,
     )
     # same as the direct convolution with circular padding (deepinv conv2d)
-    assert torch.allclose(
-        circular_blur(images, asym_kernel), blur(images, asym_kernel, "circular"), atol=1e-13
-    )
+    assert torch.allclose(circular_blur(images, asym_kernel), blur(images, asym_kernel, "circular"), atol=1e-13)
     # kernel larger than the image wraps around the torus
     g = torch.Generator().manual_seed(2)
     big = torch.rand(31, 31, generator=g, dtype=torch.float64)
@@ -428,9 +427,7 @@ def test_circular_blur_matches_explicit_periodic_convolution(images, asym_kernel
     # a centred symmetric paper kernel on a 32x32 image (P §4.1 profiles)
     x32 = torch.rand(1, 1, 32, 32, generator=g, dtype=torch.float64)
     h = kernel("defocus", 3.0)
-    assert np.allclose(
-        circular_blur(x32, h).numpy(), periodic_conv_by_roll(x32.numpy(), h.numpy()), atol=1e-13
-    )
+    assert np.allclose(circular_blur(x32, h).numpy(), periodic_conv_by_roll(x32.numpy(), h.numpy()), atol=1e-13)
 
 
 # ---------------------------------------------------------------------------

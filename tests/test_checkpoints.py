@@ -23,8 +23,6 @@ import pytest
 import torch
 
 from prior_landscape.landscape.potential import PotentialSettings, potential
-
-LOOSE = PotentialSettings(n_probes=2, atol=1e-3, rtol=1e-3)  # cheap, for random-weight networks
 from prior_landscape.priors.checkpoints import (
     CheckpointError,
     UnsafePickleError,
@@ -49,6 +47,8 @@ SONG_KW = dict(
     resample_filter=[1, 3, 3, 1], model_channels=32, channel_mult=[1, 2], num_blocks=1, attn_resolutions=[4],
     augment_dim=9, dropout=0.05,
 )  # fmt: skip
+
+LOOSE = PotentialSettings(n_probes=2, atol=1e-3, rtol=1e-3)  # cheap, for random-weight networks
 ADM_KW = dict(model_channels=64, channel_mult=[1, 2], num_blocks=1, attn_resolutions=[4], dropout=0.1)
 N_CLASSES = 10
 TINY_SDE = ScoreSDENCSNppConfig(image_size=RES, nf=16, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(4,))
@@ -134,7 +134,9 @@ def _to_edm_tree(module, src, init_kwargs=None):
         (n, None if p is None else torch.nn.Parameter(p.detach().clone(), requires_grad=False))
         for n, p in module._parameters.items()
     )
-    buffers = collections.OrderedDict((n, None if b is None else b.detach().clone()) for n, b in module._buffers.items())
+    buffers = collections.OrderedDict(
+        (n, None if b is None else b.detach().clone()) for n, b in module._buffers.items()
+    )
     if isinstance(module, torch.nn.ModuleDict):  # a plain torch class in EDM's pickles
         md = torch.nn.ModuleDict.__new__(torch.nn.ModuleDict)
         md.__dict__.update(_module_state(params, buffers, children))
@@ -146,8 +148,20 @@ def _to_edm_tree(module, src, init_kwargs=None):
     return _Persistent(name, _module_state(params, buffers, children, **extra), src)
 
 
-def write_edm_pickle(path, net, *, precond, model_class, model_kwargs, label_dim=0, src="", drop=None, evil=None,
-                     tamper=None, reducer_override=None):
+def write_edm_pickle(
+    path,
+    net,
+    *,
+    precond,
+    model_class,
+    model_kwargs,
+    label_dim=0,
+    src="",
+    drop=None,
+    evil=None,
+    tamper=None,
+    reducer_override=None,
+):
     """Write ``{'ema': <persistent precond(model=net)>, ...}`` like NVlabs' training loop.
 
     For crafted files (tests/test_hostile.py): ``tamper(root, inner)`` edits the
@@ -161,8 +175,12 @@ def write_edm_pickle(path, net, *, precond, model_class, model_kwargs, label_dim
         for part in mod_path.split("."):
             node = node.state["_modules"][part] if isinstance(node, _Persistent) else node.__dict__["_modules"][part]
         node.state["_parameters"].pop(leaf)
-    root_kwargs = dict(img_resolution=RES, img_channels=3, label_dim=label_dim, use_fp16=False, model_type=model_class, **model_kwargs)
-    attrs = dict(img_resolution=RES, img_channels=3, label_dim=label_dim, use_fp16=False, _init_args=(), _init_kwargs=root_kwargs)
+    root_kwargs = dict(
+        img_resolution=RES, img_channels=3, label_dim=label_dim, use_fp16=False, model_type=model_class, **model_kwargs
+    )
+    attrs = dict(
+        img_resolution=RES, img_channels=3, label_dim=label_dim, use_fp16=False, _init_args=(), _init_kwargs=root_kwargs
+    )
     if precond == "EDMPrecond":
         attrs.update(sigma_min=0, sigma_max=float("inf"), sigma_data=0.5)
     else:
@@ -179,7 +197,9 @@ def write_edm_pickle(path, net, *, precond, model_class, model_kwargs, label_dim
     with _fake_persistence_module(), open(path, "wb") as fh:
         pickler_class = pickle.Pickler
         if reducer_override is not None:
-            pickler_class = type("CraftingPickler", (pickle.Pickler,), {"reducer_override": lambda _, obj: reducer_override(obj)})
+            pickler_class = type(
+                "CraftingPickler", (pickle.Pickler,), {"reducer_override": lambda _, obj: reducer_override(obj)}
+            )
         pickler_class(fh, protocol=4).dump(data)
 
 
@@ -233,11 +253,15 @@ def edm_files(tmp_path_factory):
     out = {"marker": marker}
     with torch.no_grad():
         song = _reference_song("edm")
-        write_edm_pickle(d / "song-edm.pkl", song, precond="EDMPrecond", model_class="SongUNet", model_kwargs=SONG_KW, src=src)
+        write_edm_pickle(
+            d / "song-edm.pkl", song, precond="EDMPrecond", model_class="SongUNet", model_kwargs=SONG_KW, src=src
+        )
         out["song-edm"] = song(X, SIGMA, input_in_minus_one_one=True)  # deepinv's own EDM preconditioning
 
         ve = _reference_song("ve-baseline")
-        write_edm_pickle(d / "song-ve.pkl", ve, precond="VEPrecond", model_class="SongUNet", model_kwargs=SONG_KW, src=src)
+        write_edm_pickle(
+            d / "song-ve.pkl", ve, precond="VEPrecond", model_class="SongUNet", model_kwargs=SONG_KW, src=src
+        )
         out["song-ve"] = ve(X, SIGMA, input_in_minus_one_one=True)
 
         adm = _reference_adm()
@@ -353,7 +377,10 @@ def sde_file(tmp_path_factory):
     params = dict(ref.named_parameters())
     shadow = [params[k].detach().clone() for k in ref.trainable_parameter_names()]
     ckpt = {
-        "optimizer": {"state": {}, "param_groups": [{"lr": 2e-4, "betas": (0.9, 0.999), "params": list(range(len(shadow)))}]},
+        "optimizer": {
+            "state": {},
+            "param_groups": [{"lr": 2e-4, "betas": (0.9, 0.999), "params": list(range(len(shadow)))}],
+        },
         "model": model_sd,
         "ema": {"decay": 0.999, "num_updates": 10, "shadow_params": shadow},
         "step": 10,
@@ -363,7 +390,9 @@ def sde_file(tmp_path_factory):
     sigma = torch.tensor([0.02, 5.0])
     with torch.no_grad():
         out = dict(ref=ref(x, sigma), raw=raw(x, sigma))
-    missing = dict(ckpt, model=collections.OrderedDict((k, v) for k, v in model_sd.items() if k != "module.all_modules.1.weight"))
+    missing = dict(
+        ckpt, model=collections.OrderedDict((k, v) for k, v in model_sd.items() if k != "module.all_modules.1.weight")
+    )
     torch.save(missing, d / "missing.pth")
     return dict(path=d / "checkpoint_48.pth", missing=d / "missing.pth", x=x, sigma=sigma, **out)
 

@@ -4,8 +4,8 @@ import copy
 
 import pytest
 import yaml
-
 from conftest import REPO
+
 from prior_landscape.config import ConfigError, theta_grid, validate_config
 
 
@@ -24,13 +24,28 @@ def test_default_config_is_valid(config):
         (lambda c: c.update(bogus=1), r"<top level>: Additional properties are not allowed \('bogus'"),
         (lambda c: c["sweep"].update(families=["gaussian", "blurry"]), r"sweep\.families\.1: 'blurry' is not one of"),
         (lambda c: c["sweep"]["theta"].update(num=1), r"sweep\.theta\.num: 1 is less than the minimum of 2"),
-        (lambda c: c["potential"].update(atol=-1e-5), r"potential\.atol: -1e-05 is less than or equal to the minimum of 0"),
+        (
+            lambda c: c["potential"].update(atol=-1e-5),
+            r"potential\.atol: -1e-05 is less than or equal to the minimum of 0",
+        ),
         (lambda c: c["blur"].update(kernel_size=30), r"blur\.kernel_size: 30 should not be valid"),
         (lambda c: c.update(device="gpu"), r"device: 'gpu' does not match"),
-        (lambda c: c["priors"]["gmm-natural"].update(rank=0), r"priors\.gmm-natural\.rank: 0 is less than the minimum of 1"),
-        (lambda c: c["priors"]["gmm-natural"].pop("n_components"), r"priors\.gmm-natural: 'n_components' is a required property"),
-        (lambda c: c["priors"]["scorenet-natural"].update(rank=3), r"priors\.scorenet-natural: Additional properties are not allowed \('rank'"),
-        (lambda c: c["priors"]["scorenet-natural"]["training"].update(step=3), r"priors\.scorenet-natural\.training: Additional properties"),
+        (
+            lambda c: c["priors"]["gmm-natural"].update(rank=0),
+            r"priors\.gmm-natural\.rank: 0 is less than the minimum of 1",
+        ),
+        (
+            lambda c: c["priors"]["gmm-natural"].pop("n_components"),
+            r"priors\.gmm-natural: 'n_components' is a required property",
+        ),
+        (
+            lambda c: c["priors"]["scorenet-natural"].update(rank=3),
+            r"priors\.scorenet-natural: Additional properties are not allowed \('rank'",
+        ),
+        (
+            lambda c: c["priors"]["scorenet-natural"]["training"].update(step=3),
+            r"priors\.scorenet-natural\.training: Additional properties",
+        ),
     ],
 )
 def test_bad_values_are_named(config, edit, message):

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from prior_landscape.io.images import crop_positions, extract_crops
-from prior_landscape.landscape.critical_points import DescentResult, choose_eta, descend, descent_step, white_noise_starts
+from prior_landscape.landscape.critical_points import (
+    DescentResult,
+    choose_eta,
+    descend,
+    descent_step,
+    white_noise_starts,
+)
 from prior_landscape.landscape.hessian import eigenvalues
 from prior_landscape.runs import RunOptions
 
@@ -20,7 +26,9 @@ def safe_eta(pr) -> float:
 
 def _max_increase(traj: pd.DataFrame) -> float:
     """Largest increase of q between consecutive records of any image."""
-    return max(float(np.diff(g.sort_values("step")["q"].to_numpy()).max(initial=-np.inf)) for _, g in traj.groupby("image"))
+    return max(
+        float(np.diff(g.sort_values("step")["q"].to_numpy()).max(initial=-np.inf)) for _, g in traj.groupby("image")
+    )
 
 
 def test_the_declared_lipschitz_bound_holds_and_gives_the_safe_step(small_mixture, demo_mixture):
@@ -72,7 +80,9 @@ def test_descent_from_samples_reaches_second_order_critical_points(small_mixture
     assert _max_increase(traj) <= 1e-9
     # the end points are critical points of the exact potential, with a positive-definite
     # Hessian, at a component mean (the components of this mixture are well separated)
-    np.testing.assert_allclose(pr.grad_potential(res.end).flatten(1).norm(dim=1).numpy(), res.final_grad_norm, atol=1e-12)
+    np.testing.assert_allclose(
+        pr.grad_potential(res.end).flatten(1).norm(dim=1).numpy(), res.final_grad_norm, atol=1e-12
+    )
     for i in range(6):
         assert eigenvalues(pr.hessian_potential(res.end[i : i + 1])[0]).min() > 0
     dist = torch.cdist(res.end.reshape(6, -1), pr.means).min(1).values
@@ -134,8 +144,11 @@ def test_checkpoint_of_another_configuration_is_not_resumed(small_mixture, tmp_p
     opts = RunOptions(state_path=ckpt, record_every=10)
     descend(pr, x0, eta=0.005 / pr.sigma_eps**2, n_steps=40, options=opts)
     fresh = descend(pr, x0, eta=0.004 / pr.sigma_eps**2, n_steps=60, options=RunOptions(record_every=10))
-    for x, eta, n, why in ((x0, 0.004, 60, "another run"), (x0 + 1e-3, 0.004, 60, "another run"),
-                           (x0 + 1e-3, 0.004, 30, "past this run's end")):
+    for x, eta, n, why in (
+        (x0, 0.004, 60, "another run"),
+        (x0 + 1e-3, 0.004, 60, "another run"),
+        (x0 + 1e-3, 0.004, 30, "past this run's end"),
+    ):
         caplog.clear()
         with caplog.at_level("WARNING", logger="prior_landscape.runs"):
             other = descend(pr, x, eta=eta / pr.sigma_eps**2, n_steps=n, options=opts)

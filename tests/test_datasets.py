@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_downloads import server  # noqa: F401 - the loopback HTTP server fixture
 
 from prior_landscape.io import datasets as ds
 from prior_landscape.io.downloads import ensure_resource, load_catalogue, resource_location
-from test_downloads import server  # noqa: F401 - the loopback HTTP server fixture
 
 CAT = load_catalogue()
 
@@ -282,8 +282,10 @@ def mnist_root(tmp_path):
     raw = _loc("mnist", tmp_path)
     rng = np.random.default_rng(0)
     data = {}
-    for split, (img_name, lab_name), count in (("train", ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), 12),
-                                               ("test", ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"), 5)):
+    for split, (img_name, lab_name), count in (
+        ("train", ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), 12),
+        ("test", ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"), 5),
+    ):
         images = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8)
         labels = rng.integers(0, 10, count, dtype=np.uint8)
         _idx(raw / f"{img_name}.gz", images, 2051)
@@ -331,8 +333,10 @@ def test_mnist_wrong_magic_is_refused(mnist_root):
 def kohler_root(tmp_path):
     loc = _loc("kohler2012", tmp_path)
     blurry = _png(loc / "BlurryImages" / "Blurry2_11.png", _rgb(0, 20, 24))
-    frames = {f: _png(loc / "GroundTruth_pngs_Image2" / "Image2" / "Kernel11" / f"GroundTruth2_11_{f}.png",
-                      _rgb(f, 20, 24)) for f in range(1, 6)}
+    frames = {
+        f: _png(loc / "GroundTruth_pngs_Image2" / "Image2" / "Kernel11" / f"GroundTruth2_11_{f}.png", _rgb(f, 20, 24))
+        for f in range(1, 6)
+    }
     return tmp_path, blurry, frames
 
 

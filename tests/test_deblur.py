@@ -19,7 +19,6 @@ import torch
 
 from prior_landscape.inverse.algorithms import AlternatingSettings, algorithm1, algorithm2
 from prior_landscape.inverse.denoisers import TweedieDenoiser
-from prior_landscape.landscape.families import kernel as family_kernel
 from prior_landscape.inverse.kernels import (
     SimplexKernel,
     ZernikeKernel,
@@ -28,6 +27,7 @@ from prior_landscape.inverse.kernels import (
     zernike_initialisation,
 )
 from prior_landscape.inverse.operators import data_fit, fft_blur, kernel_otf
+from prior_landscape.landscape.families import kernel as family_kernel
 from prior_landscape.metrics import collapse_distance, kernel_error, mnc, psnr
 from prior_landscape.runs import RunOptions
 
@@ -92,11 +92,15 @@ def test_image_updates_reach_the_closed_form_minimiser_for_a_known_kernel():
     s, sigma_y = 0.05, 0.2
     c = sigma_y**2 / s
     otf = kernel_otf(h, (16, 16))
-    exact = torch.fft.irfft2((otf.conj() * torch.fft.rfft2(y) + c * torch.fft.rfft2(m)) / (otf.abs() ** 2 + c), s=(16, 16))
+    exact = torch.fft.irfft2(
+        (otf.conj() * torch.fft.rfft2(y) + c * torch.fft.rfft2(m)) / (otf.abs() ** 2 + c), s=(16, 16)
+    )
     model = SimplexKernel(7)
     # Algorithm 1: prox-gradient with ∇q = (x − m)/s
     quadratic = GradOnly(lambda x: (x - m) / s, "quadratic")
-    r1 = algorithm1(y, model, h, quadratic, AlternatingSettings(sigma_y, n_iter=3, n_inner=200, gamma_x=0.5, gamma_theta=0.0))
+    r1 = algorithm1(
+        y, model, h, quadratic, AlternatingSettings(sigma_y, n_iter=3, n_inner=200, gamma_x=0.5, gamma_theta=0.0)
+    )
     assert torch.allclose(r1.x, exact, atol=1e-9)
     assert torch.allclose(r1.kernel, h.expand(2, 7, 7), atol=1e-15)
     # Algorithm 2: Douglas–Rachford with D = prox_{γ g}, g = σ_y² q: D(v) = (v + γc m)/(1 + γc)
@@ -107,7 +111,7 @@ def test_image_updates_reach_the_closed_form_minimiser_for_a_known_kernel():
 
 
 def test_kernel_step_is_the_projected_gradient_of_the_data_fit():
-    y, x = _images(1, 2), _images(1, 3)
+    y = _images(1, 2)
     model = SimplexKernel(5)
     h0 = simplex_initialisation(5, "small")
     gamma = 0.3
@@ -143,8 +147,11 @@ def test_reset_schedule_and_validation():
     c = algorithm1(y, SimplexKernel(5), h0, prior, AlternatingSettings(reset_every=1, **kw))
     assert torch.equal(a.x, b.x) and torch.equal(a.theta, b.theta)
     assert not torch.equal(a.x, c.x)
-    for bad, match in ((dict(gamma_x=0.0), "gamma_x > 0"), (dict(n_iter=-1), "n_iter ≥ 0"),
-                       (dict(reset_every=0), "reset_every")):
+    for bad, match in (
+        (dict(gamma_x=0.0), "gamma_x > 0"),
+        (dict(n_iter=-1), "n_iter ≥ 0"),
+        (dict(reset_every=0), "reset_every"),
+    ):
         with pytest.raises(ValueError, match=match):
             AlternatingSettings(**{**kw, **bad})
     with pytest.raises(ValueError, match="theta0"):
@@ -193,12 +200,22 @@ def test_zernike_large_initialisation_avoids_the_airy_collapse(demo_mixture, cro
     airy = z.smallest()
     y = _noisy(crops, h_bar)
     B = crops.shape[0]
-    t0 = torch.cat([zernike_initialisation(THETA_BAR, "large").expand(B, -1),
-                    zernike_initialisation(THETA_BAR, "small").expand(B, -1)])
-    res = algorithm1(torch.cat([y, y]), z, t0, prior,
-                     AlternatingSettings(SIGMA_Y, n_iter=60, n_inner=10, gamma_x=5.0, gamma_theta=0.1),
-                     reference_kernel=h_bar, reference_image=torch.cat([crops, crops]),
-                     options=RunOptions(record_every=20))
+    t0 = torch.cat(
+        [
+            zernike_initialisation(THETA_BAR, "large").expand(B, -1),
+            zernike_initialisation(THETA_BAR, "small").expand(B, -1),
+        ]
+    )
+    res = algorithm1(
+        torch.cat([y, y]),
+        z,
+        t0,
+        prior,
+        AlternatingSettings(SIGMA_Y, n_iter=60, n_inner=10, gamma_x=5.0, gamma_theta=0.1),
+        reference_kernel=h_bar,
+        reference_image=torch.cat([crops, crops]),
+        options=RunOptions(record_every=20),
+    )
     ke = kernel_error(res.kernel, h_bar, flip=True)
     to_airy = collapse_distance(res.kernel, airy)
     to_airy0 = collapse_distance(z.kernel(t0).detach(), airy)
@@ -220,11 +237,18 @@ def test_simplex_uniform_initialisation_beats_the_small_gaussian(demo_mixture, c
     y = _noisy(crops, h_bar)
     B = crops.shape[0]
     model = SimplexKernel(7)
-    t0 = torch.cat([simplex_initialisation(7, "large").expand(B, -1, -1),
-                    simplex_initialisation(7, "small").expand(B, -1, -1)])
-    res = algorithm1(torch.cat([y, y]), model, t0, prior,
-                     AlternatingSettings(SIGMA_Y, n_iter=60, n_inner=10, gamma_x=5.0, gamma_theta=0.05),
-                     reference_kernel=h_bar, options=RunOptions(record_every=20))
+    t0 = torch.cat(
+        [simplex_initialisation(7, "large").expand(B, -1, -1), simplex_initialisation(7, "small").expand(B, -1, -1)]
+    )
+    res = algorithm1(
+        torch.cat([y, y]),
+        model,
+        t0,
+        prior,
+        AlternatingSettings(SIGMA_Y, n_iter=60, n_inner=10, gamma_x=5.0, gamma_theta=0.05),
+        reference_kernel=h_bar,
+        options=RunOptions(record_every=20),
+    )
     assert torch.allclose(res.kernels.sum((-2, -1)), torch.ones(res.kernels.shape[:2], dtype=DT))
     assert (res.kernels >= 0).all()
     ke, m = kernel_error(res.kernel, h_bar), mnc(res.kernel, h_bar)

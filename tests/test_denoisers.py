@@ -20,14 +20,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-
 from conftest import REPO
-from prior_landscape.inverse.algorithms import AlternatingSettings, algorithm2
-from prior_landscape.runs import RunOptions
-from prior_landscape.inverse.denoisers import DRUNetDenoiser, drunet_channels, load_drunet
-from prior_landscape.io.downloads import ensure_resource, load_catalogue, resource_location, resource_outputs
-from prior_landscape.inverse.kernels import SimplexKernel, simplex_initialisation
 from test_downloads import server  # noqa: F401 - the loopback HTTP server fixture
+
+from prior_landscape.inverse.algorithms import AlternatingSettings, algorithm2
+from prior_landscape.inverse.denoisers import DRUNetDenoiser, drunet_channels, load_drunet
+from prior_landscape.inverse.kernels import SimplexKernel, simplex_initialisation
+from prior_landscape.io.downloads import ensure_resource, load_catalogue, resource_location, resource_outputs
+from prior_landscape.runs import RunOptions
 
 CATALOGUE = load_catalogue()
 TINY_NC = [8, 16, 32, 64]
@@ -46,9 +46,11 @@ def _tiny_drunet_file(path: Path, channels: int = 3, seed: int = 0) -> Path:
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
     folder = tmp_path_factory.mktemp("drunet")
-    return {"color": _tiny_drunet_file(folder / "color.pth"),
-            "color-other": _tiny_drunet_file(folder / "color-other.pth", seed=1),
-            "gray": _tiny_drunet_file(folder / "gray.pth", channels=1)}
+    return {
+        "color": _tiny_drunet_file(folder / "color.pth"),
+        "color-other": _tiny_drunet_file(folder / "color-other.pth", seed=1),
+        "gray": _tiny_drunet_file(folder / "gray.pth", channels=1),
+    }
 
 
 def _served(server, rid: str, data: bytes) -> dict:  # noqa: F811
@@ -112,8 +114,14 @@ def test_resumed_run_with_other_weights_starts_afresh(tiny_weights, tmp_path, ca
     opts = RunOptions(state_path=tmp_path / "state.pt", checkpoint_every=1)
 
     def run(D, n_iter):
-        return algorithm2(y, model, theta0, D, AlternatingSettings(0.01, n_iter=n_iter, n_inner=1, gamma_x=1.0,
-                                                                   gamma_theta=0.01), options=opts)
+        return algorithm2(
+            y,
+            model,
+            theta0,
+            D,
+            AlternatingSettings(0.01, n_iter=n_iter, n_inner=1, gamma_x=1.0, gamma_theta=0.01),
+            options=opts,
+        )
 
     theta0 = simplex_initialisation(5, "large")
     D = DRUNetDenoiser(load_drunet(tiny_weights["color"], nc=TINY_NC), 0.02)
@@ -182,9 +190,25 @@ def _kohler_config(work: Path) -> Path:
 
 def _run(work: Path, config: Path, *targets: str) -> str:
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile", str(config),
-         "--replace-workflow-config", "--cores", "2", *targets],
-        capture_output=True, text=True, timeout=900, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(work),
+            "--configfile",
+            str(config),
+            "--replace-workflow-config",
+            "--cores",
+            "2",
+            *targets,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-8000:]
     return proc.stdout + proc.stderr
@@ -214,7 +238,7 @@ def test_kohler_case_runs_drunet_on_real_shots(tmp_path):
     top, left = (56 - CROP) // 2, (60 - CROP) // 2
     for (_, row), shot in zip(images.iterrows(), SHOTS):
         # y is the real blurry shot, as recorded: no synthetic blur, no added noise
-        want = blurry[tuple(shot)][top:top + CROP, left:left + CROP].transpose(2, 0, 1) / 255.0
+        want = blurry[tuple(shot)][top : top + CROP, left : left + CROP].transpose(2, 0, 1) / 255.0
         np.testing.assert_allclose(row.blurry, want.reshape(-1), atol=1e-6)
         assert (row.height, row.width) == (CROP, CROP) and np.isnan(row.h_true).all()
     run_log = (work / "results/logs/deblur_runs/kohler.log").read_text()

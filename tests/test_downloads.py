@@ -170,8 +170,14 @@ def test_download_verifies_and_lands_atomically(server, tmp_path, caplog):
     seen = []
     dest = tmp_path / "sub" / "w.bin"
     with caplog.at_level(logging.INFO, logger="prior_landscape.io.downloads"):
-        out = fetch(server.url("w.bin"), dest, sha256=_sha(data), chunk_size=8192,
-                    progress=lambda d, t: seen.append((d, t)), **FAST)
+        out = fetch(
+            server.url("w.bin"),
+            dest,
+            sha256=_sha(data),
+            chunk_size=8192,
+            progress=lambda d, t: seen.append((d, t)),
+            **FAST,
+        )
     assert out == dest and dest.read_bytes() == data
     assert _leftovers(dest.parent) == []
     assert seen[-1] == (len(data), len(data)) and [d for d, _ in seen] == sorted(d for d, _ in seen)
@@ -354,8 +360,12 @@ MEMBERS = {"data/train/a.png": b"A" * 100, "data/test/b.png": b"B" * 50, "README
 def test_archives_unpack_atomically(server, tmp_path, fmt):
     blob = _zip_bytes(MEMBERS) if fmt == "zip" else _tar_bytes(MEMBERS)
     server.state.files[f"ds.{fmt}"] = blob
-    entry = {"id": "ds", "kind": "url", "path": "datasets/ds",
-             "files": [{"filename": f"ds.{fmt}", "url": server.url(f"ds.{fmt}"), "unpack": {"into": "extracted"}}]}
+    entry = {
+        "id": "ds",
+        "kind": "url",
+        "path": "datasets/ds",
+        "files": [{"filename": f"ds.{fmt}", "url": server.url(f"ds.{fmt}"), "unpack": {"into": "extracted"}}],
+    }
     lock = tmp_path / "lock.yaml"
     out = ensure_resource(entry, tmp_path / "root", lock, **FAST)
     assert out == tmp_path / "root" / "datasets" / "ds" / "extracted" == resource_location(entry, tmp_path / "root")
@@ -387,15 +397,25 @@ def test_path_traversal_is_refused(tmp_path, blob_name):
     archive.write_bytes(blob)
     with pytest.raises(ArchiveError, match="refusing"):
         unpack_archive(archive, folder / "out")
-    assert not (folder / "out").exists() and not (folder / "evil.txt").exists() and not (tmp_path / "a" / "evil.txt").exists()
+    assert (
+        not (folder / "out").exists()
+        and not (folder / "evil.txt").exists()
+        and not (tmp_path / "a" / "evil.txt").exists()
+    )
     assert [p.name for p in folder.iterdir()] == [name]
 
 
 def test_mirrors_are_tried_in_order(server, tmp_path):
     data = _payload(3000)
     server.state.files["m.bin"] = data
-    entry = {"id": "m", "kind": "url", "path": "m", "filename": "m.bin",
-             "urls": [_closed_port_url(), server.url("m.bin")], "md5": hashlib.md5(data).hexdigest()}
+    entry = {
+        "id": "m",
+        "kind": "url",
+        "path": "m",
+        "filename": "m.bin",
+        "urls": [_closed_port_url(), server.url("m.bin")],
+        "md5": hashlib.md5(data).hexdigest(),
+    }
     out = ensure_resource(entry, tmp_path, None, retries=0, backoff=0.01, timeout=2)
     assert out == tmp_path / "m" / "m.bin" and out.read_bytes() == data
 
@@ -403,12 +423,17 @@ def test_mirrors_are_tried_in_order(server, tmp_path):
 def test_manual_resource_is_explained_then_picked_up(tmp_path):
     weights = b"weights-bytes"
     entry = {
-        "id": "ckpt", "kind": "manual", "path": "checkpoints/x",
+        "id": "ckpt",
+        "kind": "manual",
+        "path": "checkpoints/x",
         "description": "a checkpoint behind a login",
-        "page": "https://example.org/get-it", "accept": "the licence of the example",
+        "page": "https://example.org/get-it",
+        "accept": "the licence of the example",
         "instructions": "Log in, download model.pth and the images folder.",
-        "files": [{"filename": "model.pth", "md5": hashlib.md5(weights).hexdigest()},
-                  {"filename": "images", "type": "dir", "min_files": 2}],
+        "files": [
+            {"filename": "model.pth", "md5": hashlib.md5(weights).hexdigest()},
+            {"filename": "images", "type": "dir", "min_files": 2},
+        ],
     }
     root = tmp_path / "root"
     lock = tmp_path / "lock.yaml"
@@ -416,8 +441,13 @@ def test_manual_resource_is_explained_then_picked_up(tmp_path):
         ensure_resource(entry, root, lock)
     msg = str(exc.value)
     base = root / "checkpoints" / "x"
-    for needle in (str(base / "model.pth"), str(base / "images"), "https://example.org/get-it",
-                   "the licence of the example", "Log in"):
+    for needle in (
+        str(base / "model.pth"),
+        str(base / "images"),
+        "https://example.org/get-it",
+        "the licence of the example",
+        "Log in",
+    ):
         assert needle in msg
     assert exc.value.missing == [base / "model.pth", base / "images"]
 
@@ -436,8 +466,15 @@ def test_manual_resource_is_explained_then_picked_up(tmp_path):
 
 
 def test_manual_file_without_checksum_is_recorded_then_verified(tmp_path):
-    entry = {"id": "g", "kind": "manual", "path": "g", "filename": "ckpt.pth", "page": "https://example.org",
-             "accept": "terms", "instructions": "download it"}
+    entry = {
+        "id": "g",
+        "kind": "manual",
+        "path": "g",
+        "filename": "ckpt.pth",
+        "page": "https://example.org",
+        "accept": "terms",
+        "instructions": "download it",
+    }
     lock = tmp_path / "lock.yaml"
     (tmp_path / "g").mkdir()
     (tmp_path / "g" / "ckpt.pth").write_bytes(b"abc")
@@ -458,8 +495,21 @@ def _site_source(package: str, relative: str) -> str:
 
 def test_catalogue_entries_are_complete():
     cat = load_catalogue()
-    expected = {"score-sde-ffhq256", "edm-ffhq64", "edm-afhqv2-64", "edm-imagenet64", "drunet-color",
-                "drunet-gray", "mnist", "ffhq", "afhqv2", "kohler2012", "bsds500", "bsd100", "realblur-j"}
+    expected = {
+        "score-sde-ffhq256",
+        "edm-ffhq64",
+        "edm-afhqv2-64",
+        "edm-imagenet64",
+        "drunet-color",
+        "drunet-gray",
+        "mnist",
+        "ffhq",
+        "afhqv2",
+        "kohler2012",
+        "bsds500",
+        "bsd100",
+        "realblur-j",
+    }
     assert expected <= set(cat)
     for rid, entry in cat.items():
         assert entry["id"] == rid
@@ -494,8 +544,19 @@ def test_catalogue_checksums_match_the_libraries_that_record_them():
 
 
 def test_malformed_catalogue_is_rejected(tmp_path):
-    bad = {"resources": [{"id": "x", "kind": "url", "description": "d", "license": "l", "path": "x",
-                          "filename": "x.bin", "url": "ftp://example.org/x.bin"}]}
+    bad = {
+        "resources": [
+            {
+                "id": "x",
+                "kind": "url",
+                "description": "d",
+                "license": "l",
+                "path": "x",
+                "filename": "x.bin",
+                "url": "ftp://example.org/x.bin",
+            }
+        ]
+    }
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(bad))
     with pytest.raises(CatalogueError, match="http"):

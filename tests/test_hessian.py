@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from prior_landscape.landscape.hessian import eigenvalues, hessian_loop, hessian_of_potential, intrinsic_dimension, spectrum
+from prior_landscape.landscape.hessian import (
+    eigenvalues,
+    hessian_loop,
+    hessian_of_potential,
+    intrinsic_dimension,
+    spectrum,
+)
 
 
 def _close(A: torch.Tensor, B: torch.Tensor, rtol: float = 1e-10) -> None:
@@ -77,7 +83,13 @@ def test_batched_equals_the_loop_on_a_score_network():
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         net = scorenet.ScoreUNet(
-            in_channels=1, base_channels=8, channel_mult=(1, 2), num_res_blocks=1, emb_features=8, emb_channels=16, groups=4
+            in_channels=1,
+            base_channels=8,
+            channel_mult=(1, 2),
+            num_res_blocks=1,
+            emb_features=8,
+            emb_channels=16,
+            groups=4,
         )
         with torch.no_grad():  # the last convolution starts at zero: give the network a correction to differentiate
             net.conv_out.weight.normal_(0, 0.1)

@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from conftest import REPO
+
 from prior_landscape.config import ConfigError, validate_config
 from prior_landscape.io.images import check_photographs, load_photograph
 
@@ -307,8 +307,9 @@ def test_checkpoint_tensor_view_past_its_storage_is_refused(tmp_path, edm_writer
     _refused(path, f"reaches element {n - 1} of a storage holding 1")
 
 
-@pytest.mark.parametrize("payload", ["torch.Tensor(n)", "Tensor.__setstate__", "numpy.ndarray(shape)",
-                                     "numpy _reconstruct huge"])
+@pytest.mark.parametrize(
+    "payload", ["torch.Tensor(n)", "Tensor.__setstate__", "numpy.ndarray(shape)", "numpy _reconstruct huge"]
+)
 def test_checkpoint_uninitialised_or_huge_allocations_are_refused(tmp_path, edm_writer, payload):
     # allow-listed classes called or instantiated directly: uninitialised memory (torch.Tensor(n),
     # numpy.ndarray(shape)), a storage set unchecked (Tensor.__setstate__), a bare MemoryError
@@ -358,8 +359,9 @@ def _hash_bomb_pickle(depth: int) -> bytes:
     return out + b"K\x01ss."  # 1, SETITEM, SETITEM, STOP
 
 
-@pytest.mark.parametrize("bomb", ["list DAG in kwargs", "module DAG", "tuple DAG as dict key", "cycle in kwargs",
-                                  "module cycle"])
+@pytest.mark.parametrize(
+    "bomb", ["list DAG in kwargs", "module DAG", "tuple DAG as dict key", "cycle in kwargs", "module cycle"]
+)
 def test_checkpoint_structure_bombs_are_refused_fast(tmp_path, edm_writer, bomb):
     # the probe: a 1 KB pickle of shared references made the importer's walks run without end
     # (1.1 GB and growing after 20 s); a cycle ended in a bare RecursionError. Loaded in a child
@@ -380,16 +382,18 @@ def test_checkpoint_structure_bombs_are_refused_fast(tmp_path, edm_writer, bomb)
         loop.append(loop)
         write(path, model_kwargs=dict(tc.SONG_KW, attn_resolutions=loop))
     else:
+
         def cycle(root, inner):
             inner.state["_modules"]["self"] = inner
+
         write(path, tamper=cycle)
     assert path.stat().st_size < 4_000_000  # the crafted part is tiny; the rest is the real network
-    code = ("import sys\nfrom prior_landscape.priors.checkpoints import load_edm_pickle\n"
-            "load_edm_pickle(sys.argv[1])\n")
+    code = "import sys\nfrom prior_landscape.priors.checkpoints import load_edm_pickle\nload_edm_pickle(sys.argv[1])\n"
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
-                              timeout=BOMB_TIMEOUT)
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=BOMB_TIMEOUT
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"loading the {bomb} ran for more than {BOMB_TIMEOUT} s")
     last = proc.stderr.strip().splitlines()[-1]
@@ -404,8 +408,9 @@ def test_checkpoint_damaged_file_is_named(tmp_path, edm_writer, damage):
     write, _, _ = edm_writer
     path = write(tmp_path / "damaged.pkl")
     data = path.read_bytes()
-    path.write_bytes({"truncated": data[: len(data) // 3], "garbage": np.random.default_rng(0).bytes(5000),
-                      "empty": b""}[damage])
+    path.write_bytes(
+        {"truncated": data[: len(data) // 3], "garbage": np.random.default_rng(0).bytes(5000), "empty": b""}[damage]
+    )
     _refused(path, "")
 
 
@@ -447,8 +452,13 @@ def _tar(path: Path, members: list, mode: str = "w:gz") -> Path:
                 info.size = len(value)
                 tf.addfile(info, io.BytesIO(value))
             else:
-                info.type = {"dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE,
-                             "fifo": tarfile.FIFOTYPE, "chardev": tarfile.CHRTYPE}[kind]
+                info.type = {
+                    "dir": tarfile.DIRTYPE,
+                    "symlink": tarfile.SYMTYPE,
+                    "hardlink": tarfile.LNKTYPE,
+                    "fifo": tarfile.FIFOTYPE,
+                    "chardev": tarfile.CHRTYPE,
+                }[kind]
                 if kind in ("symlink", "hardlink"):
                     info.linkname = value
                 if kind == "dir":
@@ -523,8 +533,10 @@ UNSAFE_MEMBERS = {
     "internal symlink": ([("a.txt", "file", b"a"), ("b.txt", "symlink", "a.txt")], "is a symbolic link"),
     "hard link outside": ([("x", "hardlink", "../../etc/passwd")], "outside the target folder"),
     "hard link to nothing": ([("x", "hardlink", "nothing")], "does not point to an earlier regular file"),
-    "link then file of that name": ([("a", "file", b"a"), ("b", "hardlink", "a"), ("b", "file", b"new")],
-                                    "appears twice"),
+    "link then file of that name": (
+        [("a", "file", b"a"), ("b", "hardlink", "a"), ("b", "file", b"new")],
+        "appears twice",
+    ),
     "fifo": ([("pipe", "fifo", None)], "special file"),
     "device": ([("dev", "chardev", None)], "special file"),
     "file under a file": ([("a", "file", b"a"), ("a/b", "file", b"b")], "which another member wrote as a file"),
@@ -567,8 +579,15 @@ def _plain_tar_with_damaged_header(path: Path) -> Path:
     return path
 
 
-ARCHIVE_DAMAGE = ["truncated gzip", "flipped byte in gzip", "damaged tar header", "truncated plain tar",
-                  "not an archive", "truncated zip", "flipped byte in zip member"]
+ARCHIVE_DAMAGE = [
+    "truncated gzip",
+    "flipped byte in gzip",
+    "damaged tar header",
+    "truncated plain tar",
+    "not an archive",
+    "truncated zip",
+    "flipped byte in zip member",
+]
 
 
 def _damaged_archive(folder: Path, damage: str) -> Path:
@@ -656,11 +675,13 @@ def test_archive_killed_unpack_leftovers_are_removed_by_the_next_run(tmp_path):
     archive = _tar(tmp_path / "ds.tar", [(f"f{i}.bin", "file", bytes(1 << 20)) for i in range(400)], mode="w")
     target = tmp_path / "ds"
     # a real kill: a child unpacking a slow (throttled) read, killed once its hidden folder appears
-    code = ("import sys, time, builtins\nfrom prior_landscape.io import unpacking\n"
-            "orig = unpacking._Writer._read\n"
-            "def slow(self, data, name):\n    time.sleep(0.02)\n    return orig(self, data, name)\n"
-            "unpacking._Writer._read = slow\n"
-            "unpacking.safe_unpack(sys.argv[1], sys.argv[2])\n")
+    code = (
+        "import sys, time, builtins\nfrom prior_landscape.io import unpacking\n"
+        "orig = unpacking._Writer._read\n"
+        "def slow(self, data, name):\n    time.sleep(0.02)\n    return orig(self, data, name)\n"
+        "unpacking._Writer._read = slow\n"
+        "unpacking.safe_unpack(sys.argv[1], sys.argv[2])\n"
+    )
     child = subprocess.Popen([sys.executable, "-c", code, str(archive), str(target)])
     deadline = time.monotonic() + 60
     hidden = []
@@ -692,8 +713,12 @@ def test_archive_unpacked_folder_follows_the_umask(tmp_path, umask):
     finally:
         os.umask(old)
     modes = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in [out, *out.rglob("*")]}
-    assert modes == {"ds": 0o777 & ~umask, "ds/sub": 0o777 & ~umask, "ds/sub/a.txt": 0o666 & ~umask,
-                     "ds/b.txt": 0o666 & ~umask}
+    assert modes == {
+        "ds": 0o777 & ~umask,
+        "ds/sub": 0o777 & ~umask,
+        "ds/sub/a.txt": 0o666 & ~umask,
+        "ds/b.txt": 0o666 & ~umask,
+    }
     assert all(p.stat().st_mtime == 1_600_000_000 for p in out.rglob("*"))  # members' times kept
 
 
@@ -740,7 +765,9 @@ def test_results_flipped_bit_in_a_parquet_fails_review_and_reading(run_tree, cap
     target.write_bytes(bytes(data))
     code, out = _review(capsys, res)
     assert code == 1, out
-    assert "UNREADABLE  results/sweeps/gmm-natural.parquet" in out and out.rstrip().splitlines()[-1].startswith("FAILED")
+    assert "UNREADABLE  results/sweeps/gmm-natural.parquet" in out and out.rstrip().splitlines()[-1].startswith(
+        "FAILED"
+    )
     assert re.search(r"no\s+fig07_likelihood_sweeps", out) and not re.search(r"yes\s+fig07", out)
     with pytest.raises(DamagedArtefactError, match=re.escape(str(target))):
         read_table(target)
@@ -756,11 +783,17 @@ def test_results_any_single_bit_flip_is_detected_or_changes_nothing_read(tmp_pat
     from prior_landscape.io.artefacts import PROVENANCE_KEY, DamagedArtefactError, verify_table, write_table
 
     rng = np.random.default_rng(0)
-    df = pd.DataFrame({
-        "prior": ["a"] * 20 + ["b"] * 20, "theta": np.linspace(0, 5, 40), "q": rng.random(40),
-        "kernel": [list(rng.random(3)) for _ in range(40)], "n": np.arange(40), "flag": rng.random(40) > 0.5,
-        "maybe": [None if i % 7 == 0 else float(i) for i in range(40)],
-    })
+    df = pd.DataFrame(
+        {
+            "prior": ["a"] * 20 + ["b"] * 20,
+            "theta": np.linspace(0, 5, 40),
+            "q": rng.random(40),
+            "kernel": [list(rng.random(3)) for _ in range(40)],
+            "n": np.arange(40),
+            "flag": rng.random(40) > 0.5,
+            "maybe": [None if i % 7 == 0 else float(i) for i in range(40)],
+        }
+    )
     path = write_table(df, tmp_path / "t.parquet", {"config": {"sweep": {"n_images": 2}}})
     clean = verify_table(path)
     data = path.read_bytes()
@@ -856,20 +889,29 @@ ARCHIVE_REVIEW_DAMAGE = {
     # damage: (make it from an intact archive, the phrase the review must print)
     "flipped byte in the gzip stream": (_flip_byte, "could not be read to its end"),
     "truncated": (_truncate, "could not be read to its end"),
-    "manifest not JSON": (lambda a, t: _repack(a, t, lambda m: m.update({"manifest.json": b"{not json"})),
-                          "manifest.json is not valid JSON"),
-    "manifest malformed": (lambda a, t: _repack(a, t, lambda m: m.update({"manifest.json": b'{"files": [1]}'})),
-                           "entry 0 of 'files' is malformed"),
+    "manifest not JSON": (
+        lambda a, t: _repack(a, t, lambda m: m.update({"manifest.json": b"{not json"})),
+        "manifest.json is not valid JSON",
+    ),
+    "manifest malformed": (
+        lambda a, t: _repack(a, t, lambda m: m.update({"manifest.json": b'{"files": [1]}'})),
+        "entry 0 of 'files' is malformed",
+    ),
     "no manifest": (lambda a, t: _repack(a, t, lambda m: m.pop("manifest.json")), "no manifest.json in the archive"),
-    "unlisted extra member": (lambda a, t: _repack(a, t, lambda m: m.update({"results/extra.txt": b"x"})),
-                              "NOT LISTED  results/extra.txt"),
-    "missing member": (lambda a, t: _repack(a, t, lambda m: m.pop("results/figures/fig05.png")),
-                       "MISSING  results/figures/fig05.png"),
+    "unlisted extra member": (
+        lambda a, t: _repack(a, t, lambda m: m.update({"results/extra.txt": b"x"})),
+        "NOT LISTED  results/extra.txt",
+    ),
+    "missing member": (
+        lambda a, t: _repack(a, t, lambda m: m.pop("results/figures/fig05.png")),
+        "MISSING  results/figures/fig05.png",
+    ),
     "changed member": (lambda a, t: _repack(a, t, _change_member), "CHANGED  results/tables/sweep_summary.csv"),
-    "config.yaml changed": (lambda a, t: _repack(a, t, lambda m: m.update({"config.yaml": b"seed: 1\n"})),
-                            "config.yaml differs from the configuration recorded in the manifest"),
-    "member and manifest changed together": (lambda a, t: _repack(a, t, _change_member_and_manifest),
-                                             "differs from"),
+    "config.yaml changed": (
+        lambda a, t: _repack(a, t, lambda m: m.update({"config.yaml": b"seed: 1\n"})),
+        "config.yaml differs from the configuration recorded in the manifest",
+    ),
+    "member and manifest changed together": (lambda a, t: _repack(a, t, _change_member_and_manifest), "differs from"),
 }
 
 
@@ -905,12 +947,17 @@ def test_archive_changed_with_its_manifest_is_caught_only_by_a_detached_checksum
     assert code == 1 and f"differs from {recorded}" in out
     code, out = _review(capsys, intact, "--sha256", recorded)
     assert code == 0
-    assert subprocess.run(["sha256sum", "-c", checksum_path(intact).name], cwd=intact.parent,
-                          capture_output=True).returncode == 0  # the standard tool reads it too
+    assert (
+        subprocess.run(
+            ["sha256sum", "-c", checksum_path(intact).name], cwd=intact.parent, capture_output=True
+        ).returncode
+        == 0
+    )  # the standard tool reads it too
 
 
-@pytest.mark.parametrize("damage", ["changed member", "unlisted extra member", "manifest not JSON",
-                                    "flipped byte in the gzip stream"])
+@pytest.mark.parametrize(
+    "damage", ["changed member", "unlisted extra member", "manifest not JSON", "flipped byte in the gzip stream"]
+)
 def test_archive_unpack_refuses_what_review_refuses(run_tree, tmp_path, damage):
     from prior_landscape.io.archive import checksum_path, unpack
     from prior_landscape.io.unpacking import ArchiveError
@@ -1034,8 +1081,7 @@ def _nothing_trusted(dest: Path, lock: Path, key: str) -> None:
 
 @pytest.mark.parametrize("kind", ["zip", "pkl", "tar.gz"])
 @pytest.mark.parametrize("damage", ["truncate", "html"])
-def test_download_first_use_refuses_truncated_or_html_then_accepts_the_genuine_file(tmp_path, bad_server, kind,
-                                                                                     damage):
+def test_download_first_use_refuses_truncated_or_html_then_accepts_the_genuine_file(tmp_path, bad_server, kind, damage):
     # the probe: a truncated transfer without Content-Length, or an HTML page served with 200,
     # landed at the final path and its digest went into the lock file; the genuine file was
     # refused from then on
@@ -1113,8 +1159,12 @@ def test_download_truncated_archive_is_not_unpacked_nor_recorded(tmp_path, bad_s
 
     url, files, modes, _ = bad_server
     files["ds.zip"], modes["ds.zip"] = _genuine("zip"), "truncate"
-    entry = {"id": "ds", "kind": "url", "path": "ds", "files": [{"filename": "ds.zip", "url": url("ds.zip"),
-                                                                  "unpack": {"into": "ds"}}]}
+    entry = {
+        "id": "ds",
+        "kind": "url",
+        "path": "ds",
+        "files": [{"filename": "ds.zip", "url": url("ds.zip"), "unpack": {"into": "ds"}}],
+    }
     lock = tmp_path / "lock.yaml"
     with pytest.raises(DownloadError, match="not a complete zip"):
         ensure_resource(entry, tmp_path / "root", lock, **FAST_FETCH)
@@ -1149,8 +1199,9 @@ def test_slurm_test_cluster_removes_only_the_configuration_it_wrote(conf_paths, 
     assert sorted(p.name for p in etc.iterdir()) == ["gres.conf", "slurm.conf"]
     assert created == [tmp_path / "etc", etc]  # both made by this session
     assert str(state) in (etc / "slurm.conf").read_text()
-    cluster = sc.Cluster(node="node1", partition="debug", gpus=1, reused=False, state_dir=state,
-                         written=written, created_dirs=created)
+    cluster = sc.Cluster(
+        node="node1", partition="debug", gpus=1, reused=False, state_dir=state, written=written, created_dirs=created
+    )
     sc.stop(cluster)
     assert not (tmp_path / "etc").exists()
 
@@ -1170,4 +1221,6 @@ def test_slurm_test_cluster_never_overwrites_a_configuration_it_did_not_write(co
     (etc / which).write_text("# the site's own configuration\n")
     with pytest.raises(sc.ClusterUnavailable, match="not written by these tests"):
         sc.write_conf_files("node1", etc / "state")
-    assert [p.name for p in etc.iterdir()] == [which] and (etc / which).read_text() == "# the site's own configuration\n"
+    assert [p.name for p in etc.iterdir()] == [which] and (
+        etc / which
+    ).read_text() == "# the site's own configuration\n"

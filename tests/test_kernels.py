@@ -62,9 +62,9 @@ def test_projection_matches_brute_force_qp():
     for _ in range(5):
         v = rng.normal(size=8) * 0.7
         res = minimize(
-            lambda w: 0.5 * np.sum((w - v) ** 2),
+            lambda w, v=v: 0.5 * np.sum((w - v) ** 2),
             np.full(8, 1 / 8),
-            jac=lambda w: w - v,
+            jac=lambda w, v=v: w - v,
             bounds=[(0, None)] * 8,
             constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1, "jac": lambda w: np.ones_like(w)}],
             method="SLSQP",
@@ -146,7 +146,9 @@ def test_zernike_gradient_flows_and_matches_finite_differences():
     th = torch.tensor([0.2, -0.1, 0.15, 0.05, -0.12], dtype=DT, requires_grad=True)
     (w * z.kernel(th)).sum().backward()
     assert th.grad is not None and torch.isfinite(th.grad).all() and th.grad.abs().max() > 1e-4
-    assert torch.autograd.gradcheck(lambda t: (w * z.kernel(t)).sum(), (th.detach().requires_grad_(True),), eps=1e-6, atol=1e-6)
+    assert torch.autograd.gradcheck(
+        lambda t: (w * z.kernel(t)).sum(), (th.detach().requires_grad_(True),), eps=1e-6, atol=1e-6
+    )
 
 
 # --------------------------------------------------------- initialisations

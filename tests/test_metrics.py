@@ -51,7 +51,9 @@ def test_psnr_is_exact_at_a_known_mse(db):
     np.testing.assert_allclose(psnr(x_hat, x).numpy(), db, rtol=0, atol=1e-9)
     np.testing.assert_allclose(psnr(x, x_hat).numpy(), db, rtol=0, atol=1e-9)  # symmetric
     # the data range R = max_pixel − min_pixel: images in [−1, 1] (R = 2) at the same MSE gain 20 log10 2
-    np.testing.assert_allclose(psnr(x_hat, x, max_pixel=1.0, min_pixel=-1.0).numpy(), db + 20 * math.log10(2), atol=1e-9)
+    np.testing.assert_allclose(
+        psnr(x_hat, x, max_pixel=1.0, min_pixel=-1.0).numpy(), db + 20 * math.log10(2), atol=1e-9
+    )
 
 
 def test_psnr_identities():
@@ -117,8 +119,10 @@ def test_ssim_of_float32_and_of_a_blurred_photograph_match_scikit_image():
     y = gaussian(x, sigma=2.0)
     ours = ssim(torch.from_numpy(y)[None, None].float(), torch.from_numpy(x)[None, None].float())
     ref = structural_similarity(
-        y.astype(np.float32).astype(np.float64), x.astype(np.float32).astype(np.float64), data_range=1.0,
-        **SKIMAGE_OPTIONS["gaussian"]
+        y.astype(np.float32).astype(np.float64),
+        x.astype(np.float32).astype(np.float64),
+        data_range=1.0,
+        **SKIMAGE_OPTIONS["gaussian"],
     )
     assert abs(float(ours[0]) - ref) <= 1e-6, (float(ours[0]), ref)
 
@@ -191,9 +195,7 @@ def test_kernel_error_is_shift_invariant_and_exact():
     # brute force: min over shifts of ‖S_s ĥ − k‖ on a common canvas large enough to hold every shift
     canvas = 21
     kk = _embed(k, canvas)
-    best = min(
-        float((_embed(h, canvas, dy, dx) - kk).norm()) for dy in range(-6, 7) for dx in range(-6, 7)
-    )
+    best = min(float((_embed(h, canvas, dy, dx) - kk).norm()) for dy in range(-6, 7) for dx in range(-6, 7))
     assert math.isclose(float(base), best, abs_tol=1e-10)
     assert math.isclose(float(kernel_error(h, k, max_shift=0)), float((h - k).norm()), abs_tol=1e-12)
     assert float(kernel_error(k.flip(0, 1), k, flip=True)) < 1e-7

@@ -11,7 +11,8 @@ from prior_landscape.priors import GaussianMixturePrior, load_prior
 def _dense_covariances(prior, sigma):
     d = prior.means.shape[1]
     return [
-        prior.bases[k] @ torch.diag(prior.spectra[k]) @ prior.bases[k].T + (prior.floor + sigma**2) * torch.eye(d, dtype=torch.float64)
+        prior.bases[k] @ torch.diag(prior.spectra[k]) @ prior.bases[k].T
+        + (prior.floor + sigma**2) * torch.eye(d, dtype=torch.float64)
         for k in range(len(prior.weights))
     ]
 

@@ -24,12 +24,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from conftest import REPO
+from test_checkpoints import RES, TINY_SDE, edm_files, fast_cpu, sde_file  # noqa: F401 - fixtures
+from test_downloads import server  # noqa: F401 - the loopback HTTP server fixture
+
 from prior_landscape.io.downloads import ChecksumError, ensure_resource, load_catalogue, resource_outputs
 from prior_landscape.landscape.potential import PotentialSettings, potential
-
-LOOSE = PotentialSettings(n_probes=2, atol=1e-3, rtol=1e-3)  # cheap, for random-weight networks
 from prior_landscape.priors import load_prior
 from prior_landscape.priors.pretrained import (
     EDMPrior,
@@ -37,8 +37,8 @@ from prior_landscape.priors.pretrained import (
     UnitScalePrior,
     convert_pretrained_prior,
 )
-from test_checkpoints import RES, TINY_SDE, edm_files, fast_cpu, sde_file  # noqa: F401 - fixtures
-from test_downloads import server  # noqa: F401 - the loopback HTTP server fixture
+
+LOOSE = PotentialSettings(n_probes=2, atol=1e-3, rtol=1e-3)  # cheap, for random-weight networks
 
 CATALOGUE = load_catalogue()
 
@@ -59,7 +59,8 @@ CASES = {
     "edm": ("edm-ffhq64", "song-edm.pkl", {"schedule": {"kind": "edm", "sigma_max": 80.0, "t_eps": 1e-3}}),
     "score_sde": (
         "score-sde-ffhq256", None,
-        {"schedule": {"kind": "ve", "sigma_min": 0.01, "sigma_max": 348.0, "t_eps": 1e-3}, "network": TINY_SDE.to_dict()},
+        {"schedule": {"kind": "ve", "sigma_min": 0.01, "sigma_max": 348.0, "t_eps": 1e-3},
+         "network": TINY_SDE.to_dict()},
     ),
 }  # fmt: skip
 
@@ -73,7 +74,9 @@ def test_download_convert_load_and_evaluate(kind, server, edm_files, sde_file, t
     assert ckpt.read_bytes() == source.read_bytes()
 
     model = tmp_path / "results" / "model.pt"
-    base = convert_pretrained_prior(ckpt, model, name="paper-prior", schedule=cfg["schedule"], network=cfg.get("network"))
+    base = convert_pretrained_prior(
+        ckpt, model, name="paper-prior", schedule=cfg["schedule"], network=cfg.get("network")
+    )
     assert isinstance(base, EDMPrior if kind == "edm" else ScoreSDEPrior)
     # the converted file holds plain tensors: torch's weights-only loader reads it
     assert torch.load(model, weights_only=True)["kind"] == kind
@@ -127,9 +130,24 @@ def _dry_run(work: Path, *extra: str) -> tuple[str, float]:
     """`snakemake -n --profile profiles/slurm all` run in ``work`` (the profile selects config/paper.yaml)."""
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(work), "--profile", str(REPO / "profiles" / "slurm"),
-         "-n", "--quiet", "rules", *extra, "all"],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
+        [
+            *SNAKEMAKE,
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(work),
+            "--profile",
+            str(REPO / "profiles" / "slurm"),
+            "-n",
+            "--quiet",
+            "rules",
+            *extra,
+            "all",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
     )
     wall = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
@@ -137,7 +155,7 @@ def _dry_run(work: Path, *extra: str) -> tuple[str, float]:
 
 
 def _job_counts(log: str) -> dict[str, int]:
-    table = log[log.index("Job stats:"):]
+    table = log[log.index("Job stats:") :]
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
 
 
@@ -192,12 +210,24 @@ def _dag_edges(work: Path) -> dict[str, set[str]]:
     import json
 
     proc = subprocess.run(
-        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(work), "--profile", str(REPO / "profiles" / "slurm"),
-         "--d3dag", "all"],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
+        [
+            *SNAKEMAKE,
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(work),
+            "--profile",
+            str(REPO / "profiles" / "slurm"),
+            "--d3dag",
+            "all",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    dag = json.loads(proc.stdout[proc.stdout.index("{"):])
+    dag = json.loads(proc.stdout[proc.stdout.index("{") :])
     rule_of = {n["id"]: n["value"]["rule"] for n in dag["nodes"]}
     edges: dict[str, set[str]] = {r: set() for r in rule_of.values()}
     for link in dag["edges"]:  # u is an input job of v
@@ -220,7 +250,8 @@ def _tiny_paper_config() -> dict:
             "kind": "score_network", "dataset": "stand-in for binarized MNIST", "training_data": "mnist",
             # P's architecture (diffusers' UNet2DModel, attention included), two narrow levels
             "network": {**PAPER["priors"]["mnist-binary"]["network"], "block_out_channels": [8, 16],
-                        "layers_per_block": 1, "norm_num_groups": 4, "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
+                        "layers_per_block": 1, "norm_num_groups": 4,
+                        "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
                         "up_block_types": ["AttnUpBlock2D", "UpBlock2D"]},
             "schedule": {"kind": "ve", "sigma_min": 0.01, "sigma_max": 50.0, "t_eps": 1e-3},
             "training": {"steps": 20, "batch_size": 8, "lr": 1e-3, "checkpoint_every": 10},
@@ -271,27 +302,52 @@ def test_paper_rules_run_on_tiny_stand_ins(edm_files, server, tmp_path):  # noqa
         f["url"], f["md5"] = server.url(f["filename"]), hashlib.md5(data).hexdigest()
     (work / "mirror.yaml").write_text(yaml.safe_dump({"resources": [mnist]}, sort_keys=False))
     cfg = _tiny_paper_config()
-    cfg["downloads"] = {"root": "resources", "catalogue": str(work / "mirror.yaml"), "lock_file": str(work / "lock.yaml")}
+    cfg["downloads"] = {
+        "root": "resources",
+        "catalogue": str(work / "mirror.yaml"),
+        "lock_file": str(work / "lock.yaml"),
+    }
     (work / "paper-tiny.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
 
-    targets = ["results/sweeps/tiny-edm.parquet", "results/sweeps/tiny-mnist.parquet",
-               "results/critical_points/tiny-edm/summary.parquet"]
+    targets = [
+        "results/sweeps/tiny-edm.parquet",
+        "results/sweeps/tiny-mnist.parquet",
+        "results/critical_points/tiny-edm/summary.parquet",
+    ]
     proc = subprocess.run(
-        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile", str(work / "paper-tiny.yaml"),
-         "--replace-workflow-config", "--cores", "2", *targets],
-        capture_output=True, text=True, timeout=900, cwd=REPO,
+        [
+            *SNAKEMAKE,
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(work),
+            "--configfile",
+            str(work / "paper-tiny.yaml"),
+            "--replace-workflow-config",
+            "--cores",
+            "2",
+            *targets,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-8000:]
     log = proc.stdout + proc.stderr
     # MNIST came through its download rule (from the mirror); the placed files satisfied the others
     assert re.findall(r"^(?:local)?rule (download_\w+):", log, flags=re.M) == ["download_mnist"], log[-3000:]
     assert "import_pretrained_prior" in log and "train_score_network" in log
-    assert sorted(p.name for p in (res / "datasets/MNIST/raw").iterdir()) == sorted(f["filename"] for f in mnist["files"])
+    assert sorted(p.name for p in (res / "datasets/MNIST/raw").iterdir()) == sorted(
+        f["filename"] for f in mnist["files"]
+    )
 
     from prior_landscape.io.artefacts import read_table
 
     edm = read_table(work / targets[0])
-    assert set(edm.image) == {"00000/00000.png", "00000/00001.png", "00000/00002.png", "00000/00003.png"} & set(edm.image)
+    assert set(edm.image) == {"00000/00000.png", "00000/00001.png", "00000/00002.png", "00000/00003.png"} & set(
+        edm.image
+    )
     assert len(edm) == 4 and edm.image.nunique() == 2 and np.isfinite(edm.q).all()
     digits = read_table(work / targets[1])
     assert len(digits) == 4 and np.isfinite(digits.q).all()

@@ -18,10 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from prior_landscape.landscape.families import kernel, kernel_stack
-from prior_landscape.inverse.operators import blur
-from prior_landscape.io.images import crop_positions, extract_crops
 from prior_landscape.inverse.operators import (
+    blur,
     cg_prox,
     data_fit,
     fft_blur,
@@ -39,6 +37,8 @@ from prior_landscape.inverse.profiles import (
     safe_posterior_step,
     select_lambda,
 )
+from prior_landscape.io.images import crop_positions, extract_crops
+from prior_landscape.landscape.families import kernel, kernel_stack
 
 DT = torch.float64
 THETAS = np.linspace(0.0, 5.0, 11)
@@ -199,7 +199,9 @@ def test_momentum_descent_reaches_the_closed_form_minimiser_of_a_quadratic_poste
     quadratic = GradOnly(lambda x: (x - m) / s)  # q = ‖x − m‖²/(2s)
     otf = kernel_otf(h, (16, 16))
     c = sigma_y**2 / s
-    exact = torch.fft.irfft2((otf.conj() * torch.fft.rfft2(y) + c * torch.fft.rfft2(m)) / (otf.abs() ** 2 + c), s=(16, 16))
+    exact = torch.fft.irfft2(
+        (otf.conj() * torch.fft.rfft2(y) + c * torch.fft.rfft2(m)) / (otf.abs() ** 2 + c), s=(16, 16)
+    )
     step = safe_posterior_step(sigma_y, 1 / s)
     x = minimise_image(y, h, sigma_y, quadratic, y.clone(), n_steps=400, step=step, momentum=0.9)
     assert torch.allclose(x, exact, atol=1e-8)

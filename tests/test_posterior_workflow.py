@@ -19,10 +19,10 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPO
-from prior_landscape.io.artefacts import read_table
 from test_workflow import SNAKEMAKE, _snakemake, _workdir
+
+from prior_landscape.io.artefacts import read_table
 
 pytestmark = pytest.mark.slow
 
@@ -38,9 +38,11 @@ def posterior_run(tmp_path_factory):
 
 def test_figures_artefacts_and_no_state_left(posterior_run):
     res = posterior_run / "results"
-    for rel in FIGURES + [f.replace(".png", ".pdf") for f in FIGURES] + [
-        "tables/profile_minima.csv", "tables/deblur_metrics.csv"
-    ]:
+    for rel in (
+        FIGURES
+        + [f.replace(".png", ".pdf") for f in FIGURES]
+        + ["tables/profile_minima.csv", "tables/deblur_metrics.csv"]
+    ):
         rel = rel.removeprefix("results/")
         assert (res / rel).stat().st_size > 0, rel
     for case in ("zernike-0.01", "simplex", "kohler"):
@@ -55,7 +57,9 @@ def test_noiseless_profile_minima(posterior_run):
     df = read_table(posterior_run / "results/posterior/gmm-natural/noiseless.parquet")
     assert set(df.family) == {"gaussian", "airy"} and set(df.x_bar) == {"dataset", "critical point"}
     assert 2.5 in set(df.theta) and df.attrs["provenance"]["config"]["posterior"]["n_images"] == 3
-    per = df.groupby(["family", "x_bar", "image"]).agg(argmin=("argmin_theta", "first"), theta_bar=("theta_bar", "first"))
+    per = df.groupby(["family", "x_bar", "image"]).agg(
+        argmin=("argmin_theta", "first"), theta_bar=("theta_bar", "first")
+    )
     at_bar = df[np.isclose(df.theta, df.theta_bar)].set_index(["family", "x_bar", "image"]).ell.sort_index()
     at_0 = df[df.theta == 0].set_index(["family", "x_bar", "image"]).ell.sort_index()
     for family in ("gaussian", "airy"):
@@ -87,8 +91,20 @@ def test_zernike_small_init_collapses_and_large_init_does_not(posterior_run):
     for col in ("psnr", "ssim", "kernel_error", "mnc", "psnr_blurry"):
         assert np.isfinite(m[col]).all(), col
     traj = read_table(posterior_run / "results/deblur/zernike-0.01/trajectory.parquet")
-    assert {"iteration", "run", "init", "image", "data_fit", "q", "loss", "kernel", "theta", "kernel_error",
-            "mnc", "collapse_distance"} <= set(traj.columns)
+    assert {
+        "iteration",
+        "run",
+        "init",
+        "image",
+        "data_fit",
+        "q",
+        "loss",
+        "kernel",
+        "theta",
+        "kernel_error",
+        "mnc",
+        "collapse_distance",
+    } <= set(traj.columns)
     assert sorted(traj.iteration.unique()) == list(range(0, 61, 10))
     assert len(traj.theta.iloc[0]) == 5 and len(traj.kernel.iloc[0]) == 81
 
@@ -119,8 +135,18 @@ def test_a_killed_deblur_run_resumes_from_its_state(tmp_path):
     target = "results/deblur/simplex/metrics.parquet"
     _snakemake(work, "results/priors/gmm-natural/model.pt")
     state = work / "results/deblur/simplex/state.pt"
-    cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(work), "--configfile",
-           str(work / "tiny.yaml"), "--cores", "1", target]
+    cmd = [
+        *SNAKEMAKE,
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(work),
+        "--configfile",
+        str(work / "tiny.yaml"),
+        "--cores",
+        "1",
+        target,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 300

@@ -5,9 +5,9 @@ import pytest
 import torch
 from scipy import stats
 
-from prior_landscape.landscape.families import kernel
 from prior_landscape.inverse.operators import blurred_crops
 from prior_landscape.io.images import crop_positions
+from prior_landscape.landscape.families import kernel
 from prior_landscape.landscape.potential import (
     NonFiniteODEError,
     PotentialResult,

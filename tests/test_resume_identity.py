@@ -4,12 +4,21 @@ and the class label of a conditional model, also behind the [0, 1] wrapper of im
 old descent)."""
 
 import torch
+from test_checkpoints import (
+    ADM_KW,
+    N_CLASSES,
+    RES,
+    SONG_KW,
+    _randomize,
+    _reference_adm,
+    _reference_song,
+    write_edm_pickle,
+)
 
 from prior_landscape.landscape.critical_points import descend
 from prior_landscape.priors import load_prior
 from prior_landscape.priors.pretrained import convert_pretrained_prior
 from prior_landscape.runs import RunOptions
-from test_checkpoints import ADM_KW, N_CLASSES, RES, SONG_KW, _randomize, _reference_adm, _reference_song, write_edm_pickle
 
 
 def _imported(tmp_path, tag, net, **kw):
@@ -41,8 +50,14 @@ def test_other_weights_under_the_same_name_start_afresh(tmp_path):
 
 def test_another_class_label_starts_afresh(tmp_path):
     pkl = tmp_path / "adm.pkl"
-    write_edm_pickle(pkl, _reference_adm(), precond="EDMPrecond", model_class="DhariwalUNet", model_kwargs=ADM_KW,
-                     label_dim=N_CLASSES)
+    write_edm_pickle(
+        pkl,
+        _reference_adm(),
+        precond="EDMPrecond",
+        model_class="DhariwalUNet",
+        model_kwargs=ADM_KW,
+        label_dim=N_CLASSES,
+    )
     priors = []
     for label in (3, 4):
         model = tmp_path / f"class{label}" / "model.pt"

@@ -22,8 +22,11 @@ class Walk:
         self.window.append(float(self.x.sum()))
 
     def record(self, k):
-        rec = {"value": self.x.clone(), "window_mean": float(np.mean(self.window)) if self.window else float("nan"),
-               "matrix": torch.outer(self.x, self.x)}
+        rec = {
+            "value": self.x.clone(),
+            "window_mean": float(np.mean(self.window)) if self.window else float("nan"),
+            "matrix": torch.outer(self.x, self.x),
+        }
         self.window = []
         return rec
 
@@ -132,8 +135,15 @@ def test_digest_sees_every_value_and_nothing_else():
     t = torch.arange(6, dtype=torch.float32).reshape(2, 3)
     base = digest("a", 1, 2.0, None, t, {"b": [1, 2], "a": (3,)}, np.ones(2), _Fingerprinted("w"))
     assert base == digest("a", 1, 2.0, None, t.clone(), {"a": (3,), "b": [1, 2]}, np.ones(2), _Fingerprinted("w"))
-    changed = [("b", 1, 2.0, None, t), ("a", 2, 2.0, None, t), ("a", 1, 2.5, None, t), ("a", 1, 2.0, 0, t),
-               ("a", 1, 2.0, None, t.double()), ("a", 1, 2.0, None, t.reshape(3, 2)), ("a", 1, 2.0, None, t + 1e-7)]
+    changed = [
+        ("b", 1, 2.0, None, t),
+        ("a", 2, 2.0, None, t),
+        ("a", 1, 2.5, None, t),
+        ("a", 1, 2.0, 0, t),
+        ("a", 1, 2.0, None, t.double()),
+        ("a", 1, 2.0, None, t.reshape(3, 2)),
+        ("a", 1, 2.0, None, t + 1e-7),
+    ]
     assert len({digest(*c) for c in changed} | {digest("a", 1, 2.0, None, t)}) == len(changed) + 1
     assert digest(1) != digest(1.0) != digest("1") and digest([1, 2]) != digest((1, 2)) != digest([[1, 2]])
     assert digest(_Fingerprinted("w")) != digest(_Fingerprinted("v"))

@@ -19,6 +19,7 @@ def _state_step(path) -> int:
     """The iteration a resumable training state was saved at."""
     return int(torch.load(path, weights_only=True)["k"])
 
+
 SCHED = VESchedule(sigma_min=0.01, sigma_max=20.0)
 TINY = dict(base_channels=8, channel_mult=(1, 2), num_res_blocks=1, emb_features=8, emb_channels=16, groups=4)
 
@@ -278,15 +279,20 @@ def test_potential_engine_call_pattern(gaussian_prior):
 
 
 # ------------------------------------------- (f) P's MNIST network: diffusers' UNet2DModel
-TINY_DIFFUSERS = dict(architecture="diffusers_unet2d", block_out_channels=[8, 16], layers_per_block=1, norm_num_groups=4,
-                      down_block_types=["DownBlock2D", "AttnDownBlock2D"], up_block_types=["AttnUpBlock2D", "UpBlock2D"])
+TINY_DIFFUSERS = dict(
+    architecture="diffusers_unet2d",
+    block_out_channels=[8, 16],
+    layers_per_block=1,
+    norm_num_groups=4,
+    down_block_types=["DownBlock2D", "AttnDownBlock2D"],
+    up_block_types=["AttnUpBlock2D", "UpBlock2D"],
+)
 
 
 def test_the_paper_configuration_builds_the_papers_mnist_network():
     """config/paper.yaml's mnist-binary network is P §2.3's: diffusers' UNet2DModel with
     block_out_channels 32/64/128/256, attention included, 15.9 M parameters."""
     import yaml
-
     from conftest import REPO
 
     cfg = yaml.safe_load((REPO / "config/paper.yaml").read_text())["priors"]["mnist-binary"]["network"]
@@ -307,8 +313,17 @@ def test_diffusers_network_learns_round_trips_and_differentiates(tmp_path):
     data = gaussian_data(4096)
     net_kwargs = dict(TINY_DIFFUSERS, sigma_data=1.0, data_mean=0.0)
     untrained, _ = train_dsm(data, SCHED, steps=0, seed=0, net_kwargs=net_kwargs)
-    prior, hist = train_dsm(data, SCHED, steps=200, batch_size=128, lr=1e-2, seed=0, hflip=False,
-                            net_kwargs=net_kwargs, options=RunOptions(record_every=100))
+    prior, hist = train_dsm(
+        data,
+        SCHED,
+        steps=200,
+        batch_size=128,
+        lr=1e-2,
+        seed=0,
+        hflip=False,
+        net_kwargs=net_kwargs,
+        options=RunOptions(record_every=100),
+    )
     # learns the exact Gaussian score (measured: 0.97 / 0.91 untrained, 0.16 / 0.21 after 200 steps)
     for sigma in (0.1, 0.3):
         e0, e1 = rel_err(untrained, sigma), rel_err(prior, sigma)

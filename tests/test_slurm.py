@@ -23,10 +23,10 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
 from conftest import REPO
-from prior_landscape.io.artefacts import read_table
 from slurm_cluster import cluster_answers, slurm_cluster  # noqa: F401 - the session fixture
+
+from prior_landscape.io.artefacts import read_table
 
 pytestmark = pytest.mark.slow
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -54,8 +54,10 @@ def _merge(a: dict, b: dict) -> dict:
 
 
 def _config() -> dict:
-    cfg = _merge(yaml.safe_load((REPO / "config.yaml").read_text()),
-                 yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text()))
+    cfg = _merge(
+        yaml.safe_load((REPO / "config.yaml").read_text()),
+        yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text()),
+    )
     cfg["priors"] = {k: cfg["priors"][k] for k in ("gmm-natural", "scorenet-natural")}
     # large batches make each step slow enough (≈0.2 s) that the job is still running when
     # the test scancels it after the first checkpoint
@@ -79,12 +81,24 @@ def _check(proc: subprocess.CompletedProcess, what: str) -> subprocess.Completed
 
 def _slurm_cmd(work: Path, extra_profile: Path | None, *args: str) -> list[str]:
     profiles = ["--profile", str(PROFILE)] + (["--profile", str(extra_profile)] if extra_profile else [])
-    return [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(work), *profiles,
-            # the test's own configuration instead of the profile's config/paper.yaml
-            "--configfile", str(work / "config.yaml"),
-            # poll soon after submission (3 × 3 s stays below MinJobAge), keep every job's SLURM log,
-            # and print the sbatch calls
-            "--slurm-init-seconds-before-status-checks", "3", "--slurm-keep-successful-logs", "--verbose", *args]
+    return [
+        *SNAKEMAKE,
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(work),
+        *profiles,
+        # the test's own configuration instead of the profile's config/paper.yaml
+        "--configfile",
+        str(work / "config.yaml"),
+        # poll soon after submission (3 × 3 s stays below MinJobAge), keep every job's SLURM log,
+        # and print the sbatch calls
+        "--slurm-init-seconds-before-status-checks",
+        "3",
+        "--slurm-keep-successful-logs",
+        "--verbose",
+        *args,
+    ]
 
 
 def _env(cluster) -> dict:
@@ -111,8 +125,9 @@ class _Snakemake:
     def __init__(self, cmd: list[str], out: Path, env: dict, timeout: float = 1500):
         self.out, self.deadline = out, time.monotonic() + timeout
         with open(out, "w") as fh:
-            self.proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, text=True, env=env,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd, stdout=fh, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
+            )
         self._down_since = None
         self._last_check = 0.0
 
@@ -130,8 +145,10 @@ class _Snakemake:
             elif self._down_since is None:
                 self._down_since = time.monotonic()
             elif time.monotonic() - self._down_since > 60:
-                raise AssertionError("the SLURM cluster stopped answering during the run (was it stopped by "
-                                     f"another test session?); the plugin would wait forever:\n{self.log()[-2000:]}")
+                raise AssertionError(
+                    "the SLURM cluster stopped answering during the run (was it stopped by "
+                    f"another test session?); the plugin would wait forever:\n{self.log()[-2000:]}"
+                )
 
     def wait(self) -> int:
         while self.proc.poll() is None:
@@ -161,8 +178,12 @@ def _submissions(log: str) -> list[tuple[str, str, str]]:
 
 def _squeue(run_id: str) -> dict[str, tuple[str, str]]:
     """SLURM's own record of the run's jobs (kept MinJobAge after they end): id -> (state, comment)."""
-    out = subprocess.run(["squeue", "--states=all", "--noheader", "--name", run_id, "--format=%i|%T|%k"],
-                         capture_output=True, text=True, timeout=30).stdout
+    out = subprocess.run(
+        ["squeue", "--states=all", "--noheader", "--name", run_id, "--format=%i|%T|%k"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
     return {i: (s, c) for i, s, c in (line.split("|", 2) for line in out.splitlines() if line.strip())}
 
 
@@ -199,8 +220,15 @@ def local_run(tmp_path_factory):
     """The same targets run locally with 2 cores: the reference."""
     work = _workdir(tmp_path_factory.mktemp("local"))
     t0 = time.perf_counter()
-    _check(subprocess.run([*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(work), "--cores", "2",
-                           *TARGETS], capture_output=True, text=True, timeout=1200), "local run")
+    _check(
+        subprocess.run(
+            [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(work), "--cores", "2", *TARGETS],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        ),
+        "local run",
+    )
     print(f"local run: {time.perf_counter() - t0:.0f} s")
     return work
 
@@ -222,10 +250,16 @@ def test_every_job_goes_through_sbatch_and_artefacts_equal_a_local_run(slurm_clu
     subs = _submissions(log)
     # (the plugin names a group job's log folder after the group and its members)
     kinds = sorted("group_figures" if k.startswith("group_figures") else k for _, _, k in subs)
-    assert kinds == sorted([
-        "rule_blur_kernels", "rule_fit_mixture_prior/gmm-natural", "rule_train_score_network/scorenet-natural",
-        "rule_likelihood_sweep/gmm-natural", "rule_likelihood_sweep/scorenet-natural", "group_figures",
-    ]), kinds
+    assert kinds == sorted(
+        [
+            "rule_blur_kernels",
+            "rule_fit_mixture_prior/gmm-natural",
+            "rule_train_score_network/scorenet-natural",
+            "rule_likelihood_sweep/gmm-natural",
+            "rule_likelihood_sweep/scorenet-natural",
+            "group_figures",
+        ]
+    ), kinds
     # ... each with its SLURM log, and SLURM itself saw every one of them complete
     for _, sid, kind in subs:
         assert (work / ".snakemake/slurm_logs" / kind / f"{sid}.log").exists(), (kind, sid)

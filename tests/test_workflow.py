@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from conftest import REPO
 from test_paper_scale import _job_counts
+
 from prior_landscape.io.artefacts import read_table
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -35,8 +35,18 @@ def _workdir(tmp: Path, overrides: dict | None = None) -> Path:
 
 
 def _snakemake(work: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(work), "--configfile",
-           str(work / "tiny.yaml"), "--cores", "2", *args]
+    cmd = [
+        *SNAKEMAKE,
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(work),
+        "--configfile",
+        str(work / "tiny.yaml"),
+        "--cores",
+        "2",
+        *args,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
@@ -52,9 +62,17 @@ def finished_run(tmp_path_factory):
 
 def test_run_leaves_artefacts_figures_tables(finished_run):
     res = finished_run / "results"
-    for rel in ["figures/fig05.png", "figures/fig05.pdf", "figures/fig07.png", "figures/fig07.pdf",
-                "tables/tab01.csv", "tables/tab01.html", "tables/sweep_summary.csv",
-                "priors/scorenet-natural/training_loss.parquet", "kernels/blur_families.parquet"]:
+    for rel in [
+        "figures/fig05.png",
+        "figures/fig05.pdf",
+        "figures/fig07.png",
+        "figures/fig07.pdf",
+        "tables/tab01.csv",
+        "tables/tab01.html",
+        "tables/sweep_summary.csv",
+        "priors/scorenet-natural/training_loss.parquet",
+        "kernels/blur_families.parquet",
+    ]:
         assert (res / rel).stat().st_size > 0, rel
     assert not list(res.rglob("*.part")), "a temporary file was left behind"
     assert not (res / "priors/scorenet-natural/training_state.pt").exists()
@@ -111,9 +129,13 @@ def test_nothing_to_do_after_a_finished_run(finished_run):
 def test_speed_settings_rerun_nothing_and_accuracy_settings_rerun_their_jobs(finished_run):
     """Batch and chunk sizes, cadences and the device change how fast a result comes, not the
     result: no job reruns; an accuracy setting reruns exactly the jobs that use it."""
-    speed = {"potential": {"batch_size": 3}, "hessian": {"chunk_size": 7}, "device": "auto",
-             "critical_points": {"checkpoint_every": 3, "record_every": 7},
-             "deblur": {"checkpoint_every": 3, "record_every": 7}}
+    speed = {
+        "potential": {"batch_size": 3},
+        "hessian": {"chunk_size": 7},
+        "device": "auto",
+        "critical_points": {"checkpoint_every": 3, "record_every": 7},
+        "deblur": {"checkpoint_every": 3, "record_every": 7},
+    }
     tiny = yaml.safe_load((finished_run / "tiny.yaml").read_text())
     edited = finished_run / "speed.yaml"
     for key, value in speed.items():
@@ -122,8 +144,19 @@ def test_speed_settings_rerun_nothing_and_accuracy_settings_rerun_their_jobs(fin
         if "training" in prior:
             prior["training"]["checkpoint_every"] = 7
     edited.write_text(yaml.safe_dump(tiny))
-    cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(finished_run), "--configfile", str(edited),
-           "--cores", "2", "-n", "all"]
+    cmd = [
+        *SNAKEMAKE,
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(finished_run),
+        "--configfile",
+        str(edited),
+        "--cores",
+        "2",
+        "-n",
+        "all",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "Nothing to be done" in out.stdout + out.stderr, out.stdout[-3000:]
     tiny["potential"]["atol"] = 2e-4  # accuracy: every job evaluating q reruns
@@ -150,13 +183,16 @@ def test_report_is_generated(finished_run):
     assert "fig07.png" in html and "tab01.html" in html
 
 
-@pytest.mark.parametrize("edit, message", [
-    ({"sweep.theta.num": 1}, "sweep.theta.num: 1 is less than the minimum of 2"),
-    ({"hessian.priors": ["gmm-natural", "no-such-prior"]}, "hessian.priors.1: 'no-such-prior' is not a prior"),
-    ({"posterior.priors": ["nope"]}, "posterior.priors.0: 'nope' is not a prior"),
-    ({"critical_points.step_by_prior": {"gmm": "auto"}}, "critical_points.step_by_prior.gmm: 'gmm' is not a prior"),
-    ({"critical_points.step": -0.02}, "critical_points.step"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ({"sweep.theta.num": 1}, "sweep.theta.num: 1 is less than the minimum of 2"),
+        ({"hessian.priors": ["gmm-natural", "no-such-prior"]}, "hessian.priors.1: 'no-such-prior' is not a prior"),
+        ({"posterior.priors": ["nope"]}, "posterior.priors.0: 'nope' is not a prior"),
+        ({"critical_points.step_by_prior": {"gmm": "auto"}}, "critical_points.step_by_prior.gmm: 'gmm' is not a prior"),
+        ({"critical_points.step": -0.02}, "critical_points.step"),
+    ],
+)
 def test_bad_config_stops_before_any_job(tmp_path, edit, message):
     work = _workdir(tmp_path, edit)
     proc = _snakemake(work, "all", check=False)

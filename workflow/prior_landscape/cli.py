@@ -53,15 +53,24 @@ def _review(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="prior-landscape", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("review", help="review an archive or a results/ folder: provenance, checksums, re-renderable figures")
+    p = sub.add_parser(
+        "review", help="review an archive or a results/ folder: provenance, checksums, re-renderable figures"
+    )
     p.add_argument("path", help="archives/results.tar.gz, an unpacked archive, or a results/ folder")
     p.add_argument("--json", action="store_true", help="print the review as JSON")
     p.add_argument("--verbose", "-v", action="store_true", help="list every file, logs and benchmarks included")
-    p.add_argument("--sha256", metavar="HEX", default=None,
-                   help="the archive's sha256 as recorded apart from it (detects an archive changed together with "
-                        "its manifest); default: PATH.sha256 when present")
-    p.add_argument("--require-manifest", action="store_true",
-                   help="fail when there is no manifest (a folder without one is otherwise only checked for readability)")
+    p.add_argument(
+        "--sha256",
+        metavar="HEX",
+        default=None,
+        help="the archive's sha256 as recorded apart from it (detects an archive changed together with "
+        "its manifest); default: PATH.sha256 when present",
+    )
+    p.add_argument(
+        "--require-manifest",
+        action="store_true",
+        help="fail when there is no manifest (a folder without one is otherwise only checked for readability)",
+    )
     p.set_defaults(func=_review)
     args = parser.parse_args(argv)
     return args.func(args)

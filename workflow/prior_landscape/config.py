@@ -69,8 +69,10 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, source:
     """
     import jsonschema
 
-    lines = [f"  {key}: {value!r} is not a finite number (NaN and infinities are never valid here)"
-             for key, value in non_finite_numbers(config)]
+    lines = [
+        f"  {key}: {value!r} is not a finite number (NaN and infinities are never valid here)"
+        for key, value in non_finite_numbers(config)
+    ]
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))

@@ -78,7 +78,9 @@ def _float64(t: torch.Tensor) -> torch.Tensor:
 
 def _pair(x_hat: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if x_hat.shape != x.shape or x.dim() != 4:
-        raise ValueError(f"images must both be (B, C, H, W) of one shape, got {tuple(x_hat.shape)} and {tuple(x.shape)}")
+        raise ValueError(
+            f"images must both be (B, C, H, W) of one shape, got {tuple(x_hat.shape)} and {tuple(x.shape)}"
+        )
     return _float64(x_hat), _float64(x)
 
 
@@ -199,7 +201,9 @@ def mnc(k_hat: torch.Tensor, k: torch.Tensor, flip: bool = False, max_shift: int
     return out[0] if single else out
 
 
-def kernel_error(k_hat: torch.Tensor, k: torch.Tensor, flip: bool = False, max_shift: int | None = None) -> torch.Tensor:
+def kernel_error(
+    k_hat: torch.Tensor, k: torch.Tensor, flip: bool = False, max_shift: int | None = None
+) -> torch.Tensor:
     """‖k̂ − k‖₂ after the best integer shift of k̂ (and its 180° rotation if ``flip``), per kernel pair.
 
     Exact minimum over all shifts on the zero-padded plane (no wrap-around), via
@@ -221,7 +225,9 @@ def collapse_distance(k_hat: torch.Tensor, k_reference_small: torch.Tensor | Non
     return d[0] if k_hat.dim() == 2 else d
 
 
-def no_blur_collapse(k_hat: torch.Tensor, k_reference_small: torch.Tensor | None = None, tol: float = 0.05) -> torch.Tensor:
+def no_blur_collapse(
+    k_hat: torch.Tensor, k_reference_small: torch.Tensor | None = None, tol: float = 0.05
+) -> torch.Tensor:
     """True where the estimate collapsed to the no-blur solution: within ``tol`` (aligned ℓ² kernel
     error) of the Dirac δ or of the family's smallest kernel ``k_reference_small`` (e.g. the Airy
     pattern :meth:`ZernikeKernel.airy`). Bool tensor, one per kernel."""
@@ -234,8 +240,10 @@ def aligned_psnr(a: torch.Tensor, b: torch.Tensor, m: int):
     borders carry the boundary mismatch of a circular model (as in the usual evaluation of Levin et
     al. and Köhler et al.)."""
     H, W = a.shape[-2:]
-    ref = b[..., m:H - m, m:W - m]
-    shifted = [psnr(a[..., m + i:H - m + i, m + j:W - m + j], ref) for i in range(-m, m + 1) for j in range(-m, m + 1)]
+    ref = b[..., m : H - m, m : W - m]
+    shifted = [
+        psnr(a[..., m + i : H - m + i, m + j : W - m + j], ref) for i in range(-m, m + 1) for j in range(-m, m + 1)
+    ]
     return torch.stack(shifted).amax(0).cpu().numpy()
 
 
@@ -250,5 +258,5 @@ def centred_kernels(kernels: list, dtype=torch.float64) -> torch.Tensor:
         if h is not None:
             top, left = (side - h.shape[0]) // 2, (side - h.shape[1]) // 2
             out[i] = 0.0
-            out[i, top:top + h.shape[0], left:left + h.shape[1]] = h.to(dtype)
+            out[i, top : top + h.shape[0], left : left + h.shape[1]] = h.to(dtype)
     return out

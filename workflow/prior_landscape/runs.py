@@ -36,9 +36,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -137,8 +138,9 @@ class RunOptions:
 
     def __post_init__(self):
         if self.checkpoint_every < 1 or self.record_every < 1:
-            raise ValueError(f"need checkpoint_every ≥ 1 and record_every ≥ 1, got {self.checkpoint_every}, "
-                             f"{self.record_every}")
+            raise ValueError(
+                f"need checkpoint_every ≥ 1 and record_every ≥ 1, got {self.checkpoint_every}, {self.record_every}"
+            )
 
 
 @dataclass
@@ -221,8 +223,14 @@ def drive(loop: Loop, n_steps: int, *, kind: str, fingerprint: str, options: Run
     k0 = k
     while True:
         if path is not None and k > k0 and (k % opts.checkpoint_every == 0 or k == n_steps):
-            state = {"kind": kind, "fingerprint": fingerprint, "k": k, "loop": loop.state_dict(),
-                     "records": records, "record_iterations": rec_iters}
+            state = {
+                "kind": kind,
+                "fingerprint": fingerprint,
+                "k": k,
+                "loop": loop.state_dict(),
+                "records": records,
+                "record_iterations": rec_iters,
+            }
             with atomic_output(path) as tmp:
                 torch.save(state, tmp)
         if k % opts.record_every == 0 or k == n_steps:
@@ -237,4 +245,3 @@ def drive(loop: Loop, n_steps: int, *, kind: str, fingerprint: str, options: Run
         loop.step(k)
         k += 1
     return RunResult(records, n_steps, k0, time.perf_counter() - t0, rec_iters)
-

@@ -70,10 +70,15 @@ def start_job(snakemake, config_slice: dict, seeds: dict | None = None) -> Job:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", handlers=handlers, force=True
     )
+
     def log_uncaught(exc_type, exc, tb):
         # the job's log names the cause of a failure, not only Snakemake's console
         logging.getLogger("prior_landscape").error(
-            "rule %s failed: %s: %s", getattr(snakemake, "rule", "?"), exc_type.__name__, exc, exc_info=(exc_type, exc, tb)
+            "rule %s failed: %s: %s",
+            getattr(snakemake, "rule", "?"),
+            exc_type.__name__,
+            exc,
+            exc_info=(exc_type, exc, tb),
         )
 
     sys.excepthook = log_uncaught

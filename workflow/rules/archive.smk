@@ -18,17 +18,17 @@ rule archive:
         # its detached checksum (sha256sum format): keep or publish the value apart from the archive
         # to detect an archive changed together with its manifest (prior-landscape review --sha256)
         "archives/results.tar.gz.sha256",
-    params:
-        results=RESULTS,
-        config=config,
-        # every rule's output and input patterns: which rule made which file, and
-        # which figures and tables can be re-rendered from the archive alone
-        rules=archive_rule_map,
     log:
         "archives/results.log",
     threads: 1
     resources:
         mem_mb=1000,
         runtime=60,
+    params:
+        results=RESULTS,
+        config=config,
+        # every rule's output and input patterns: which rule made which file, and
+        # which figures and tables can be re-rendered from the archive alone
+        rules=archive_rule_map,
     script:
         "../scripts/archive_results.py"

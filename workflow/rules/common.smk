@@ -21,8 +21,9 @@ validate_config(config, source="config (config.yaml and --config overrides)")
 # missing, corrupt or unusable file stops the run here (dry runs included), naming its key.
 _image_problems = check_photographs(config)
 if _image_problems:
-    raise ConfigError(f"{len(_image_problems)} image file(s) of the configuration cannot be used:\n  "
-                      + "\n  ".join(_image_problems))
+    raise ConfigError(
+        f"{len(_image_problems)} image file(s) of the configuration cannot be used:\n  " + "\n  ".join(_image_problems)
+    )
 
 RESULTS = "results"
 PRIORS = list(config["priors"])
@@ -192,7 +193,6 @@ if KOHLER_PRIOR is not None:
     _check_prior("deblur.kohler.prior", KOHLER_PRIOR)
 
 
-
 # one deblurring case per Zernike noise level (Figs. 11, 14), the simplex kernels
 # (Figs. 12, 15) and the Köhler case (Fig. 13: real shots at paper scale, a stand-in in the demo)
 ZERNIKE_CASES = [f"zernike-{s:g}" for s in DEBLUR["zernike"]["noise_levels"]]
@@ -206,14 +206,34 @@ def deblur_setup(wildcards):
     shared = {k: DEBLUR[k] for k in ("n_iter", "n_inner", "reset_every", "collapse_tol")}
     if case.startswith("zernike-"):
         sigma = DEBLUR["zernike"]["noise_levels"][ZERNIKE_CASES.index(case)]
-        return {"case": case, "kind": "zernike", "prior": DEBLUR["prior"], "images": DEBLUR["images"],
-                "sigma_y": sigma, "model": DEBLUR["zernike"], **shared}
+        return {
+            "case": case,
+            "kind": "zernike",
+            "prior": DEBLUR["prior"],
+            "images": DEBLUR["images"],
+            "sigma_y": sigma,
+            "model": DEBLUR["zernike"],
+            **shared,
+        }
     if case == "simplex":
-        return {"case": case, "kind": "simplex", "prior": DEBLUR["prior"], "images": DEBLUR["images"],
-                "sigma_y": DEBLUR["simplex"]["sigma_y"], "model": DEBLUR["simplex"],
-                "zernike": {k: DEBLUR["zernike"][k] for k in ("fc", "pupil_size", "zernike_index")}, **shared}
-    return {"case": case, "kind": "kohler", "prior": KOHLER_PRIOR, "sigma_y": KOHLER["sigma_y"],
-            "model": KOHLER, **shared}
+        return {
+            "case": case,
+            "kind": "simplex",
+            "prior": DEBLUR["prior"],
+            "images": DEBLUR["images"],
+            "sigma_y": DEBLUR["simplex"]["sigma_y"],
+            "model": DEBLUR["simplex"],
+            "zernike": {k: DEBLUR["zernike"][k] for k in ("fc", "pupil_size", "zernike_index")},
+            **shared,
+        }
+    return {
+        "case": case,
+        "kind": "kohler",
+        "prior": KOHLER_PRIOR,
+        "sigma_y": KOHLER["sigma_y"],
+        "model": KOHLER,
+        **shared,
+    }
 
 
 # the ground-truth kernels of the Köhler shots: a manual resource, used when in place (an input
@@ -258,6 +278,7 @@ def deblur_artefacts(cases, kinds=("metrics", "images", "trajectory")):
 
 
 # -------------------------------------------------------------------------- archive
+
 
 def archive_rule_map(wildcards):
     from prior_landscape.io.archive import rule_map  # imported here: pandas/pyarrow only when archiving

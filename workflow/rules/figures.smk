@@ -52,15 +52,15 @@ rule tab01_priors:
             caption="../report/tab01.rst",
             category="Tables",
         ),
-    params:
-        priors=config["priors"],
-        crop_size=config["data"]["crop_size"],
     log:
         f"{RESULTS}/logs/tables/tab01.log",
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        priors=config["priors"],
+        crop_size=config["data"]["crop_size"],
     script:
         "../scripts/table_tab01.py"
 
@@ -94,15 +94,15 @@ rule fig04_hessian_spectra:
     output:
         png=report(f"{RESULTS}/figures/fig04.png", caption="../report/fig04.rst", category="P §2.2 Critical points"),
         pdf=f"{RESULTS}/figures/fig04.pdf",
-    params:
-        threshold=config["hessian"]["threshold"],
-        relative=config["hessian"]["relative"],
     log:
         f"{RESULTS}/logs/figures/fig04.log",
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        threshold=config["hessian"]["threshold"],
+        relative=config["hessian"]["relative"],
     script:
         "../scripts/plot_fig04.py"
 
@@ -111,7 +111,11 @@ rule fig06_blurred_image:
     input:
         f"{RESULTS}/sweeps/{NATURAL_PRIORS[0]}.parquet",
     output:
-        png=report(f"{RESULTS}/figures/fig06.png", caption="../report/fig06.rst", category="P §2.3 Blurry images are more likely"),
+        png=report(
+            f"{RESULTS}/figures/fig06.png",
+            caption="../report/fig06.rst",
+            category="P §2.3 Blurry images are more likely",
+        ),
         pdf=f"{RESULTS}/figures/fig06.pdf",
     log:
         f"{RESULTS}/logs/figures/fig06.log",
@@ -128,7 +132,11 @@ rule fig08_binary_digits:
         samples=expand(f"{RESULTS}/samples/{{prior}}.parquet", prior=DIGIT_PRIORS),
         sweeps=expand(f"{RESULTS}/sweeps/{{prior}}.parquet", prior=DIGIT_PRIORS),
     output:
-        png=report(f"{RESULTS}/figures/fig08.png", caption="../report/fig08.rst", category="P §2.3 Blurry images are more likely"),
+        png=report(
+            f"{RESULTS}/figures/fig08.png",
+            caption="../report/fig08.rst",
+            category="P §2.3 Blurry images are more likely",
+        ),
         pdf=f"{RESULTS}/figures/fig08.pdf",
     log:
         f"{RESULTS}/logs/figures/fig08.log",

@@ -8,6 +8,15 @@ rule critical_points:
         summary=f"{RESULTS}/critical_points/{{prior}}/summary.parquet",
         trajectory=f"{RESULTS}/critical_points/{{prior}}/trajectory.parquet",
         images=f"{RESULTS}/critical_points/{{prior}}/images.parquet",
+    log:
+        f"{RESULTS}/logs/critical_points/{{prior}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/critical_points/{{prior}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=more_time(240),  # minutes × attempt: a retry after a time-out gets more
+        gpu=1 if config["scale"] == "paper" else 0,
     params:
         critical_points=accuracy(config["critical_points"], "critical_points"),
         potential=accuracy(config["potential"], "potential"),
@@ -18,15 +27,6 @@ rule critical_points:
         resource_root=RESOURCE_ROOT,
         # resumable descent state, deliberately not an output: it survives a killed job
         state=f"{RESULTS}/critical_points/{{prior}}/descent_state.pt",
-    log:
-        f"{RESULTS}/logs/critical_points/{{prior}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/critical_points/{{prior}}.tsv"
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=more_time(240),  # minutes × attempt: a retry after a time-out gets more
-        gpu=1 if config["scale"] == "paper" else 0,
     script:
         "../scripts/critical_points.py"
 
@@ -37,8 +37,6 @@ rule hessian_spectra:
         images=f"{RESULTS}/critical_points/{{prior}}/images.parquet",
     output:
         f"{RESULTS}/hessian/{{prior}}.parquet",
-    params:
-        hessian=accuracy(config["hessian"], "hessian"),
     log:
         f"{RESULTS}/logs/hessian_spectra/{{prior}}.log",
     benchmark:
@@ -48,6 +46,8 @@ rule hessian_spectra:
         mem_mb=8000,
         runtime=more_time(240),  # minutes × attempt: a retry after a time-out gets more
         gpu=1 if config["scale"] == "paper" else 0,
+    params:
+        hessian=accuracy(config["hessian"], "hessian"),
     script:
         "../scripts/hessian_spectra.py"
 
@@ -57,13 +57,6 @@ rule sample_prior:
         unpack(prior_inputs),
     output:
         f"{RESULTS}/samples/{{prior}}.parquet",
-    params:
-        sampling=config["sampling"],
-        data=config["data"],
-        seed=config["seed"],
-        source=lambda wc: training_data(wc.prior),
-        images=image_source,
-        resource_root=RESOURCE_ROOT,
     log:
         f"{RESULTS}/logs/sample_prior/{{prior}}.log",
     threads: 2
@@ -71,5 +64,12 @@ rule sample_prior:
         mem_mb=4000,
         runtime=more_time(60),  # minutes × attempt: a retry after a time-out gets more
         gpu=1 if config["scale"] == "paper" else 0,
+    params:
+        sampling=config["sampling"],
+        data=config["data"],
+        seed=config["seed"],
+        source=lambda wc: training_data(wc.prior),
+        images=image_source,
+        resource_root=RESOURCE_ROOT,
     script:
         "../scripts/sample_prior.py"

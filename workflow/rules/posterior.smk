@@ -6,6 +6,7 @@
 # 16×16 problems gain nothing from intra-op threads (they only add contention),
 # so the compute rules run on one thread and Snakemake runs them side by side.
 
+
 rule posterior_profiles:
     input:
         unpack(prior_inputs),
@@ -14,23 +15,23 @@ rule posterior_profiles:
         noisy=f"{RESULTS}/posterior/{{prior}}/noisy.parquet",
         lam=f"{RESULTS}/posterior/{{prior}}/lambda.parquet",
         points=f"{RESULTS}/posterior/{{prior}}/points.parquet",
+    log:
+        f"{RESULTS}/logs/posterior_profiles/{{prior}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/posterior_profiles/{{prior}}.tsv"
     wildcard_constraints:
         prior="|".join(re.escape(p) for p in POSTERIOR_PRIORS),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=more_time(60),  # minutes × attempt: a retry after a time-out gets more
+        gpu=1 if config["scale"] == "paper" else 0,
     params:
         posterior=config["posterior"],
         potential=accuracy(config["potential"], "potential"),
         data=config["data"],
         images=image_source,
         resource_root=RESOURCE_ROOT,
-    log:
-        f"{RESULTS}/logs/posterior_profiles/{{prior}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/posterior_profiles/{{prior}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=more_time(60),  # minutes × attempt: a retry after a time-out gets more
-        gpu=1 if config["scale"] == "paper" else 0,
     script:
         "../scripts/posterior_profiles.py"
 
@@ -42,8 +43,17 @@ rule deblur_runs:
         trajectory=f"{RESULTS}/deblur/{{case}}/trajectory.parquet",
         metrics=f"{RESULTS}/deblur/{{case}}/metrics.parquet",
         images=f"{RESULTS}/deblur/{{case}}/images.parquet",
+    log:
+        f"{RESULTS}/logs/deblur_runs/{{case}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/deblur_runs/{{case}}.tsv"
     wildcard_constraints:
         case="|".join(re.escape(c) for c in DEBLUR_CASES),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=more_time(120),  # minutes × attempt: a retry after a time-out gets more
+        gpu=1 if config["scale"] == "paper" else 0,
     params:
         setup=deblur_setup,
         data=config["data"],
@@ -52,15 +62,6 @@ rule deblur_runs:
         resource_root=RESOURCE_ROOT,
         # resumable state, deliberately not an output: it survives a killed job
         state=f"{RESULTS}/deblur/{{case}}/state.pt",
-    log:
-        f"{RESULTS}/logs/deblur_runs/{{case}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/deblur_runs/{{case}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=more_time(120),  # minutes × attempt: a retry after a time-out gets more
-        gpu=1 if config["scale"] == "paper" else 0,
     script:
         "../scripts/deblur_runs.py"
 

@@ -6,20 +6,20 @@ rule fit_mixture_prior:
     output:
         model=f"{RESULTS}/priors/{{prior}}/model.pt",
         summary=f"{RESULTS}/priors/{{prior}}/fit_summary.parquet",
-    wildcard_constraints:
-        prior=priors_of_kind("gaussian_mixture"),
-    params:
-        prior=prior_config,
-        data=config["data"],
-        seed=config["seed"],
     log:
         f"{RESULTS}/logs/fit_mixture_prior/{{prior}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/fit_mixture_prior/{{prior}}.tsv"
+    wildcard_constraints:
+        prior=priors_of_kind("gaussian_mixture"),
     threads: 2
     resources:
         mem_mb=4000,
         runtime=20,
+    params:
+        prior=prior_config,
+        data=config["data"],
+        seed=config["seed"],
     script:
         "../scripts/fit_mixture_prior.py"
 
@@ -30,8 +30,17 @@ rule train_score_network:
     output:
         model=f"{RESULTS}/priors/{{prior}}/model.pt",
         loss=f"{RESULTS}/priors/{{prior}}/training_loss.parquet",
+    log:
+        f"{RESULTS}/logs/train_score_network/{{prior}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_score_network/{{prior}}.tsv"
     wildcard_constraints:
         prior=priors_of_kind("score_network"),
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=more_time(120),  # minutes × attempt: a retry after a time-out gets more
+        gpu=1 if config["scale"] == "paper" else 0,
     params:
         prior=prior_config,
         data=config["data"],
@@ -39,14 +48,5 @@ rule train_score_network:
         # resumable state, deliberately not an output: it survives a killed job
         state=f"{RESULTS}/priors/{{prior}}/training_state.pt",
         resource_root=RESOURCE_ROOT,
-    log:
-        f"{RESULTS}/logs/train_score_network/{{prior}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/train_score_network/{{prior}}.tsv"
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=more_time(120),  # minutes × attempt: a retry after a time-out gets more
-        gpu=1 if config["scale"] == "paper" else 0,
     script:
         "../scripts/train_score_network.py"

@@ -18,10 +18,6 @@ for _rid, _entry in CATALOGUE.items():
             f"download_{_rid.replace('-', '_')}"
         output:
             [directory(str(p)) if is_dir else str(p) for p, is_dir in resource_outputs(_entry, RESOURCE_ROOT)],
-        params:
-            resource=_rid,
-            catalogue=CATALOGUE_FILE,
-            lock_file=LOCK_FILE,
         log:
             f"{RESULTS}/logs/download/{_rid}.log",
         localrule: True
@@ -29,6 +25,10 @@ for _rid, _entry in CATALOGUE.items():
         resources:
             mem_mb=1000,
             runtime=240,
+        params:
+            resource=_rid,
+            catalogue=CATALOGUE_FILE,
+            lock_file=LOCK_FILE,
         script:
             "../scripts/download_resource.py"
 
@@ -43,16 +43,16 @@ rule import_pretrained_prior:
         checkpoint=lambda wc: resource_files(config["priors"][wc.prior]["resource"]),
     output:
         model=f"{RESULTS}/priors/{{prior}}/model.pt",
-    wildcard_constraints:
-        prior=priors_of_kind("edm", "score_sde"),
-    params:
-        prior=prior_config,
-        checkpoint=lambda wc: resource_path(config["priors"][wc.prior]["resource"]),
     log:
         f"{RESULTS}/logs/import_pretrained_prior/{{prior}}.log",
+    wildcard_constraints:
+        prior=priors_of_kind("edm", "score_sde"),
     threads: 1
     resources:
         mem_mb=16000,
         runtime=30,
+    params:
+        prior=prior_config,
+        checkpoint=lambda wc: resource_path(config["priors"][wc.prior]["resource"]),
     script:
         "../scripts/import_pretrained_prior.py"

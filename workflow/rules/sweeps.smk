@@ -4,16 +4,16 @@
 rule blur_kernels:
     output:
         f"{RESULTS}/kernels/blur_families.parquet",
-    params:
-        families=config["sweep"]["families"],
-        theta=config["sweep"]["theta"],
-        kernel_size=config["blur"]["kernel_size"],
     log:
         f"{RESULTS}/logs/blur_kernels.log",
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        families=config["sweep"]["families"],
+        theta=config["sweep"]["theta"],
+        kernel_size=config["blur"]["kernel_size"],
     script:
         "../scripts/blur_kernels.py"
 
@@ -23,14 +23,6 @@ rule likelihood_sweep:
         unpack(prior_inputs),
     output:
         f"{RESULTS}/sweeps/{{prior}}.parquet",
-    params:
-        sweep=config["sweep"],
-        blur=config["blur"],
-        potential=accuracy(config["potential"], "potential"),
-        data=config["data"],
-        source=lambda wc: training_data(wc.prior),
-        images=image_source,
-        resource_root=RESOURCE_ROOT,
     log:
         f"{RESULTS}/logs/likelihood_sweep/{{prior}}.log",
     benchmark:
@@ -41,6 +33,14 @@ rule likelihood_sweep:
         mem_mb=32000 if config["scale"] == "paper" else 4000,
         runtime=more_time(240),  # minutes × attempt: a retry after a time-out gets more
         gpu=1 if config["scale"] == "paper" else 0,
+    params:
+        sweep=config["sweep"],
+        blur=config["blur"],
+        potential=accuracy(config["potential"], "potential"),
+        data=config["data"],
+        source=lambda wc: training_data(wc.prior),
+        images=image_source,
+        resource_root=RESOURCE_ROOT,
     script:
         "../scripts/likelihood_sweep.py"
 
@@ -50,13 +50,6 @@ rule measure_prior_cost:
         unpack(prior_inputs),
     output:
         f"{RESULTS}/timing/{{prior}}.parquet",
-    params:
-        timing=config["timing"],
-        potential=accuracy(config["potential"], "potential"),
-        data=config["data"],
-        seed=config["seed"],
-        images=image_source,
-        resource_root=RESOURCE_ROOT,
     log:
         f"{RESULTS}/logs/measure_prior_cost/{{prior}}.log",
     threads: 2
@@ -64,5 +57,12 @@ rule measure_prior_cost:
         mem_mb=4000,
         runtime=more_time(30),  # minutes × attempt: a retry after a time-out gets more
         gpu=1 if config["scale"] == "paper" else 0,
+    params:
+        timing=config["timing"],
+        potential=accuracy(config["potential"], "potential"),
+        data=config["data"],
+        seed=config["seed"],
+        images=image_source,
+        resource_root=RESOURCE_ROOT,
     script:
         "../scripts/measure_prior_cost.py"

@@ -2,9 +2,9 @@
 
 import pandas as pd
 
+from prior_landscape.config import theta_grid
 from prior_landscape.io.artefacts import write_table
 from prior_landscape.landscape.families import kernel
-from prior_landscape.config import theta_grid
 from prior_landscape.runtime import start_job
 
 sm = snakemake  # noqa: F821 - injected by Snakemake

@@ -3,7 +3,12 @@
 from pathlib import Path
 
 from prior_landscape.io.artefacts import write_table
-from prior_landscape.landscape.critical_points import choose_eta, critical_point_tables, descend_in_segments, descent_starts
+from prior_landscape.landscape.critical_points import (
+    choose_eta,
+    critical_point_tables,
+    descend_in_segments,
+    descent_starts,
+)
 from prior_landscape.landscape.potential import PotentialSettings, potential_batched
 from prior_landscape.priors import load_prior
 from prior_landscape.runs import RunOptions
@@ -27,8 +32,9 @@ def q_of(x):  # probes keyed by start image: q(x) − q(x̄) shares them
 
 
 options = RunOptions(state_path=p.state, **job.speed("critical_points"))  # cadences: speed-only settings
-res, along = descend_in_segments(prior, x0, eta=eta, n_steps=cfg["n_steps"], n_segments=cfg["n_segments"], q_of=q_of,
-                                 options=options, log=job.log)
+res, along = descend_in_segments(
+    prior, x0, eta=eta, n_steps=cfg["n_steps"], n_segments=cfg["n_segments"], q_of=q_of, options=options, log=job.log
+)
 prov = job.provenance(step_eta=eta, step_size=eta * prior.sigma_eps**2)
 for key, table in critical_point_tables(prior, starts, res, along).items():
     write_table(table, sm.output[key], prov)

@@ -14,7 +14,9 @@ from prior_landscape.runtime import start_job
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 p, s = sm.params, sm.params.setup
-job = start_job(sm, {"deblur": s, "data": p.data}, {"seed": s["model"]["seed"] if s["kind"] == "kohler" else s["images"]["seed"]})
+job = start_job(
+    sm, {"deblur": s, "data": p.data}, {"seed": s["model"]["seed"] if s["kind"] == "kohler" else s["images"]["seed"]}
+)
 prior = load_prior(sm.input.model, job.device) if s["prior"] is not None else None  # None: DRUNet
 drunet = s["model"].get("denoiser") if s["kind"] == "kohler" else None
 channels = drunet["channels"] if drunet else (prior.image_shape[0] if prior is not None else None)
@@ -36,10 +38,21 @@ def progress(it, rec):
 
 options = RunOptions(state_path=p.state, progress=progress, **job.speed("deblur"))  # cadences: speed-only settings
 res = run_case(case, alternating_settings(s), prior=prior, denoiser=denoiser, options=options)
-job.log.info("%s: %d runs, K = %d, resumed from iteration %d, %.1f s", s["case"], len(res.x), s["n_iter"],
-             res.resumed_from, res.wall_time_s)
-prov = job.provenance(method=res.method, resumed_from=res.resumed_from, deblur_wall_time_s=res.wall_time_s,
-                      runs=len(res.x), record_iterations=res.record_iterations)
+job.log.info(
+    "%s: %d runs, K = %d, resumed from iteration %d, %.1f s",
+    s["case"],
+    len(res.x),
+    s["n_iter"],
+    res.resumed_from,
+    res.wall_time_s,
+)
+prov = job.provenance(
+    method=res.method,
+    resumed_from=res.resumed_from,
+    deblur_wall_time_s=res.wall_time_s,
+    runs=len(res.x),
+    record_iterations=res.record_iterations,
+)
 for key, table in case_tables(case, res, s["collapse_tol"]).items():
     write_table(table, sm.output[key], prov)
 Path(p.state).unlink(missing_ok=True)  # finished: the resumable state is no longer needed

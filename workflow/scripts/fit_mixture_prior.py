@@ -5,8 +5,8 @@ import pandas as pd
 from prior_landscape.io.artefacts import write_table
 from prior_landscape.io.images import training_images
 from prior_landscape.priors import GaussianMixturePrior
-from prior_landscape.runtime import start_job
 from prior_landscape.priors.schedules import schedule_from_config
+from prior_landscape.runtime import start_job
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 cfg, data, seed = sm.params.prior, sm.params.data, sm.params.seed

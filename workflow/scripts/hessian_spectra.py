@@ -23,6 +23,15 @@ for _, pt in points.iterrows():
     sv = spectrum(H)
     dim = intrinsic_dimension(sv, cfg["threshold"], relative=cfg["relative"])
     job.log.info("critical point %d: intrinsic dimension %d (λ_max %.3g, λ_min %.3g)", pt["image"], dim, sv[0], sv[-1])
-    rows.append(pd.DataFrame({"prior": prior.name, "point": int(pt["image"]), "index": np.arange(len(sv)),
-                              "singular_value": sv, "intrinsic_dimension": dim}))
+    rows.append(
+        pd.DataFrame(
+            {
+                "prior": prior.name,
+                "point": int(pt["image"]),
+                "index": np.arange(len(sv)),
+                "singular_value": sv,
+                "intrinsic_dimension": dim,
+            }
+        )
+    )
 write_table(pd.concat(rows, ignore_index=True), sm.output[0], job.provenance())

@@ -8,10 +8,20 @@ sm = snakemake  # noqa: F821 - injected by Snakemake
 cfg = sm.params.prior
 job = start_job(sm, {"prior": cfg})
 prior = convert_pretrained_prior(
-    sm.params.checkpoint, sm.output.model, name=sm.wildcards.prior, class_label=cfg.get("class_label"),
-    schedule=cfg["schedule"], network=cfg.get("network"),
+    sm.params.checkpoint,
+    sm.output.model,
+    name=sm.wildcards.prior,
+    class_label=cfg.get("class_label"),
+    schedule=cfg["schedule"],
+    network=cfg.get("network"),
 )
-job.log.info("%s: %s, %d parameters, image shape %s, schedule %s", sm.wildcards.prior, type(prior).__name__,
-             prior.num_parameters(), prior.image_shape, prior.schedule)
+job.log.info(
+    "%s: %s, %d parameters, image shape %s, schedule %s",
+    sm.wildcards.prior,
+    type(prior).__name__,
+    prior.num_parameters(),
+    prior.image_shape,
+    prior.schedule,
+)
 check = load_prior(sm.output.model)  # reads back what was written
 job.log.info("read back as %s on images in [0, 1]", type(check).__name__)

@@ -2,19 +2,22 @@
 
 import pandas as pd
 
-from prior_landscape.io.artefacts import write_table
 from prior_landscape.config import theta_grid
 from prior_landscape.inverse.operators import blur, blurred_crops
+from prior_landscape.io.artefacts import write_table
 from prior_landscape.io.images import crop_positions, heldout_digits, load_photographs, prior_images
-from prior_landscape.priors import load_prior
-from prior_landscape.runtime import start_job
 from prior_landscape.landscape.potential import PotentialSettings
 from prior_landscape.landscape.sweeps import likelihood_sweep
+from prior_landscape.priors import load_prior
+from prior_landscape.runtime import start_job
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 p = sm.params
-job = start_job(sm, {"sweep": p.sweep, "blur": p.blur, "potential": p.potential, "data": p.data, "training_data": p.source},
-                {"crops": p.sweep["seed"], "probes": p.sweep["seed"]})
+job = start_job(
+    sm,
+    {"sweep": p.sweep, "blur": p.blur, "potential": p.potential, "data": p.data, "training_data": p.source},
+    {"crops": p.sweep["seed"], "probes": p.sweep["seed"]},
+)
 prior = load_prior(sm.input.model, job.device)
 n, size, padding = p.sweep["n_images"], p.data["crop_size"], p.blur["padding"]
 if p.images:
@@ -27,7 +30,9 @@ elif p.source == "photographs":
     # held-out photographs, blurred whole then cropped (no wrapped or padded borders)
     photos = load_photographs(p.data["photographs"]["heldout"], p.data["downscale"])
     crops = crop_positions(photos, n, size, p.sweep["seed"], p.blur["kernel_size"] // 2, p.sweep["min_crop_std"])
-    table = pd.DataFrame({"image": [c.image for c in crops], "row": [c.row for c in crops], "col": [c.col for c in crops]})
+    table = pd.DataFrame(
+        {"image": [c.image for c in crops], "row": [c.row for c in crops], "col": [c.col for c in crops]}
+    )
     blurred = lambda h: blurred_crops(photos, crops, h, padding)  # noqa: E731
 else:
     # held-out binary digits: black background, so the whole image is blurred
@@ -35,6 +40,15 @@ else:
     table = pd.DataFrame({"image": [f"digit-{i}" for i in range(n)], "row": 0, "col": 0})
     blurred = lambda h: blur(digits.double(), h, padding=padding).float()  # noqa: E731
 settings = PotentialSettings.from_config(job.settings(p.potential, "potential"))
-df = likelihood_sweep(prior, blurred, table, p.sweep["families"], theta_grid(p.sweep["theta"]),
-                      kernel_size=p.blur["kernel_size"], settings=settings, device=job.device, seed=p.sweep["seed"])
+df = likelihood_sweep(
+    prior,
+    blurred,
+    table,
+    p.sweep["families"],
+    theta_grid(p.sweep["theta"]),
+    kernel_size=p.blur["kernel_size"],
+    settings=settings,
+    device=job.device,
+    seed=p.sweep["seed"],
+)
 write_table(df, sm.output[0], job.provenance())

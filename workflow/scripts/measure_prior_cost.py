@@ -4,10 +4,10 @@ import pandas as pd
 
 from prior_landscape.io.artefacts import write_table
 from prior_landscape.io.images import heldout_images
-from prior_landscape.priors import load_prior
-from prior_landscape.runtime import start_job
 from prior_landscape.landscape.potential import PotentialSettings
 from prior_landscape.landscape.timing import measure_prior_cost
+from prior_landscape.priors import load_prior
+from prior_landscape.runtime import start_job
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 p = sm.params

@@ -3,8 +3,8 @@
 import pandas as pd
 
 from prior_landscape.io.artefacts import atomic_output, read_table
-from prior_landscape.report.landscape_figures import plot_likelihood_sweeps, save_figure
 from prior_landscape.landscape.sweeps import sweep_summary
+from prior_landscape.report.landscape_figures import plot_likelihood_sweeps, save_figure
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 df = pd.concat([read_table(p) for p in sm.input], ignore_index=True)

@@ -6,8 +6,8 @@ import pandas as pd
 from prior_landscape.io.artefacts import write_table
 from prior_landscape.io.images import prior_images, training_images
 from prior_landscape.priors import load_prior
-from prior_landscape.runtime import start_job
 from prior_landscape.priors.sampling import sample_reverse_sde
+from prior_landscape.runtime import start_job
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 cfg = sm.params.sampling
@@ -22,8 +22,11 @@ else:
 generated = sample_reverse_sde(prior, n, cfg["n_steps"], cfg["seed"], job.device).cpu()
 flat = lambda x: list(x.reshape(n, -1).numpy().astype(np.float32))  # noqa: E731
 C, H, W = prior.image_shape
-table = pd.concat([
-    pd.DataFrame({"prior": prior.name, "kind": "true", "index": range(n), "pixels": flat(true)}),
-    pd.DataFrame({"prior": prior.name, "kind": "generated", "index": range(n), "pixels": flat(generated)}),
-], ignore_index=True).assign(channels=C, height=H, width=W)
+table = pd.concat(
+    [
+        pd.DataFrame({"prior": prior.name, "kind": "true", "index": range(n), "pixels": flat(true)}),
+        pd.DataFrame({"prior": prior.name, "kind": "generated", "index": range(n), "pixels": flat(generated)}),
+    ],
+    ignore_index=True,
+).assign(channels=C, height=H, width=W)
 write_table(table, sm.output[0], job.provenance())

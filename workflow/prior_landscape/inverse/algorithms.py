@@ -40,8 +40,8 @@ same records are in ``DeblurResult.kernels`` / ``thetas``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 import pandas as pd
 import torch
@@ -51,8 +51,13 @@ from prior_landscape.metrics import kernel_error, mnc, psnr
 from prior_landscape.runs import RunOptions, digest, drive
 
 __all__ = [
-    "AlternatingSettings", "DeblurResult", "algorithm1", "algorithm2", "algorithm1_image_step",
-    "algorithm2_image_step", "kernel_step",
+    "AlternatingSettings",
+    "DeblurResult",
+    "algorithm1",
+    "algorithm2",
+    "algorithm1_image_step",
+    "algorithm2_image_step",
+    "kernel_step",
 ]
 
 
@@ -71,8 +76,10 @@ class AlternatingSettings:
         if not (self.n_iter >= 0 and self.n_inner >= 0):
             raise ValueError(f"need n_iter ≥ 0 and n_inner ≥ 0, got {self.n_iter}, {self.n_inner}")
         if not (self.gamma_x > 0 and self.gamma_theta >= 0 and self.sigma_y >= 0):
-            raise ValueError(f"need gamma_x > 0, gamma_theta ≥ 0 and sigma_y ≥ 0, got {self.gamma_x}, "
-                             f"{self.gamma_theta}, {self.sigma_y}")
+            raise ValueError(
+                f"need gamma_x > 0, gamma_theta ≥ 0 and sigma_y ≥ 0, got {self.gamma_x}, "
+                f"{self.gamma_theta}, {self.sigma_y}"
+            )
         if self.reset_every is not None and self.reset_every < 1:
             raise ValueError(f"reset_every must be ≥ 1 or None, got {self.reset_every}")
 
@@ -119,8 +126,18 @@ def kernel_step(theta, x, y, kernel_model, gamma_theta: float) -> tuple[torch.Te
 class AlternatingMinimisation:
     """P's outer iteration k → k + 1 as a :class:`prior_landscape.runs.Loop`."""
 
-    def __init__(self, y, kernel_model, theta0, image_step: Callable, settings: AlternatingSettings, *,
-                 potential=None, reference_kernel=None, reference_image=None):
+    def __init__(
+        self,
+        y,
+        kernel_model,
+        theta0,
+        image_step: Callable,
+        settings: AlternatingSettings,
+        *,
+        potential=None,
+        reference_kernel=None,
+        reference_image=None,
+    ):
         self.y, self.model, self.image_step, self.settings = y, kernel_model, image_step, settings
         self.x, self.theta = y.clone(), theta0.clone()
         self.potential, self.ref_k, self.ref_x = potential, reference_kernel, reference_image
@@ -138,7 +155,8 @@ class AlternatingMinimisation:
         if not torch.isfinite(self.x).all():
             raise FloatingPointError(
                 f"the image update diverged at iteration {k}: lower gamma_x (the prox-gradient step "
-                f"needs gamma_x·σ_y²·L_q < 2, L_q the Lipschitz constant of ∇q)")
+                f"needs gamma_x·σ_y²·L_q < 2, L_q the Lipschitz constant of ∇q)"
+            )
         theta_before = self.theta
         self.theta, g = kernel_step(self.theta, self.x, y, self.model, s.gamma_theta)  # one kernel step
         self.last_grad_norm = g.flatten(1).to(torch.float64).norm(dim=1).cpu()
@@ -152,32 +170,65 @@ class AlternatingMinimisation:
         with torch.no_grad():
             h = self.model.kernel(self.theta).detach()
             f = data_fit(self.x, self.y, h).to(torch.float64)
-            rec = {"image": torch.arange(len(f)), "data_fit": f, "grad_theta_norm": self.last_grad_norm,
-                   "theta_change": self.last_change}
+            rec = {
+                "image": torch.arange(len(f)),
+                "data_fit": f,
+                "grad_theta_norm": self.last_grad_norm,
+                "theta_change": self.last_change,
+            }
             if self.potential is not None:
                 q = torch.as_tensor(self.potential(self.x)).reshape(-1).to(torch.float64)
                 rec.update(q=q, loss=f + self.settings.sigma_y**2 * q)
             if self.ref_k is not None:
-                rec.update(kernel_error=kernel_error(h, self.ref_k, flip=flip).to(torch.float64),
-                           mnc=mnc(h, self.ref_k, flip=flip).to(torch.float64))
+                rec.update(
+                    kernel_error=kernel_error(h, self.ref_k, flip=flip).to(torch.float64),
+                    mnc=mnc(h, self.ref_k, flip=flip).to(torch.float64),
+                )
             if self.ref_x is not None:
                 rec.update(psnr=psnr(self.x, self.ref_x).to(torch.float64))
         return {**rec, "kernel": h, "theta": self.theta.detach()}
 
     def state_dict(self) -> dict:
-        return {"x": self.x.cpu(), "theta": self.theta.cpu(), "last_grad_norm": self.last_grad_norm,
-                "last_change": self.last_change}
+        return {
+            "x": self.x.cpu(),
+            "theta": self.theta.cpu(),
+            "last_grad_norm": self.last_grad_norm,
+            "last_change": self.last_change,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.x, self.theta = state["x"].to(self.y), state["theta"].to(self.theta)
         self.last_grad_norm, self.last_change = state["last_grad_norm"], state["last_change"]
 
 
-_COLUMNS = ("iteration", "image", "data_fit", "grad_theta_norm", "theta_change", "q", "loss", "kernel_error", "mnc", "psnr")
+_COLUMNS = (
+    "iteration",
+    "image",
+    "data_fit",
+    "grad_theta_norm",
+    "theta_change",
+    "q",
+    "loss",
+    "kernel_error",
+    "mnc",
+    "psnr",
+)
 
 
-def _alternate(method, y, kernel_model, theta0, image_step, owner, settings, *, potential=None,
-               reference_kernel=None, reference_image=None, options=None) -> DeblurResult:
+def _alternate(
+    method,
+    y,
+    kernel_model,
+    theta0,
+    image_step,
+    owner,
+    settings,
+    *,
+    potential=None,
+    reference_kernel=None,
+    reference_image=None,
+    options=None,
+) -> DeblurResult:
     """Validate, run :class:`AlternatingMinimisation` through the driver, collect the result."""
     if y.dim() != 4:
         raise ValueError(f"y must be (B, C, H, W), got {tuple(y.shape)}")
@@ -189,10 +240,19 @@ def _alternate(method, y, kernel_model, theta0, image_step, owner, settings, *, 
         raise ValueError(f"theta0 must have shape {pshape} or {(B, *pshape)}, got {tuple(theta0.shape)}")
     theta0 = kernel_model.project(theta0.clone())
     refs = [None if r is None else r.to(y).detach() for r in (reference_kernel, reference_image)]
-    loop = AlternatingMinimisation(y, kernel_model, theta0, image_step, settings, potential=potential,
-                                   reference_kernel=refs[0], reference_image=refs[1])
-    fingerprint = digest(method, y, theta0, replace(settings, n_iter=0), kernel_model, owner, potential is not None,
-                         *refs)
+    loop = AlternatingMinimisation(
+        y,
+        kernel_model,
+        theta0,
+        image_step,
+        settings,
+        potential=potential,
+        reference_kernel=refs[0],
+        reference_image=refs[1],
+    )
+    fingerprint = digest(
+        method, y, theta0, replace(settings, n_iter=0), kernel_model, owner, potential is not None, *refs
+    )
     run = drive(loop, settings.n_iter, kind="blind_deconvolution", fingerprint=fingerprint, options=options)
     traj = run.table().rename(columns={"k": "iteration"})
     denoised = None
@@ -200,35 +260,84 @@ def _alternate(method, y, kernel_model, theta0, image_step, owner, settings, *, 
         with torch.no_grad():
             denoised = owner(loop.x).to(loop.x.dtype)
     return DeblurResult(
-        x=loop.x, theta=loop.theta, kernel=kernel_model.kernel(loop.theta).detach(),
+        x=loop.x,
+        theta=loop.theta,
+        kernel=kernel_model.kernel(loop.theta).detach(),
         trajectory=traj[[c for c in _COLUMNS if c in traj]].reset_index(drop=True),
-        kernels=run.stack("kernel"), thetas=run.stack("theta"), record_iterations=run.record_iterations,
-        method=method, n_iter=settings.n_iter, resumed_from=run.resumed_from, wall_time_s=run.wall_time_s,
+        kernels=run.stack("kernel"),
+        thetas=run.stack("theta"),
+        record_iterations=run.record_iterations,
+        method=method,
+        n_iter=settings.n_iter,
+        resumed_from=run.resumed_from,
+        wall_time_s=run.wall_time_s,
         denoised=denoised,
     )
 
 
-def algorithm1(y, kernel_model, theta0, prior, settings: AlternatingSettings, *, reference_kernel=None,
-               reference_image=None, options: RunOptions | None = None) -> DeblurResult:
+def algorithm1(
+    y,
+    kernel_model,
+    theta0,
+    prior,
+    settings: AlternatingSettings,
+    *,
+    reference_kernel=None,
+    reference_image=None,
+    options: RunOptions | None = None,
+) -> DeblurResult:
     """P Algorithm 1 on blurry images ``y`` (B, C, H, W) with the diffusion ``prior``'s ∇q, from θ₀
     (``kernel_model.param_shape``, shared, or per image); q and ℓ are recorded where the prior's
     potential is exact."""
+
     def step(x, y_, otf):
         return algorithm1_image_step(x, y_, otf, prior, settings.sigma_y, settings.gamma_x)
 
     potential = prior.potential if prior.has_exact_potential else None
-    return _alternate("proximal_gradient", y, kernel_model, theta0, step, prior, settings, potential=potential,
-                      reference_kernel=reference_kernel, reference_image=reference_image, options=options)
+    return _alternate(
+        "proximal_gradient",
+        y,
+        kernel_model,
+        theta0,
+        step,
+        prior,
+        settings,
+        potential=potential,
+        reference_kernel=reference_kernel,
+        reference_image=reference_image,
+        options=options,
+    )
 
 
-def algorithm2(y, kernel_model, theta0, denoiser, settings: AlternatingSettings, *, potential=None,
-               reference_kernel=None, reference_image=None, options: RunOptions | None = None) -> DeblurResult:
+def algorithm2(
+    y,
+    kernel_model,
+    theta0,
+    denoiser,
+    settings: AlternatingSettings,
+    *,
+    potential=None,
+    reference_kernel=None,
+    reference_image=None,
+    options: RunOptions | None = None,
+) -> DeblurResult:
     """P Algorithm 2 with ``denoiser`` D (a :class:`~prior_landscape.inverse.denoisers.DRUNetDenoiser` or
     :class:`~prior_landscape.inverse.denoisers.TweedieDenoiser`); ``potential`` (x ↦ q(x)), if given,
     is recorded along the run."""
+
     def step(x, y_, otf):
         return algorithm2_image_step(x, y_, otf, denoiser, settings.gamma_x)
 
-    return _alternate("douglas_rachford", y, kernel_model, theta0, step, denoiser, settings, potential=potential,
-                      reference_kernel=reference_kernel, reference_image=reference_image, options=options)
-
+    return _alternate(
+        "douglas_rachford",
+        y,
+        kernel_model,
+        theta0,
+        step,
+        denoiser,
+        settings,
+        potential=potential,
+        reference_kernel=reference_kernel,
+        reference_image=reference_image,
+        options=options,
+    )

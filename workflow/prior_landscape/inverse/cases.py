@@ -67,8 +67,10 @@ class DeblurCase:
         known = 0 if self.h_bar is None else int(torch.isfinite(self.h_bar).flatten(1).all(1).sum())
         B, H, W = len(self.x), self.x.shape[-2], self.x.shape[-1]
         kernels = "none" if known == 0 else f"{known} of {B}"
-        return (f"{self.name}: {B} images {H}×{W} ({', '.join(self.sources)}), {self.model.describe()['family']} "
-                f"kernels {self.size}×{self.size}, σ_y = {self.sigma_y:g}; ground-truth kernels: {kernels}")
+        return (
+            f"{self.name}: {B} images {H}×{W} ({', '.join(self.sources)}), {self.model.describe()['family']} "
+            f"kernels {self.size}×{self.size}, σ_y = {self.sigma_y:g}; ground-truth kernels: {kernels}"
+        )
 
 
 def _zernike(setup, x, device):
@@ -91,8 +93,10 @@ def _simplex(setup, x, device):
         return diffraction.kernel(torch.tensor(spec["theta"], dtype=DT)).detach()
 
     h_bar = torch.stack([true_kernel(m["kernels"][i % len(m["kernels"])]) for i in range(len(x))])
-    inits = {"large": simplex_initialisation(k, "large"),  # P: uniform vs Gaussian σ = 1.5 px
-             "small": simplex_initialisation(k, "small", sigma=m["gaussian_sigma"])}
+    inits = {
+        "large": simplex_initialisation(k, "large"),  # P: uniform vs Gaussian σ = 1.5 px
+        "small": simplex_initialisation(k, "small", sigma=m["gaussian_sigma"]),
+    }
     return SimplexKernel(k), h_bar.to(device), inits
 
 
@@ -101,8 +105,17 @@ def _kohler_shots(setup, resource_root, channels):
     from prior_landscape.io.datasets import read_kohler
 
     d = setup["model"]["data"]
-    shots = [read_kohler(resource_root, image=int(i), trajectory=int(t), crop=d.get("crop", 512), channels=channels,
-                         frames=d.get("frames", "middle")) for i, t in d["shots"]]
+    shots = [
+        read_kohler(
+            resource_root,
+            image=int(i),
+            trajectory=int(t),
+            crop=d.get("crop", 512),
+            channels=channels,
+            frames=d.get("frames", "middle"),
+        )
+        for i, t in d["shots"]
+    ]
     x = torch.stack([shot["sharp"][0] for shot in shots]).to(DT)  # x̄: the sharp reference frame
     y = torch.stack([shot["blurry"] for shot in shots]).to(DT)  # y: the real blurry shot, as recorded
     found = [shot.get("kernel") for shot in shots]
@@ -119,8 +132,12 @@ def _kohler_stand_in(setup, data):
     photos = load_photographs(m["photographs"], data["downscale"])
     specs = crop_positions(photos, len(photos), size, m["seed"], margin=k, min_std=0.1)
     x = extract_crops(photos, specs).to(DT)
-    h_bar = torch.stack([random_motion_kernel(k, m["seed"] + i, m["motion"]["length_scale"], m["motion"]["sigma"])
-                         for i in range(len(specs))])
+    h_bar = torch.stack(
+        [
+            random_motion_kernel(k, m["seed"] + i, m["motion"]["length_scale"], m["motion"]["sigma"])
+            for i in range(len(specs))
+        ]
+    )
     if m["padding"] == "circular":
         y = fft_blur(x, h_bar)
     else:
@@ -128,8 +145,9 @@ def _kohler_stand_in(setup, data):
     return x, y, h_bar, [f"{c.image}@{c.row},{c.col}" for c in specs]
 
 
-def build_case(setup: dict, data: dict, *, images=None, resource_root="resources", channels: int | None = None,
-               device="cpu") -> DeblurCase:
+def build_case(
+    setup: dict, data: dict, *, images=None, resource_root="resources", channels: int | None = None, device="cpu"
+) -> DeblurCase:
     """The case a :func:`deblur_setup` slice describes (``data``: the configuration's ``data``; ``images``:
     the prior's dataset at paper scale; ``channels``: of the Köhler shots). Tensors on ``device``."""
     from prior_landscape.io.images import heldout_images
@@ -138,12 +156,17 @@ def build_case(setup: dict, data: dict, *, images=None, resource_root="resources
     theta_bar, real = None, kind == "kohler" and m.get("data") is not None
     if kind == "kohler":
         x, y, h_bar, sources = _kohler_shots(setup, resource_root, channels) if real else _kohler_stand_in(setup, data)
-        model, inits, seed = SimplexKernel(m["kernel_size"]), {"large": simplex_initialisation(m["kernel_size"])}, m["seed"]
+        model, inits, seed = (
+            SimplexKernel(m["kernel_size"]),
+            {"large": simplex_initialisation(m["kernel_size"])},
+            m["seed"],
+        )
         x, y, h_bar = x.to(device), y.to(device), None if h_bar is None else h_bar.to(device)
     else:  # paper scale: images of the prior's dataset (P: FFHQ-256); demo: textured held-out crops
         seed = setup["images"]["seed"]
-        x, sources = heldout_images(images, resource_root, data, setup["images"]["n"], seed,
-                                    setup["images"]["min_crop_std"])
+        x, sources = heldout_images(
+            images, resource_root, data, setup["images"]["n"], seed, setup["images"]["min_crop_std"]
+        )
         x = x.to(device, DT)
         if kind == "zernike":
             model, h_bar, inits, theta_bar = _zernike(setup, x, device)
@@ -154,17 +177,27 @@ def build_case(setup: dict, data: dict, *, images=None, resource_root="resources
         noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=DT)
         y = y + sigma_y * noise.to(device)
     B = len(x)
-    inits = {n: (t.expand(B, *t.shape) if t.dim() == len(model.param_shape) else t).to(device) for n, t in inits.items()}
+    inits = {
+        n: (t.expand(B, *t.shape) if t.dim() == len(model.param_shape) else t).to(device) for n, t in inits.items()
+    }
     return DeblurCase(setup["case"], kind, x, y, h_bar, model, inits, sources, sigma_y, theta_bar)
 
 
 def alternating_settings(setup: dict) -> AlternatingSettings:
     m = setup["model"]
-    return AlternatingSettings(sigma_y=float(setup["sigma_y"]), n_iter=setup["n_iter"], n_inner=setup["n_inner"],
-                               gamma_x=m["gamma_x"], gamma_theta=m["gamma_theta"], reset_every=setup["reset_every"])
+    return AlternatingSettings(
+        sigma_y=float(setup["sigma_y"]),
+        n_iter=setup["n_iter"],
+        n_inner=setup["n_inner"],
+        gamma_x=m["gamma_x"],
+        gamma_theta=m["gamma_theta"],
+        reset_every=setup["reset_every"],
+    )
 
 
-def run_case(case: DeblurCase, settings: AlternatingSettings, *, prior=None, denoiser=None, options=None) -> DeblurResult:
+def run_case(
+    case: DeblurCase, settings: AlternatingSettings, *, prior=None, denoiser=None, options=None
+) -> DeblurResult:
     """Every initialisation of ``case`` in one batch: Algorithm 1 with ``prior``, or Algorithm 2 with
     ``denoiser`` (q recorded along the runs where the prior's potential is exact)."""
     n = len(case.inits)
@@ -196,8 +229,14 @@ def case_tables(case: DeblurCase, res: DeblurResult, collapse_tol: float) -> dic
     model, B, n = case.model, len(case.x), len(case.inits)
     k, flip, family = model.size, model.up_to_rotation, model.describe()["family"]
     smallest = model.smallest().to(case.x)
-    runs = pd.DataFrame({"run": range(n * B), "init": np.repeat(list(case.inits), B), "image": np.tile(np.arange(B), n),
-                         "source": case.sources * n})
+    runs = pd.DataFrame(
+        {
+            "run": range(n * B),
+            "init": np.repeat(list(case.inits), B),
+            "image": np.tile(np.arange(B), n),
+            "source": case.sources * n,
+        }
+    )
     rep = lambda t: t.repeat(n, *([1] * (t.dim() - 1)))  # noqa: E731
     x_all, y_all, h_all = rep(case.x), rep(case.y), None if case.h_bar is None else rep(case.h_bar)
     traj = res.trajectory.rename(columns={"image": "run"})
@@ -217,33 +256,60 @@ def case_tables(case: DeblurCase, res: DeblurResult, collapse_tol: float) -> dic
     last = traj[traj.iteration == res.n_iter].sort_values("run")
     ssim_of = lambda a, b: ssim(a.float(), b.float()).double().cpu().numpy()  # noqa: E731
     if h_all is not None:
-        known = dict(kernel_error=kernel_error(h_hat, h_all, flip=flip), kernel_error_init=kernel_error(h0, h_all, flip=flip),
-                     mnc=mnc(h_hat, h_all, flip=flip), mnc_init=mnc(h0, h_all, flip=flip),
-                     collapse_distance_true=collapse_distance(h_all, smallest))
+        known = dict(
+            kernel_error=kernel_error(h_hat, h_all, flip=flip),
+            kernel_error_init=kernel_error(h0, h_all, flip=flip),
+            mnc=mnc(h_hat, h_all, flip=flip),
+            mnc_init=mnc(h0, h_all, flip=flip),
+            collapse_distance_true=collapse_distance(h_all, smallest),
+        )
         known = {key: v.cpu().numpy() for key, v in known.items()}
     else:  # h̄ unknown (real shots without ground-truth kernels): the kernel metrics are NaN
-        known = {c: np.full(n * B, np.nan) for c in ("kernel_error", "kernel_error_init", "mnc", "mnc_init",
-                                                      "collapse_distance_true")}
+        known = {
+            c: np.full(n * B, np.nan)
+            for c in ("kernel_error", "kernel_error_init", "mnc", "mnc_init", "collapse_distance_true")
+        }
     metrics = runs.assign(
-        case=case.name, method=res.method, family=family, sigma_y=case.sigma_y, n_iter=res.n_iter,
-        psnr=psnr(x_hat, x_all).cpu().numpy(), ssim=ssim_of(x_hat, x_all),
-        psnr_blurry=psnr(y_all, x_all).cpu().numpy(), ssim_blurry=ssim_of(y_all, x_all),
-        psnr_aligned=aligned_psnr(x_hat, x_all, k // 2), psnr_blurry_aligned=aligned_psnr(y_all, x_all, k // 2),
-        kernel_error=known["kernel_error"], kernel_error_init=known["kernel_error_init"],
-        mnc=known["mnc"], mnc_init=known["mnc_init"],
+        case=case.name,
+        method=res.method,
+        family=family,
+        sigma_y=case.sigma_y,
+        n_iter=res.n_iter,
+        psnr=psnr(x_hat, x_all).cpu().numpy(),
+        ssim=ssim_of(x_hat, x_all),
+        psnr_blurry=psnr(y_all, x_all).cpu().numpy(),
+        ssim_blurry=ssim_of(y_all, x_all),
+        psnr_aligned=aligned_psnr(x_hat, x_all, k // 2),
+        psnr_blurry_aligned=aligned_psnr(y_all, x_all, k // 2),
+        kernel_error=known["kernel_error"],
+        kernel_error_init=known["kernel_error_init"],
+        mnc=known["mnc"],
+        mnc_init=known["mnc_init"],
         collapse_distance=collapse_distance(h_hat, smallest).cpu().numpy(),
         collapse_distance_init=collapse_distance(h0, smallest).cpu().numpy(),
         collapse_distance_true=known["collapse_distance_true"],
-        data_fit=last.data_fit.to_numpy(), q=last.q.to_numpy(), loss=last.loss.to_numpy(),
+        data_fit=last.data_fit.to_numpy(),
+        q=last.q.to_numpy(),
+        loss=last.loss.to_numpy(),
     )
     metrics["no_blur"] = metrics.collapse_distance <= collapse_tol
     if res.denoised is not None:
         metrics["psnr_denoised"] = psnr(res.denoised, x_all).cpu().numpy()
 
     h_true = h_all if h_all is not None else torch.full((n * B, k, k), float("nan"), dtype=DT)  # NaN: h̄ unknown
-    images = runs.assign(case=case.name, height=case.x.shape[-2], width=case.x.shape[-1], kernel_size=k,
-                         sharp=_flat(x_all), blurry=_flat(y_all), estimate=_flat(x_hat), h_true=_flat(h_true),
-                         h_init=_flat(h0), h_hat=_flat(h_hat), h_small=_flat(smallest.expand(n * B, k, k)))
+    images = runs.assign(
+        case=case.name,
+        height=case.x.shape[-2],
+        width=case.x.shape[-1],
+        kernel_size=k,
+        sharp=_flat(x_all),
+        blurry=_flat(y_all),
+        estimate=_flat(x_hat),
+        h_true=_flat(h_true),
+        h_init=_flat(h0),
+        h_hat=_flat(h_hat),
+        h_small=_flat(smallest.expand(n * B, k, k)),
+    )
     if res.denoised is not None:
         images["denoised"] = _flat(res.denoised)
     if case.theta_bar is not None:

@@ -17,8 +17,8 @@ DRUNet is denoised channel by channel. Any other mismatch is an error.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -80,8 +80,10 @@ def load_drunet(
     except RuntimeError as err:
         msg = " ".join(str(err).strip().split())
         if "state_dict" in msg or "size mismatch" in msg or "key(s)" in msg:  # load_state_dict(strict=True)
-            raise ValueError(f"the DRUNet weights {path} do not fit {arch} (check deblur.kohler.denoiser.channels "
-                             f"and nc): {msg[:600]}") from err
+            raise ValueError(
+                f"the DRUNet weights {path} do not fit {arch} (check deblur.kohler.denoiser.channels "
+                f"and nc): {msg[:600]}"
+            ) from err
         raise ValueError(f"the DRUNet weights {path} could not be read as a state dict: {msg[:600]}") from err
     except Exception as err:  # noqa: BLE001 - torch.load of a file that is no state dict fails in many ways
         raise ValueError(f"the DRUNet weights {path} could not be read as a state dict: {err}") from err

@@ -38,8 +38,9 @@ Kernel sides are odd, centre at ``size // 2`` (the convention of :mod:`.blur`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import cached_property
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import torch
 
@@ -171,17 +172,14 @@ class KernelModel(Protocol):
     def kernel(self, theta: torch.Tensor) -> torch.Tensor:  # (P,) → (k,k); (B,P) → (B,k,k)
         ...
 
-    def project(self, theta: torch.Tensor) -> torch.Tensor:
-        ...
+    def project(self, theta: torch.Tensor) -> torch.Tensor: ...
 
     def smallest(self) -> torch.Tensor:  # the family's no-blur kernel (k, k)
         ...
 
-    def describe(self) -> dict:
-        ...
+    def describe(self) -> dict: ...
 
-    def fingerprint(self) -> str:
-        ...
+    def fingerprint(self) -> str: ...
 
 
 class _Described:
@@ -198,7 +196,8 @@ class ZernikeKernel(_Described):
 
     ``kernel(theta)``: θ of shape (P,) gives (size, size); (B, P) gives (B, size, size);
     non-negative, each sums to 1, differentiable in θ. ``project`` is the identity
-    (θ is unconstrained); ``up_to_rotation`` (h_{−θ} is h_θ rotated by 180°). ``fc`` is deepinv's cutoff frequency (NA/λ · pixel size,
+    (θ is unconstrained); ``up_to_rotation`` (h_{−θ} is h_θ rotated by 180°). ``fc`` is deepinv's
+    cutoff frequency (NA/λ · pixel size,
     ≤ 0.25 for Nyquist sampling): the Airy pattern's first dark ring has radius
     ≈ 0.61 / fc px. ``pupil_size`` is the resolution of the synthesised pupil (the
     precision of the PSF, not its size).
@@ -268,7 +267,6 @@ class ZernikeKernel(_Described):
         """h_0: the diffraction-limited (aberration-free) Airy pattern, the family's smallest kernel."""
         return self.kernel(torch.zeros(self.n_params, dtype=self.dtype, device=self.device)).detach()
 
-
     def project(self, theta: torch.Tensor) -> torch.Tensor:
         return theta
 
@@ -311,7 +309,9 @@ class SimplexKernel(_Described):
 
     def kernel(self, theta: torch.Tensor) -> torch.Tensor:
         if theta.shape[-2:] != (self.size, self.size):
-            raise ValueError(f"simplex kernel parameters must end in ({self.size}, {self.size}), got {tuple(theta.shape)}")
+            raise ValueError(
+                f"simplex kernel parameters must end in ({self.size}, {self.size}), got {tuple(theta.shape)}"
+            )
         return theta
 
     def project(self, theta: torch.Tensor) -> torch.Tensor:

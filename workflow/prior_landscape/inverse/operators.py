@@ -26,12 +26,20 @@ batch element without a precomputed OTF, and recomputes the OTF at every prox.
 from __future__ import annotations
 
 import torch
-
 from deepinv.physics.functional import conv2d as _dinv_conv2d
 
 __all__ = [
-    "blur", "blurred_crops", "circular_blur", "kernel_otf", "fft_blur", "fft_blur_adjoint", "fft_prox", "cg_prox",
-    "regularised_blur", "regularised_inverse", "data_fit",
+    "blur",
+    "blurred_crops",
+    "circular_blur",
+    "kernel_otf",
+    "fft_blur",
+    "fft_blur_adjoint",
+    "fft_prox",
+    "cg_prox",
+    "regularised_blur",
+    "regularised_inverse",
+    "data_fit",
 ]
 
 _SAME_SIZE_PADDINGS = ("reflect", "replicate", "circular", "constant", "zeros")
@@ -56,14 +64,11 @@ def _check_image_and_kernel(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tens
     elif kernel.dim() == 3:
         if kernel.shape[0] != x.shape[0]:
             raise ValueError(
-                f"per-image kernels (B, k, k) need B = {x.shape[0]} (the batch of x), "
-                f"got {kernel.shape[0]}"
+                f"per-image kernels (B, k, k) need B = {x.shape[0]} (the batch of x), got {kernel.shape[0]}"
             )
         k = kernel[:, None]
     else:
-        raise ValueError(
-            f"kernel must be (k, k) or per-image (B, k, k), got shape {tuple(kernel.shape)}"
-        )
+        raise ValueError(f"kernel must be (k, k) or per-image (B, k, k), got shape {tuple(kernel.shape)}")
     kh, kw = k.shape[-2:]
     if kh % 2 == 0 or kw % 2 == 0:
         raise ValueError(f"kernel sides must be odd (centre = size // 2), got {kh}x{kw}")
@@ -99,9 +104,7 @@ def blur(x: torch.Tensor, kernel: torch.Tensor, padding: str = "reflect") -> tor
     return _dinv_conv2d(x, k, padding=padding)
 
 
-def blurred_crops(
-    images: dict, specs: list, kernel: torch.Tensor, padding: str = "reflect"
-) -> torch.Tensor:
+def blurred_crops(images: dict, specs: list, kernel: torch.Tensor, padding: str = "reflect") -> torch.Tensor:
     """Blur each whole photograph by ``kernel`` (P §2.3: h_θ ⋆ x), then take the crops: no wrapped or
     padded border inside a crop (EXPERIMENTS.md's pitfall)."""
     from prior_landscape.io.images import extract_crops
@@ -111,7 +114,6 @@ def blurred_crops(
         x = torch.as_tensor(images[name], dtype=torch.float64)[None, None]
         blurred[name] = blur(x, kernel.to(torch.float64), padding=padding)[0, 0].numpy()
     return extract_crops(blurred, specs)
-
 
 
 def circular_blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -160,8 +162,6 @@ def _as_filter(h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return h.to(dtype=x.dtype, device=x.device)
 
 
-
-
 def _shape(x: torch.Tensor) -> tuple[int, int]:
     return int(x.shape[-2]), int(x.shape[-1])
 
@@ -189,7 +189,9 @@ def regularised_inverse(y: torch.Tensor, h: torch.Tensor, lam: float) -> torch.T
     return torch.fft.irfft2(torch.fft.rfft2(y) / otf, s=_shape(y))
 
 
-def fft_prox(v: torch.Tensor, y: torch.Tensor, h: torch.Tensor, gamma: float, otf: torch.Tensor | None = None) -> torch.Tensor:
+def fft_prox(
+    v: torch.Tensor, y: torch.Tensor, h: torch.Tensor, gamma: float, otf: torch.Tensor | None = None
+) -> torch.Tensor:
     """prox_{γ f}(v) with f = ½‖h ⊛ x − y‖² (circular): F⁻¹[(conj(ĥ)ŷ + v̂/γ) / (|ĥ|² + 1/γ)].
 
     ``otf`` may pass a precomputed :func:`kernel_otf` (it then defines h).

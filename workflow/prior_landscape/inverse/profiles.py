@@ -46,8 +46,8 @@ is :func:`fft_prox` (closed form under circular boundary) or :func:`cg_prox`
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -77,9 +77,9 @@ __all__ = [
 
 PotentialFn = Callable[[torch.Tensor], torch.Tensor]
 #: λ grid of the rule of P eq. 14: 0 then 1e-14 … 1e-1 (two values per decade).
-DEFAULT_LAMBDA_GRID: tuple[float, ...] = (0.0,) + tuple(
-    float(f"{m}e{e}") for e in range(-14, -1) for m in (1, 3)
-) + (0.1,)
+DEFAULT_LAMBDA_GRID: tuple[float, ...] = (
+    (0.0,) + tuple(float(f"{m}e{e}") for e in range(-14, -1) for m in (1, 3)) + (0.1,)
+)
 
 
 # -------------------------------------------------------------- objectives
@@ -290,29 +290,47 @@ def noisy_profile(
 
 
 # -------------------------------------------------------------- P Figs. 9–10
-def profile_study(prior, x_data: torch.Tensor, sources: list[str], cfg: dict, q_of: PotentialFn,
-                  log=None) -> tuple[dict, dict]:
+def profile_study(
+    prior, x_data: torch.Tensor, sources: list[str], cfg: dict, q_of: PotentialFn, log=None
+) -> tuple[dict, dict]:
     """The posterior profiles of P Figs. 9–10 for x̄ the images ``x_data`` and x̄ the critical points of
     q that momentum descent reaches from them (``cfg`` the configuration's ``posterior`` section).
     Returns the tables ``noiseless``, ``noisy``, ``lam`` (P eq. 14's rule per family) and
     ``points`` (both kinds of x̄, with q, ‖∇q‖ and the distance to the data image), and the
     descent's η and the L_q of the inner steps (for the provenance)."""
     from prior_landscape.config import theta_grid
-    from prior_landscape.landscape.families import kernel, kernel_stack
     from prior_landscape.landscape.critical_points import choose_eta, descend, lipschitz_estimate
+    from prior_landscape.landscape.families import kernel, kernel_stack
     from prior_landscape.runs import RunOptions
 
     cp, dt = cfg["critical_points"], x_data.dtype
     eta = choose_eta(prior, x_data, cp["step"])
-    x_crit = descend(prior, x_data, eta=eta, n_steps=cp["n_steps"], momentum=cp["momentum"],
-                     options=RunOptions(record_every=max(cp["n_steps"], 1))).end
+    x_crit = descend(
+        prior,
+        x_data,
+        eta=eta,
+        n_steps=cp["n_steps"],
+        momentum=cp["momentum"],
+        options=RunOptions(record_every=max(cp["n_steps"], 1)),
+    ).end
     sets = {"dataset": x_data, "critical point": x_crit}
-    points = pd.concat([pd.DataFrame({
-        "x_bar": name, "image": range(len(x)), "source": sources, "q": q_of(x).cpu().numpy(),
-        "grad_norm": prior.grad_potential(x).flatten(1).norm(dim=1).double().cpu().numpy(),
-        "relative_distance": ((x - x_data).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)).cpu().numpy(),
-        "pixels": list(x.flatten(1).cpu().numpy().astype(np.float32)),
-    }) for name, x in sets.items()], ignore_index=True)
+    points = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "x_bar": name,
+                    "image": range(len(x)),
+                    "source": sources,
+                    "q": q_of(x).cpu().numpy(),
+                    "grad_norm": prior.grad_potential(x).flatten(1).norm(dim=1).double().cpu().numpy(),
+                    "relative_distance": ((x - x_data).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)).cpu().numpy(),
+                    "pixels": list(x.flatten(1).cpu().numpy().astype(np.float32)),
+                }
+            )
+            for name, x in sets.items()
+        ],
+        ignore_index=True,
+    )
     theta_bar = float(cfg["theta_bar"])
     thetas = np.union1d(theta_grid(cfg["theta"]), [theta_bar])
     lipschitz_q = lipschitz_estimate(prior, x_data)  # the inner minimisations' safe step
@@ -326,24 +344,49 @@ def profile_study(prior, x_data: torch.Tensor, sources: list[str], cfg: dict, q_
         if not np.isfinite(sel.lam):
             raise ValueError(f"no λ of the grid satisfies P eq. 14 for the {family} family; widen the grid")
         for name, x in sets.items():
-            grid = dict(family=family, x_bar=name, image=np.repeat(np.arange(len(x)), len(thetas)),
-                        theta=np.tile(thetas, len(x)), theta_bar=theta_bar)
+            grid = dict(
+                family=family,
+                x_bar=name,
+                image=np.repeat(np.arange(len(x)), len(thetas)),
+                theta=np.tile(thetas, len(x)),
+                theta_bar=theta_bar,
+            )
             ell = noiseless_profile(x, h_bar, ks, sel.lam, q_of).cpu().numpy()
             noiseless.append(pd.DataFrame({**grid, "lam": sel.lam, "ell": ell.ravel()}))
             for j, sigma in enumerate(cfg["noise_levels"]):
                 g = torch.Generator().manual_seed(cfg["seed"] * 1000 + j)
                 y = fft_blur(x, h_bar) + sigma * torch.randn(x.shape, generator=g, dtype=dt).to(x.device)
-                prof = noisy_profile(y, ks, sigma, prior, q_of, starts=inner["starts"], n_steps=inner["n_steps"],
-                                     step=safe_posterior_step(sigma, lipschitz_q), momentum=inner["momentum"])
-                noisy.append(pd.DataFrame({
-                    **grid, "sigma_y": sigma, "ell": prof.values.cpu().numpy().ravel(),
-                    "data_fit": prof.data_fit.cpu().numpy().ravel(), "q": prof.potential.cpu().numpy().ravel(),
-                    "best_start": np.asarray(inner["starts"])[prof.best_start.ravel()],
-                }))
+                prof = noisy_profile(
+                    y,
+                    ks,
+                    sigma,
+                    prior,
+                    q_of,
+                    starts=inner["starts"],
+                    n_steps=inner["n_steps"],
+                    step=safe_posterior_step(sigma, lipschitz_q),
+                    momentum=inner["momentum"],
+                )
+                noisy.append(
+                    pd.DataFrame(
+                        {
+                            **grid,
+                            "sigma_y": sigma,
+                            "ell": prof.values.cpu().numpy().ravel(),
+                            "data_fit": prof.data_fit.cpu().numpy().ravel(),
+                            "q": prof.potential.cpu().numpy().ravel(),
+                            "best_start": np.asarray(inner["starts"])[prof.best_start.ravel()],
+                        }
+                    )
+                )
         if log is not None:
             log.info("%s: λ = %g", family, sel.lam)
-    tables = {"noiseless": pd.concat(noiseless, ignore_index=True), "noisy": pd.concat(noisy, ignore_index=True),
-              "lam": pd.concat(lambdas, ignore_index=True), "points": points}
+    tables = {
+        "noiseless": pd.concat(noiseless, ignore_index=True),
+        "noisy": pd.concat(noisy, ignore_index=True),
+        "lam": pd.concat(lambdas, ignore_index=True),
+        "points": points,
+    }
     for key, by in (("noiseless", ["family", "x_bar", "image"]), ("noisy", ["family", "x_bar", "sigma_y", "image"])):
         tables[key]["argmin_theta"] = profile_argmin(tables[key], by)
     return tables, {"eta_critical": eta, "lipschitz_q": lipschitz_q}

@@ -55,10 +55,11 @@ import socket
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path, PurePosixPath
-from typing import IO, Iterable
+from typing import IO
 
 import yaml
 
@@ -94,13 +95,23 @@ _EXTRA_PACKAGES = (
 # that every figure or table rule of the workflow is listed).
 FIGURE_INPUTS: dict[str, dict[str, list[str]]] = {
     "fig01_to_fig03_critical_points": {
-        "outputs": ["results/figures/fig01.png", "results/figures/fig02.png", "results/figures/fig03.png",
-                    "results/tables/critical_points_summary.csv"],
-        "inputs": ["results/critical_points/*/summary.parquet", "results/critical_points/*/trajectory.parquet",
-                   "results/critical_points/*/images.parquet"],
+        "outputs": [
+            "results/figures/fig01.png",
+            "results/figures/fig02.png",
+            "results/figures/fig03.png",
+            "results/tables/critical_points_summary.csv",
+        ],
+        "inputs": [
+            "results/critical_points/*/summary.parquet",
+            "results/critical_points/*/trajectory.parquet",
+            "results/critical_points/*/images.parquet",
+        ],
     },
     "fig04_hessian_spectra": {"outputs": ["results/figures/fig04.png"], "inputs": ["results/hessian/*.parquet"]},
-    "fig05_blur_families": {"outputs": ["results/figures/fig05.png"], "inputs": ["results/kernels/blur_families.parquet"]},
+    "fig05_blur_families": {
+        "outputs": ["results/figures/fig05.png"],
+        "inputs": ["results/kernels/blur_families.parquet"],
+    },
     "fig06_blurred_image": {"outputs": ["results/figures/fig06.png"], "inputs": ["results/sweeps/*.parquet"]},
     "fig07_likelihood_sweeps": {
         "outputs": ["results/figures/fig07.png", "results/tables/sweep_summary.csv"],
@@ -136,7 +147,10 @@ FIGURE_INPUTS: dict[str, dict[str, list[str]]] = {
         "outputs": ["results/figures/fig15.png"],
         "inputs": [f"results/deblur/simplex/{k}.parquet" for k in ("metrics", "images")],
     },
-    "deblur_metrics_table": {"outputs": ["results/tables/deblur_metrics.csv"], "inputs": ["results/deblur/*/metrics.parquet"]},
+    "deblur_metrics_table": {
+        "outputs": ["results/tables/deblur_metrics.csv"],
+        "inputs": ["results/deblur/*/metrics.parquet"],
+    },
 }
 
 # Which rule writes which file, for folders without a rule map (first match wins).
@@ -239,7 +253,7 @@ def software_versions() -> dict:
 def _manifest(files: list[dict], config: dict | None, rules: list[dict] | None) -> dict:
     return {
         "format": FORMAT,
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "host": socket.gethostname(),
         "git_commit": git_commit(),
         "software": software_versions(),
@@ -313,9 +327,11 @@ def write_archive(
                     tar.addfile(info, reader)
                 files.append({"path": rel, "size": reader.n, "sha256": reader.h.hexdigest(), "kind": classify(rel)})
             manifest = _manifest(files, config, rules)
-            now = _dt.datetime.now(_dt.timezone.utc).timestamp()
+            now = _dt.datetime.now(_dt.UTC).timestamp()
             _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=1, default=str).encode(), now)
-            _add_bytes(tar, CONFIG_FILE, yaml.safe_dump(config or {}, sort_keys=False, allow_unicode=True).encode(), now)
+            _add_bytes(
+                tar, CONFIG_FILE, yaml.safe_dump(config or {}, sort_keys=False, allow_unicode=True).encode(), now
+            )
         umask = os.umask(0)
         os.umask(umask)
         tmp.chmod(0o666 & ~umask)  # mkstemp makes it private; an archive is for sharing
@@ -354,6 +370,7 @@ def rule_map(rules: Iterable) -> list[dict]:
     rule, ``{wildcard}`` or ``{wildcard,regex}``), ``output_regex`` (the rule's own
     regular expressions, constraints included) and ``input_functions`` (true when
     some input is computed by a function, which a review cannot evaluate)."""
+
     def computed(i) -> bool:  # a function, or unpack(function) (a file object flagged "unpack")
         return not isinstance(i, str) or bool((getattr(i, "flags", None) or {}).get("unpack"))
 
@@ -367,13 +384,15 @@ def rule_map(rules: Iterable) -> list[dict]:
             regex = [o.regex().pattern for o in r.output]
         except Exception:  # noqa: BLE001 - Snakemake internals; fall back to the patterns
             regex = [_pattern_regex(o) for o in outputs]
-        out.append({
-            "rule": r.name,
-            "outputs": outputs,
-            "output_regex": regex,
-            "inputs": inputs,
-            "input_functions": any(computed(i) for i in r.input),
-        })
+        out.append(
+            {
+                "rule": r.name,
+                "outputs": outputs,
+                "output_regex": regex,
+                "inputs": inputs,
+                "input_functions": any(computed(i) for i in r.input),
+            }
+        )
     return out
 
 
@@ -385,7 +404,7 @@ _WILDCARD = re.compile(r"\{\s*([A-Za-z_]\w*)\s*(?:,\s*((?:[^{}]|\{[^{}]*\})*))?\
 def _pattern_regex(pattern: str) -> str:
     out, last, seen = [], 0, set()
     for m in _WILDCARD.finditer(pattern):
-        out.append(re.escape(pattern[last:m.start()]))
+        out.append(re.escape(pattern[last : m.start()]))
         name, constraint = m.group(1), m.group(2)
         out.append(f"(?P={name})" if name in seen else f"(?P<{name}>{constraint or '.+'})")
         seen.add(name)
@@ -532,12 +551,21 @@ def _parse_manifest(raw: bytes, where: str) -> tuple[dict | None, list[str]]:
         return None, problems + [f"{where} has no list of files: nothing can be verified"]
     seen = set()
     for i, f in enumerate(files):
-        ok = (isinstance(f, dict) and isinstance(f.get("path"), str) and _relative_path(f["path"])
-              and isinstance(f.get("size"), int) and not isinstance(f["size"], bool) and f["size"] >= 0
-              and isinstance(f.get("sha256"), str) and _HEX64.fullmatch(f["sha256"]))
+        ok = (
+            isinstance(f, dict)
+            and isinstance(f.get("path"), str)
+            and _relative_path(f["path"])
+            and isinstance(f.get("size"), int)
+            and not isinstance(f["size"], bool)
+            and f["size"] >= 0
+            and isinstance(f.get("sha256"), str)
+            and _HEX64.fullmatch(f["sha256"])
+        )
         if not ok:
-            return None, problems + [f"{where}: entry {i} of 'files' is malformed (needs a relative path, a size and "
-                                     "a sha256): nothing can be verified"]
+            return None, problems + [
+                f"{where}: entry {i} of 'files' is malformed (needs a relative path, a size and "
+                "a sha256): nothing can be verified"
+            ]
         if f["path"] in seen:
             problems.append(f"{where} lists {f['path']!r} twice")
         seen.add(f["path"])
@@ -556,8 +584,9 @@ def _check_config(rv: Review, text: bytes | None, where: str) -> None:
     except yaml.YAMLError as e:
         rv.problems.append(f"{where} is not valid YAML ({e})")
         return
-    if json.loads(json.dumps(cfg or {}, default=str)) != json.loads(json.dumps(rv.manifest.get("config") or {},
-                                                                                  default=str)):
+    if json.loads(json.dumps(cfg or {}, default=str)) != json.loads(
+        json.dumps(rv.manifest.get("config") or {}, default=str)
+    ):
         rv.problems.append(f"{where} differs from the configuration recorded in the manifest")
 
 
@@ -598,11 +627,14 @@ def _review_archive(path: Path, rv: Review) -> None:
     except ArchiveError as e:
         rv.problems.append(f"the archive could not be read to its end: {e}")
     except (tarfile.TarError, OSError, EOFError, zlib.error) as e:  # while reading a member's data
-        rv.problems.append(f"the archive could not be read to its end: {path} is damaged or truncated: "
-                           f"{type(e).__name__}: {e}")
+        rv.problems.append(
+            f"the archive could not be read to its end: {path} is damaged or truncated: {type(e).__name__}: {e}"
+        )
     if not manifest_seen:
-        rv.problems.append(f"no {MANIFEST} in the archive: its files cannot be verified "
-                           "(an archive made by `snakemake archive` always has one)")
+        rv.problems.append(
+            f"no {MANIFEST} in the archive: its files cannot be verified "
+            "(an archive made by `snakemake archive` always has one)"
+        )
     _check_config(rv, config_text, f"{path}: {CONFIG_FILE}")
 
 
@@ -653,8 +685,10 @@ def _check_detached(path: Path, rv: Review, expected_sha256: str | None) -> None
     if not _HEX64.fullmatch(expected):
         rv.problems.append(f"the expected checksum {expected_sha256!r} is not 64 hex digits")
     elif expected != rv.archive_sha256:
-        rv.problems.append(f"the archive's sha256 {rv.archive_sha256} differs from {expected} "
-                           f"({rv.checksum_source}): the archive changed since it was made")
+        rv.problems.append(
+            f"the archive's sha256 {rv.archive_sha256} differs from {expected} "
+            f"({rv.checksum_source}): the archive changed since it was made"
+        )
 
 
 def review(path: str | Path, *, expected_sha256: str | None = None) -> Review:
@@ -747,13 +781,15 @@ def _renderability(rv: Review) -> None:
             status = "unknown"
         else:
             status = "yes"
-        rv.renderable.append({
-            "rule": name,
-            "outputs": outs,
-            "status": status,
-            "inputs": matched,
-            "missing": sorted(set(missing) | set(bad)),
-        })
+        rv.renderable.append(
+            {
+                "rule": name,
+                "outputs": outs,
+                "status": status,
+                "inputs": matched,
+                "missing": sorted(set(missing) | set(bad)),
+            }
+        )
 
 
 # --------------------------------------------------------------------------- printing
@@ -796,24 +832,35 @@ def format_review(rv: Review, verbose: bool = False) -> str:
     lines.append(f"Review of {what} {rv.source}")
     if m:
         sw = m.get("software") or {}
-        lines.append(f"  manifest {m.get('format')}, made {m.get('created_utc')} on {m.get('host')}, "
-                     f"git commit {m.get('git_commit') or 'unknown'}")
-        lines.append("  software: " + ", ".join(f"{k} {sw[k]}" for k in
-                     ("python", "prior-landscape", "torch", "numpy", "snakemake", "snakemake-executor-plugin-slurm")
-                     if k in sw))
+        lines.append(
+            f"  manifest {m.get('format')}, made {m.get('created_utc')} on {m.get('host')}, "
+            f"git commit {m.get('git_commit') or 'unknown'}"
+        )
+        lines.append(
+            "  software: "
+            + ", ".join(
+                f"{k} {sw[k]}"
+                for k in ("python", "prior-landscape", "torch", "numpy", "snakemake", "snakemake-executor-plugin-slurm")
+                if k in sw
+            )
+        )
         cfg = m.get("config") or {}
         if cfg:
             priors = cfg.get("priors") or {}
-            lines.append(f"  config: scale {cfg.get('scale')}, device {cfg.get('device')}, seed {cfg.get('seed')}; "
-                         f"priors: " + ", ".join(f"{k} ({v.get('kind')})" for k, v in priors.items()))
+            lines.append(
+                f"  config: scale {cfg.get('scale')}, device {cfg.get('device')}, seed {cfg.get('seed')}; "
+                f"priors: " + ", ".join(f"{k} ({v.get('kind')})" for k, v in priors.items())
+            )
     else:
         lines.append("  no manifest: checksums cannot be verified (make one with `snakemake archive`)")
 
     artefacts = [e for e in rv.entries if e.kind == "artefact"]
     commits = sorted({str(e.provenance.get("git_commit")) for e in artefacts if e.provenance})
     if len(commits) > 1:
-        lines.append(f"  note: the artefacts were made at {len(commits)} git commits ({', '.join(_short(c) for c in commits)}); "
-                     "rerun for a single-commit archive")
+        lines.append(
+            f"  note: the artefacts were made at {len(commits)} git commits ({', '.join(_short(c) for c in commits)}); "
+            "rerun for a single-commit archive"
+        )
     torches = sorted({str((e.provenance.get("versions") or {}).get("torch")) for e in artefacts if e.provenance})
     if len(torches) > 1:
         lines.append(f"  note: the artefacts were made with torch {', '.join(torches)}")
@@ -855,8 +902,10 @@ def format_review(rv: Review, verbose: bool = False) -> str:
         if rv.checksum_source:
             lines.append(f"Archive sha256 {rv.archive_sha256}, checked against {rv.checksum_source}")
         else:
-            lines.append(f"Archive sha256 {rv.archive_sha256}; no detached checksum to check it against (an archive "
-                         "changed together with its manifest is detected only that way: see --sha256)")
+            lines.append(
+                f"Archive sha256 {rv.archive_sha256}; no detached checksum to check it against (an archive "
+                "changed together with its manifest is detected only that way: see --sha256)"
+            )
     if m is None:
         lines.append("Checksums: not verified (no usable manifest); every file was read and its own checksums checked")
     else:
@@ -864,8 +913,10 @@ def format_review(rv: Review, verbose: bool = False) -> str:
         if not (rv.mismatched or rv.missing or rv.extra):
             lines.append(f"Checksums: all {n} files match the manifest")
         else:
-            lines.append(f"Checksums: FAILED ({len(rv.mismatched)} changed, {len(rv.missing)} missing, "
-                         f"{len(rv.extra)} not listed, of {n} files)")
+            lines.append(
+                f"Checksums: FAILED ({len(rv.mismatched)} changed, {len(rv.missing)} missing, "
+                f"{len(rv.extra)} not listed, of {n} files)"
+            )
         for p in rv.mismatched:
             lines.append(f"  CHANGED  {p}  (sha256 or size differs from the manifest)")
         for p in rv.missing:
@@ -897,9 +948,13 @@ def verdict(rv: Review) -> str:
     """The review's last line: OK, or FAILED with what failed."""
     if rv.ok:
         return "OK" if rv.manifest is not None else "OK (every file readable; no manifest to verify them against)"
-    counts = [(len(rv.unreadable), "unreadable or damaged"), (len(rv.mismatched), "changed"),
-              (len(rv.missing), "missing"), (len(rv.extra), "not listed in the manifest"),
-              (len(rv.problems), "other problems")]
+    counts = [
+        (len(rv.unreadable), "unreadable or damaged"),
+        (len(rv.mismatched), "changed"),
+        (len(rv.missing), "missing"),
+        (len(rv.extra), "not listed in the manifest"),
+        (len(rv.problems), "other problems"),
+    ]
     return "FAILED: " + ", ".join(f"{n} {what}" for n, what in counts if n)
 
 
@@ -934,8 +989,25 @@ def unpack(archive: str | Path, dest: str | Path, *, expected_sha256: str | None
 
 
 __all__ = [
-    "FORMAT", "MANIFEST", "CONFIG_FILE", "FIGURE_INPUTS", "PRODUCERS", "EXCLUDE",
-    "collect_files", "classify", "build_manifest", "write_archive", "rule_map",
-    "review", "format_review", "verdict", "unpack", "Review", "Entry", "sha256_file",
-    "checksum_path", "write_checksum_file", "read_checksum_file",
+    "FORMAT",
+    "MANIFEST",
+    "CONFIG_FILE",
+    "FIGURE_INPUTS",
+    "PRODUCERS",
+    "EXCLUDE",
+    "collect_files",
+    "classify",
+    "build_manifest",
+    "write_archive",
+    "rule_map",
+    "review",
+    "format_review",
+    "verdict",
+    "unpack",
+    "Review",
+    "Entry",
+    "sha256_file",
+    "checksum_path",
+    "write_checksum_file",
+    "read_checksum_file",
 ]

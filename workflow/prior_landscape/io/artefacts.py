@@ -29,9 +29,9 @@ import platform
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -43,6 +43,8 @@ CHECKSUM_KEY = b"prior_landscape.sha256"
 
 class DamagedArtefactError(ValueError):
     """An artefact's bytes changed after it was written (a page or schema checksum fails)."""
+
+
 _TRACKED_PACKAGES = (
     "prior-landscape",
     "torch",
@@ -153,7 +155,8 @@ def device_description(device: str | None = None) -> str:
     device = str(device or "cpu")
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
-    return f"{device} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
+    cpu = platform.processor() or platform.machine()
+    return f"{device} ({cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
 
 
 def provenance(
@@ -172,7 +175,7 @@ def provenance(
         "host": socket.gethostname(),
         "seeds": seeds,
         "wall_time_s": wall_time_s,
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         **extra,
     }
 
@@ -221,7 +224,9 @@ def _hash_values(h, arr: pa.Array) -> None:
         pass
     else:  # fixed-width: numbers, booleans, dates and times; null slots hashed as zeros
         try:
-            filled = pc.fill_null(arr, pa.scalar(False if pa.types.is_boolean(t) else 0, type=t)) if arr.null_count else arr
+            filled = (
+                pc.fill_null(arr, pa.scalar(False if pa.types.is_boolean(t) else 0, type=t)) if arr.null_count else arr
+            )
             values = np.ascontiguousarray(filled.to_numpy(zero_copy_only=False))
             if values.dtype.kind == "O":
                 raise TypeError("not a fixed-width type")
@@ -240,7 +245,9 @@ def _type_key(t: pa.DataType) -> str:
     if pa.types.is_map(t):
         return f"map<{_type_key(t.key_type)}, {_type_key(t.item_type)}>"
     if pa.types.is_struct(t):
-        return "struct<" + ", ".join(f"{t.field(i).name}: {_type_key(t.field(i).type)}" for i in range(t.num_fields)) + ">"
+        return (
+            "struct<" + ", ".join(f"{t.field(i).name}: {_type_key(t.field(i).type)}" for i in range(t.num_fields)) + ">"
+        )
     return str(t)
 
 
@@ -269,8 +276,10 @@ def verify_table(source, what: str | None = None) -> pa.Table:
         raise DamagedArtefactError(f"{what} is unreadable or damaged: {type(err).__name__}: {err}") from err
     meta = table.schema.metadata or {}
     if PROVENANCE_KEY not in meta:  # every artefact has one; damage to the footer can drop all metadata
-        raise DamagedArtefactError(f"{what} carries no provenance: it was not written by prior_landscape.io.artefacts, "
-                                   "or its metadata is damaged")
+        raise DamagedArtefactError(
+            f"{what} carries no provenance: it was not written by prior_landscape.io.artefacts, "
+            "or its metadata is damaged"
+        )
     stored = meta.get(CHECKSUM_KEY)
     try:
         actual = table_checksum(table) if stored is not None else None

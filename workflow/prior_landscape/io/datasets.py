@@ -70,9 +70,9 @@ from __future__ import annotations
 import gzip
 import logging
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -133,8 +133,10 @@ KOHLER_TRAJECTORIES = range(1, 13)
 REALBLUR_TEST_LIST = "RealBlur_J_test_list.txt"
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
-_MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-                "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 # ----------------------------------------------------------------------------- locations
@@ -146,8 +148,10 @@ def _catalogue() -> dict[str, dict]:
 
 
 def _obtain_hint(rid: str, resource_root: Path) -> str:
-    return (f"obtain the resource {rid!r} first: `python -m prior_landscape.io.downloads {rid} --root {resource_root}` "
-            f"or the workflow's rule download_{rid.replace('-', '_')} (see workflow/prior_landscape/io/resources.yaml)")
+    return (
+        f"obtain the resource {rid!r} first: `python -m prior_landscape.io.downloads {rid} --root {resource_root}` "
+        f"or the workflow's rule download_{rid.replace('-', '_')} (see workflow/prior_landscape/io/resources.yaml)"
+    )
 
 
 def _missing(rid: str, path: Path, resource_root: Path, what: str = "the dataset") -> FileNotFoundError:
@@ -236,8 +240,9 @@ def list_images(
         classes = list(IMAGENET_FIRST10 if classes is None else classes)
         unknown = [c for c in classes if c not in IMAGENET_FIRST10]
         if unknown:
-            raise ValueError(f"imagenet-first10: classes {unknown} are not among the first ten wnids "
-                             f"{IMAGENET_FIRST10}")
+            raise ValueError(
+                f"imagenet-first10: classes {unknown} are not among the first ten wnids {IMAGENET_FIRST10}"
+            )
         return loc, _class_images(rid, loc, classes, root, "", "the ImageNet class folder")
     if dataset == "bsd100":
         return loc, _images_below(loc)
@@ -440,7 +445,7 @@ def imagenet_labels(ids: Sequence[str]) -> list[int]:
 
 def _read_idx(path: Path, magic: int) -> np.ndarray:
     """An idx file (big-endian header: magic, then one int32 per dimension; unsigned bytes)."""
-    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as fh:
+    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as fh:
         data = fh.read()
     found = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
     if found != magic:
@@ -473,7 +478,12 @@ def read_mnist(root: str | Path, *, split: str = "train") -> tuple[np.ndarray, n
 
 
 def read_mnist_binary(
-    root: str | Path, *, split: str = "train", size: int = 32, threshold: float = 0.5, n: int | None = None,
+    root: str | Path,
+    *,
+    split: str = "train",
+    size: int = 32,
+    threshold: float = 0.5,
+    n: int | None = None,
     seed: int = 0,
 ) -> torch.Tensor:
     """Binarized MNIST (P §2.3, Fig. 8): float32 {0, 1} images [n, 1, size, size].
@@ -620,8 +630,9 @@ def read_kohler(
     _check_channels(channels)
     for name, value, allowed in (("image", image, KOHLER_IMAGES), ("trajectory", trajectory, KOHLER_TRAJECTORIES)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value not in allowed:
-            raise ValueError(f"kohler2012: {name} must be an integer in {allowed.start}..{allowed.stop - 1}, "
-                             f"not {value!r}")
+            raise ValueError(
+                f"kohler2012: {name} must be an integer in {allowed.start}..{allowed.stop - 1}, not {value!r}"
+            )
     image, trajectory = int(image), int(trajectory)
     loc, root = _resolve("kohler2012", root)
     blurry_path = _kohler_blurry(loc, image, trajectory)
@@ -637,16 +648,22 @@ def read_kohler(
         raise _missing("kohler2012", expected_dir / f"GroundTruth{image}_{trajectory}_1.png", root, "the sharp frames")
 
     if isinstance(frames, str):
-        choice = {"first": [available[0]], "last": [available[-1]], "all": available,
-                  "middle": [available[(len(available) + 1) // 2 - 1]]}.get(frames)
+        choice = {
+            "first": [available[0]],
+            "last": [available[-1]],
+            "all": available,
+            "middle": [available[(len(available) + 1) // 2 - 1]],
+        }.get(frames)
         if choice is None:
             raise ValueError(f"frames must be 'first', 'middle', 'last', 'all', or frame numbers, not {frames!r}")
     else:
         choice = [int(frames)] if isinstance(frames, (int, np.integer)) else [int(f) for f in frames]
         absent = [f for f in choice if f not in available]
         if absent:
-            raise ValueError(f"kohler2012: frames {absent} of shot {image}_{trajectory} are not in {sharp_dir} "
-                             f"(frames {available[0]}..{available[-1]})")
+            raise ValueError(
+                f"kohler2012: frames {absent} of shot {image}_{trajectory} are not in {sharp_dir} "
+                f"(frames {available[0]}..{available[-1]})"
+            )
 
     blurry = _center_crop(_chw(_load_image(blurry_path, channels), channels), crop, str(blurry_path))
     sharp = []
@@ -654,8 +671,12 @@ def read_kohler(
         path = sharp_dir / f"GroundTruth{image}_{trajectory}_{f}.png"
         sharp.append(_center_crop(_chw(_load_image(path, channels), channels), crop, str(path)))
     sharp = torch.stack(sharp)
-    out = {"blurry": blurry.contiguous(), "sharp": sharp.contiguous(), "frames": choice,
-           "id": f"Blurry{image}_{trajectory}"}
+    out = {
+        "blurry": blurry.contiguous(),
+        "sharp": sharp.contiguous(),
+        "frames": choice,
+        "id": f"Blurry{image}_{trajectory}",
+    }
     kernels = loc / "kernels"
     if kernels.is_dir():
         kernel = _kohler_kernel(kernels, trajectory)
@@ -700,8 +721,9 @@ def read_realblur_pairs(
         s = _chw(_load_image(loc / sharp_rel, channels), channels)
         b = _chw(_load_image(loc / blur_rel, channels), channels)
         if s.shape != b.shape:
-            raise ValueError(f"realblur-j: {loc / sharp_rel} is {tuple(s.shape)} but {loc / blur_rel} is "
-                             f"{tuple(b.shape)}")
+            raise ValueError(
+                f"realblur-j: {loc / sharp_rel} is {tuple(s.shape)} but {loc / blur_rel} is {tuple(b.shape)}"
+            )
         sharp_full.append(s)
         blurred_full.append(b)
     sharp, positions = random_crops(sharp_full, n, size, seed)

@@ -78,8 +78,9 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -260,14 +261,22 @@ def _expected(
     if lock_file is not None and lock_key:
         rec = read_lock(lock_file).get(lock_key)
         if rec:
-            return {"sha256": str(rec["sha256"]).lower()}, int(rec["size"]) if rec.get("size") is not None else None, (
-                f"recorded in {lock_file} under {lock_key!r}"
+            return (
+                {"sha256": str(rec["sha256"]).lower()},
+                int(rec["size"]) if rec.get("size") is not None else None,
+                (f"recorded in {lock_file} under {lock_key!r}"),
             )
     return {}, None, ""
 
 
 def _check(
-    path: Path, expected: dict[str, str], size: int | None, origin: str, *, existing: bool, url: str | None,
+    path: Path,
+    expected: dict[str, str],
+    size: int | None,
+    origin: str,
+    *,
+    existing: bool,
+    url: str | None,
     lock_key: str | None,
 ) -> str:
     """Verify ``path``; return its sha256. Raise ChecksumError (deleting it unless ``existing``)."""
@@ -340,7 +349,13 @@ class _DeadlinePassed(Exception):
 
 
 def _transfer(
-    url: str, part: Path, *, timeout: float, chunk_size: int, expected_size: int | None, progress: _Progress,
+    url: str,
+    part: Path,
+    *,
+    timeout: float,
+    chunk_size: int,
+    expected_size: int | None,
+    progress: _Progress,
     deadline_at: float = math.inf,
 ) -> bool:
     """One attempt: (re)start or resume ``part``; True when the file's total length was known
@@ -367,7 +382,7 @@ def _transfer(
                 m = _UNSATISFIED_RANGE.search(err.headers.get("Content-Range", "") or "")
                 if m and int(m.group(1)) == offset:
                     return True  # the partial file is already complete
-                raise _Restart(f"server refused the range {offset}- (HTTP 416)")
+                raise _Restart(f"server refused the range {offset}- (HTTP 416)") from err
             if err.code in _RETRY_STATUS:
                 raise _Transient(f"HTTP {err.code} {err.reason}") from err
             raise DownloadError(f"HTTP {err.code} {err.reason}", url=url) from err
@@ -465,7 +480,11 @@ def fetch(
                     raise ChecksumError(
                         f"{dest} exists but {problem}; it was left untouched and not recorded in {lock_file}. "
                         f"Delete it ({dest}) and run again to download it from {url}.",
-                        path=dest, algorithm="format", expected="a complete file", actual=problem, existing=True,
+                        path=dest,
+                        algorithm="format",
+                        expected="a complete file",
+                        actual=problem,
+                        existing=True,
                     )
             digest = _check(dest, expected, expected_size, origin, existing=True, url=url, lock_key=lock_key)
             if not expected and lock_file is not None and lock_key:
@@ -482,8 +501,15 @@ def fetch(
             last_error, restarts, attempt = "", 0, 0
             while True:
                 try:
-                    return _transfer(url, part, timeout=timeout, chunk_size=chunk_size, expected_size=expected_size,
-                                     progress=report, deadline_at=deadline_at)
+                    return _transfer(
+                        url,
+                        part,
+                        timeout=timeout,
+                        chunk_size=chunk_size,
+                        expected_size=expected_size,
+                        progress=report,
+                        deadline_at=deadline_at,
+                    )
                 except _Restart as err:
                     part.unlink(missing_ok=True)
                     restarts += 1
@@ -530,7 +556,8 @@ def _establish_first_download(url: str, dest: Path, part: Path, first: Path, len
         raise DownloadError(
             f"refusing {dest.name} downloaded from {url}: {problem}. Nothing was kept or recorded. Check the address "
             f"(it may need a login or have moved) or download the file by hand and place it at {dest}.",
-            url=url, dest=dest,
+            url=url,
+            dest=dest,
         )
     if length_known or _format_check(part) is not None:
         return
@@ -544,15 +571,18 @@ def _establish_first_download(url: str, dest: Path, part: Path, first: Path, len
                 f"refusing {dest.name} from {url}: the server announced no length and two transfers gave different "
                 "contents (a truncated or changing file); nothing was kept or recorded. Try again later, or "
                 f"download it by hand and place it at {dest}.",
-                url=url, dest=dest,
+                url=url,
+                dest=dest,
             )
     finally:
         first.unlink(missing_ok=True)
 
 
 def _deadline_error(url: str, dest: Path, part: Path, deadline: float | None, last: str) -> DownloadError:
-    msg = (f"could not download {url} to {dest}: the download took longer than its overall deadline of "
-           f"{deadline:g} s (a server sending too slowly{'; last error: ' + last if last else ''}).")
+    msg = (
+        f"could not download {url} to {dest}: the download took longer than its overall deadline of "
+        f"{deadline:g} s (a server sending too slowly{'; last error: ' + last if last else ''})."
+    )
     if part.exists() and part.stat().st_size:
         msg += f" {_human(part.stat().st_size)} received are kept in {part}; the next run resumes from there."
     return DownloadError(msg, url=url, dest=dest)
@@ -578,8 +608,9 @@ def _first_use_problem(path: Path) -> str | None:
         with open(path, "rb") as fh:
             head = fh.read(1024).lstrip(b"\xef\xbb\xbf \t\r\n").lower()
         if head.startswith(_HTML_STARTS):
-            return ("it is an HTML or XML page, not the file (a login, quota or error page served as if it were the "
-                    "file?)")
+            return (
+                "it is an HTML or XML page, not the file (a login, quota or error page served as if it were the file?)"
+            )
     if not path.stat().st_size:
         return "it is empty"
     check = _format_check(path)
@@ -653,7 +684,9 @@ def _check_pickle(path: Path) -> str | None:
     return "it has data after the end of its pickle" if trailing else None
 
 
-def _download_error(url: str, dest: Path, part: Path, attempts: int, last: str, transient: bool = True) -> DownloadError:
+def _download_error(
+    url: str, dest: Path, part: Path, attempts: int, last: str, transient: bool = True
+) -> DownloadError:
     tries = f"after {attempts} attempt{'s' if attempts != 1 else ''}" if transient else "(not retried)"
     msg = (
         f"could not download {url} to {dest} {tries}; last error: {last}. "
@@ -710,8 +743,13 @@ def _file_specs(entry: dict) -> list[dict]:
     """The entry's files, each normalised to {filename, urls, sha256, md5, unpack, keep_archive, type, min_files}."""
     raw = entry.get("files")
     if raw is None:
-        raw = [{k: entry[k] for k in ("url", "urls", "filename", "sha256", "md5", "unpack", "keep_archive", "type",
-                                      "min_files") if k in entry}]
+        raw = [
+            {
+                k: entry[k]
+                for k in ("url", "urls", "filename", "sha256", "md5", "unpack", "keep_archive", "type", "min_files")
+                if k in entry
+            }
+        ]
     specs = []
     for item in raw:
         urls = list(item.get("urls") or ([item["url"]] if item.get("url") else []))
@@ -777,7 +815,7 @@ def resource_root(entry: dict, output: str | Path) -> Path:
     """The download root under which ``entry``'s first output (:func:`resource_outputs`) is ``output``."""
     rel = resource_outputs(entry, "")[0][0].parts
     out = Path(output).parts
-    if len(out) < len(rel) or out[len(out) - len(rel):] != rel:
+    if len(out) < len(rel) or out[len(out) - len(rel) :] != rel:
         raise ValueError(f"{output} is not where resource {entry['id']!r} is placed ({Path(*rel)} under a root)")
     return Path(*out[: len(out) - len(rel)]) if len(out) > len(rel) else Path(".")
 
@@ -837,11 +875,23 @@ def ensure_resource(
             expected, size, origin = _expected(spec["sha256"], spec["md5"], lock_file, lock_key)
             digest = _check(dest, expected, size, origin, existing=True, url=None, lock_key=lock_key)
             if not expected and lock_file is not None:
-                _record_lock(lock_file, lock_key, {"url": entry.get("page", "manual"), "sha256": digest,
-                                                   "size": dest.stat().st_size})
+                _record_lock(
+                    lock_file,
+                    lock_key,
+                    {"url": entry.get("page", "manual"), "sha256": digest, "size": dest.stat().st_size},
+                )
         else:
-            _fetch_mirrors(spec, dest, lock_file, lock_key, retries=retries, backoff=backoff, timeout=timeout,
-                           deadline=deadline, progress=progress)
+            _fetch_mirrors(
+                spec,
+                dest,
+                lock_file,
+                lock_key,
+                retries=retries,
+                backoff=backoff,
+                timeout=timeout,
+                deadline=deadline,
+                progress=progress,
+            )
         if target is not None:
             unpack_archive(dest, target)
             if not spec["keep_archive"]:
@@ -856,8 +906,9 @@ def _fetch_mirrors(spec: dict, dest: Path, lock_file: Path | None, lock_key: str
     errors = []
     for i, url in enumerate(spec["urls"]):
         try:
-            return fetch(url, dest, sha256=spec["sha256"], md5=spec["md5"], lock_file=lock_file, lock_key=lock_key,
-                         **kwargs)
+            return fetch(
+                url, dest, sha256=spec["sha256"], md5=spec["md5"], lock_file=lock_file, lock_key=lock_key, **kwargs
+            )
         except DownloadError as err:
             errors.append(err)
         except ChecksumError as err:
@@ -891,8 +942,9 @@ def _manual_message(entry: dict, missing: list[Path], specs: list[dict], base: P
         lines.append(f"What to accept: {str(entry['accept']).strip()}")
     if entry.get("instructions"):
         lines.append("How: " + " ".join(str(entry["instructions"]).split()))
-    lines.append(f"Put them exactly at the path(s) above (folder {base}); the same command then picks them up and "
-                 "verifies them.")
+    lines.append(
+        f"Put them exactly at the path(s) above (folder {base}); the same command then picks them up and verifies them."
+    )
     return "\n".join(lines)
 
 
@@ -968,8 +1020,10 @@ def load_catalogue_with_mirror(mirror: str | Path | None = None) -> dict[str, di
         if rid not in packaged:
             raise CatalogueError(f"{mirror}: unknown resource {rid!r} (a mirror replaces entries of the catalogue)")
         if [p for p, _ in resource_outputs(entry, "")] != [p for p, _ in resource_outputs(packaged[rid], "")]:
-            raise CatalogueError(f"{mirror}: resource {rid!r} puts its files elsewhere than the packaged catalogue; "
-                                 "a mirror may change addresses and checksums only")
+            raise CatalogueError(
+                f"{mirror}: resource {rid!r} puts its files elsewhere than the packaged catalogue; "
+                "a mirror may change addresses and checksums only"
+            )
     return {**packaged, **replaced}
 
 

@@ -13,9 +13,10 @@ enough to hide the effect P §2.3 measures.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -273,7 +274,9 @@ def heldout_images(
     return extract_crops(photos, specs), [f"{c.image}@{c.row},{c.col}" for c in specs]
 
 
-def unrelated_images(names: list[str], n: int, shape: tuple[int, int, int], seed: int) -> tuple[torch.Tensor, list[str]]:
+def unrelated_images(
+    names: list[str], n: int, shape: tuple[int, int, int], seed: int
+) -> tuple[torch.Tensor, list[str]]:
     """Paper scale: ``n`` "unrelated" descent starts (P Fig. 3) of a prior's shape (C, H, W) from
     bundled photographs: photograph i mod len(names), a seeded square window (half to all of
     its short side), resized anti-aliased to H×W; colour kept for C = 3 (grey replicated),
@@ -312,7 +315,9 @@ def resource_dir(resource: str, resource_root: str | Path) -> Path:
     return resource_location(load_catalogue()[resource], resource_root)
 
 
-def prior_images(spec: dict, resource_root: str | Path, n: int, seed: int, split: str | None = None) -> tuple[torch.Tensor, list[str]]:
+def prior_images(
+    spec: dict, resource_root: str | Path, n: int, seed: int, split: str | None = None
+) -> tuple[torch.Tensor, list[str]]:
     """Paper scale: ``n`` whole images of a prior's own dataset (a prior config's ``images``:
     resource, dataset, size, channels, split, classes), at the prior's resolution, chosen
     deterministically by ``seed`` (prior_landscape.io.datasets.read_images)."""
@@ -320,12 +325,18 @@ def prior_images(spec: dict, resource_root: str | Path, n: int, seed: int, split
 
     if spec["dataset"] == "mnist":  # the binarized digits the digit prior was trained on (P §2.3)
         split = split or spec.get("split", "test")
-        x = read_mnist_binary(resource_dir(spec["resource"], resource_root), split=split, size=int(spec["size"]),
-                              n=n, seed=seed)
+        x = read_mnist_binary(
+            resource_dir(spec["resource"], resource_root), split=split, size=int(spec["size"]), n=n, seed=seed
+        )
         return x, [f"mnist-{split}-{i}" for i in range(len(x))]
     return read_images(
-        spec["dataset"], resource_dir(spec["resource"], resource_root), n=n, size=int(spec["size"]),
-        split=split or spec.get("split", "train"), channels=int(spec.get("channels", 3)), seed=seed,
+        spec["dataset"],
+        resource_dir(spec["resource"], resource_root),
+        n=n,
+        size=int(spec["size"]),
+        split=split or spec.get("split", "train"),
+        channels=int(spec.get("channels", 3)),
+        seed=seed,
         classes=spec.get("classes"),
     )
 

@@ -50,8 +50,9 @@ import tempfile
 import time
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import IO, Callable, Iterator
+from typing import IO
 
 __all__ = [
     "ArchiveError",
@@ -245,8 +246,9 @@ class _Budget:
             )
         free = shutil.disk_usage(self.folder).free
         if n > free:
-            raise ArchiveError(f"cannot unpack {self.archive}: member {name!r} needs {n:,} bytes, "
-                               f"{free:,} are free in {self.folder}")
+            raise ArchiveError(
+                f"cannot unpack {self.archive}: member {name!r} needs {n:,} bytes, {free:,} are free in {self.folder}"
+            )
 
 
 class _Writer:
@@ -274,15 +276,18 @@ class _Writer:
                 os.mkdir(path, 0o777)  # the umask applies
             except FileExistsError:
                 if not stat.S_ISDIR(os.lstat(path).st_mode):
-                    raise ArchiveError(f"refusing to unpack {self.archive}: member {name!r} needs folder "
-                                       f"{'/'.join(parts)}, which another member wrote as a file") from None
+                    raise ArchiveError(
+                        f"refusing to unpack {self.archive}: member {name!r} needs folder "
+                        f"{'/'.join(parts)}, which another member wrote as a file"
+                    ) from None
         self._inside(path, name)
         if mtime is not None:
             self.dir_times.append((path, mtime))
         return path
 
-    def file(self, parts: tuple[str, ...], name: str, data: IO[bytes], size: int | None, mtime: float,
-             executable: bool) -> None:
+    def file(
+        self, parts: tuple[str, ...], name: str, data: IO[bytes], size: int | None, mtime: float, executable: bool
+    ) -> None:
         if not parts:
             raise ArchiveError(f"refusing to unpack {self.archive}: member {name!r} has no file name")
         parent = self.folder(parts[:-1], name)
@@ -294,8 +299,10 @@ class _Writer:
         try:
             fd = os.open(path, flags, 0o777 if executable else 0o666)  # the umask applies
         except FileExistsError:
-            raise ArchiveError(f"refusing to unpack {self.archive}: member {name!r} appears twice "
-                               "(a later copy would replace the earlier one)") from None
+            raise ArchiveError(
+                f"refusing to unpack {self.archive}: member {name!r} appears twice "
+                "(a later copy would replace the earlier one)"
+            ) from None
         h = hashlib.sha256() if self.hash_files else None
         written = 0
         with os.fdopen(fd, "wb") as out:
@@ -318,15 +325,18 @@ class _Writer:
         try:
             return data.read(_CHUNK)
         except (tarfile.TarError, zipfile.BadZipFile, *_DECOMPRESSION_ERRORS) as err:
-            raise ArchiveError(f"{self.archive} is damaged or truncated (member {name!r}): "
-                               f"{type(err).__name__}: {err}") from None
+            raise ArchiveError(
+                f"{self.archive} is damaged or truncated (member {name!r}): {type(err).__name__}: {err}"
+            ) from None
 
     def copy_of(self, parts: tuple[str, ...], name: str, source: tuple[str, ...], mtime: float) -> None:
         """A tar hard link, written as a copy of the earlier member ``source`` (a file written here)."""
         rel = "/".join(source)
         if rel not in self.files:
-            raise ArchiveError(f"refusing to unpack {self.archive}: hard link {name!r} -> {rel!r} does not point "
-                               "to an earlier regular file of the archive")
+            raise ArchiveError(
+                f"refusing to unpack {self.archive}: hard link {name!r} -> {rel!r} does not point "
+                "to an earlier regular file of the archive"
+            )
         src = self.root.joinpath(*source)
         fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, "rb") as data:
@@ -348,11 +358,14 @@ def _unpack_tar(archive: Path, w: _Writer) -> None:
         elif m.islnk():
             w.copy_of(parts, m.name, member_parts(m.linkname, archive), m.mtime)
         elif m.issym():
-            raise ArchiveError(f"refusing to unpack {archive}: member {m.name!r} is a symbolic link "
-                               f"(-> {m.linkname!r}); unpacked folders hold regular files and folders only")
+            raise ArchiveError(
+                f"refusing to unpack {archive}: member {m.name!r} is a symbolic link "
+                f"(-> {m.linkname!r}); unpacked folders hold regular files and folders only"
+            )
         else:
-            raise ArchiveError(f"refusing to unpack {archive}: member {m.name!r} is a special file "
-                               "(device, FIFO or other)")
+            raise ArchiveError(
+                f"refusing to unpack {archive}: member {m.name!r} is a special file (device, FIFO or other)"
+            )
 
 
 def _unpack_zip(archive: Path, w: _Writer) -> None:
@@ -388,8 +401,9 @@ def archive_format(name: str) -> str:
         return "zip"
     if low.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")):
         return "tar"
-    raise ArchiveError(f"cannot tell the archive format of {name!r} (known: .zip, .tar[.gz|.bz2|.xz], .tgz, .tbz2, "
-                       ".txz)")
+    raise ArchiveError(
+        f"cannot tell the archive format of {name!r} (known: .zip, .tar[.gz|.bz2|.xz], .tgz, .tbz2, .txz)"
+    )
 
 
 def safe_unpack(

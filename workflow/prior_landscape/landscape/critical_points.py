@@ -64,8 +64,17 @@ from prior_landscape.priors.base import DiffusionPrior
 from prior_landscape.runs import RunOptions, digest, drive
 
 __all__ = [
-    "DescentResult", "descent_step", "descend", "choose_eta", "largest_curvature", "lipschitz_estimate",
-    "white_noise_starts", "DescentStarts", "descent_starts", "descend_in_segments", "critical_point_tables",
+    "DescentResult",
+    "descent_step",
+    "descend",
+    "choose_eta",
+    "largest_curvature",
+    "lipschitz_estimate",
+    "white_noise_starts",
+    "DescentStarts",
+    "descent_starts",
+    "descend_in_segments",
+    "critical_point_tables",
 ]
 
 
@@ -100,15 +109,25 @@ class DescentResult:
         nan = np.full(B, np.nan)
         q0 = nan if q_start is None else np.asarray(q_start, dtype=np.float64)
         q1 = nan if q_end is None else np.asarray(q_end, dtype=np.float64)
-        return pd.DataFrame({
-            "image": np.arange(B), "relative_distance": self.relative_distance,
-            "grad_norm_start": self.grad_norm_start, "grad_norm_end": self.final_grad_norm,
-            "q_start": q0, "q_end": q1, "q_drop": q0 - q1,
-        })
+        return pd.DataFrame(
+            {
+                "image": np.arange(B),
+                "relative_distance": self.relative_distance,
+                "grad_norm_start": self.grad_norm_start,
+                "grad_norm_end": self.final_grad_norm,
+                "q_start": q0,
+                "q_end": q1,
+                "q_drop": q0 - q1,
+            }
+        )
 
 
 def white_noise_starts(
-    n: int, shape: tuple[int, int, int], mean: float = 0.5, std: float = 0.25, seed: int = 0,
+    n: int,
+    shape: tuple[int, int, int],
+    mean: float = 0.5,
+    std: float = 0.25,
+    seed: int = 0,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """n white Gaussian noise images N(mean, std² I) of shape ``shape`` (C, H, W), not clipped.
@@ -125,12 +144,18 @@ def white_noise_starts(
 
 
 # ------------------------------------------------------------------ the step
-def descent_step(x: torch.Tensor, grad_q: torch.Tensor, eta: float, sigma_eps: float,
-                 momentum: float = 0.0, x_prev: torch.Tensor | None = None) -> torch.Tensor:
+def descent_step(
+    x: torch.Tensor,
+    grad_q: torch.Tensor,
+    eta: float,
+    sigma_eps: float,
+    momentum: float = 0.0,
+    x_prev: torch.Tensor | None = None,
+) -> torch.Tensor:
     """One step of P's descent on q (P §2.2; its code steps along the scaled score σ_ε² ∇q):
 
-        x ← x − η σ_ε² ∇q(x)  =  (1 − η) x + η D_σε(x)          (D the prior's Tweedie denoiser)
-          + β (x − x_prev)                                    (heavy ball, as P eq. 15, when β > 0)
+    x ← x − η σ_ε² ∇q(x)  =  (1 − η) x + η D_σε(x)          (D the prior's Tweedie denoiser)
+      + β (x − x_prev)                                    (heavy ball, as P eq. 15, when β > 0)
     """
     s = eta * sigma_eps**2  # the step on ∇q itself
     if momentum:
@@ -144,8 +169,10 @@ def _divergence_message(prior, image: int, k: int, eta: float, last_norm: float 
     if bound is not None:
         hint = f"any η ≤ {1.0 / (bound * prior.sigma_eps**2):.4g} is safe for this prior (choose_eta 'auto')"
     seen = f"; last recorded ‖∇q‖ = {last_norm:.3g}" if last_norm is not None else ""
-    return (f"gradient descent on q diverged: ‖∇q‖ or q is not finite for image {image} at step {k} "
-            f"(η = {eta:g}){seen}. The step exceeds 2/λ_max of the Hessian of q: {hint}.")
+    return (
+        f"gradient descent on q diverged: ‖∇q‖ or q is not finite for image {image} at step {k} "
+        f"(η = {eta:g}){seen}. The step exceeds 2/λ_max of the Hessian of q: {hint}."
+    )
 
 
 class _Descent:
@@ -163,8 +190,9 @@ class _Descent:
         g = self.prior.grad_potential(self.x).detach()
         bad = ~(torch.isfinite(g).flatten(1).all(1) & torch.isfinite(self.x).flatten(1).all(1))
         if bad.any():
-            raise FloatingPointError(_divergence_message(self.prior, int(bad.nonzero()[0, 0]), k, self.eta,
-                                                         self.last_norm))
+            raise FloatingPointError(
+                _divergence_message(self.prior, int(bad.nonzero()[0, 0]), k, self.eta, self.last_norm)
+            )
         self._grad = (k, g)
         return g
 
@@ -174,8 +202,11 @@ class _Descent:
         if self.prior.has_exact_potential:
             q = self.prior.potential(self.x).detach().reshape(-1).to("cpu", torch.float64)
             if not torch.isfinite(q).all():
-                raise FloatingPointError(_divergence_message(self.prior, int((~torch.isfinite(q)).nonzero()[0, 0]),
-                                                             k, self.eta, self.last_norm))
+                raise FloatingPointError(
+                    _divergence_message(
+                        self.prior, int((~torch.isfinite(q)).nonzero()[0, 0]), k, self.eta, self.last_norm
+                    )
+                )
             rec["q"] = q
         self.last_norm = float(norm.max())
         return rec
@@ -193,7 +224,12 @@ class _Descent:
 
 
 def descend(
-    prior: DiffusionPrior, x0: torch.Tensor, *, eta: float, n_steps: int, momentum: float = 0.0,
+    prior: DiffusionPrior,
+    x0: torch.Tensor,
+    *,
+    eta: float,
+    n_steps: int,
+    momentum: float = 0.0,
     options: RunOptions | None = None,
 ) -> DescentResult:
     """P's descent (:func:`descent_step`) from a batch x0 of shape (B, C, H, W), ``n_steps`` steps of η.
@@ -221,9 +257,16 @@ def descend(
     end64 = loop.x.flatten(1).to(torch.float64)
     rel = (x0.flatten(1).to(torch.float64) - end64).norm(dim=1) / end64.norm(dim=1)
     return DescentResult(
-        start=x0.clone(), end=loop.x, trajectory=traj, grad_norm_start=first["grad_norm"].to_numpy(),
-        final_grad_norm=last["grad_norm"].to_numpy(), relative_distance=rel.cpu().numpy(), eta=float(eta),
-        n_steps=int(n_steps), resumed_from=run.resumed_from, wall_time_s=run.wall_time_s,
+        start=x0.clone(),
+        end=loop.x,
+        trajectory=traj,
+        grad_norm_start=first["grad_norm"].to_numpy(),
+        final_grad_norm=last["grad_norm"].to_numpy(),
+        relative_distance=rel.cpu().numpy(),
+        eta=float(eta),
+        n_steps=int(n_steps),
+        resumed_from=run.resumed_from,
+        wall_time_s=run.wall_time_s,
     )
 
 
@@ -272,13 +315,26 @@ class DescentStarts:
     sources: list[str]  # where each start comes from
 
 
-def descent_starts(prior: DiffusionPrior, n: int, cfg: dict, data: dict, source: str, seed: int,
-                   images: dict | None = None, resource_root="resources") -> DescentStarts:
+def descent_starts(
+    prior: DiffusionPrior,
+    n: int,
+    cfg: dict,
+    data: dict,
+    source: str,
+    seed: int,
+    images: dict | None = None,
+    resource_root="resources",
+) -> DescentStarts:
     """n starts per group: at paper scale the prior's own dataset (``images``) and bundled photographs
     resized to its resolution; in the demo crops of the training photographs (or digits) ``source``
     and of the unrelated photographs ``cfg["unrelated"]``; white noise N(mean, std²) (``cfg["noise"]``)."""
     from prior_landscape.io.images import (
-        crop_positions, extract_crops, load_photographs, prior_images, training_images, unrelated_images,
+        crop_positions,
+        extract_crops,
+        load_photographs,
+        prior_images,
+        training_images,
+        unrelated_images,
     )
 
     s = cfg["seed"]
@@ -294,27 +350,40 @@ def descent_starts(prior: DiffusionPrior, n: int, cfg: dict, data: dict, source:
         unrelated_x, unrelated_ids = extract_crops(photos, crops), [f"{c.image}@{c.row},{c.col}" for c in crops]
     noise = white_noise_starts(n, prior.image_shape, cfg["noise"]["mean"], cfg["noise"]["std"], s)
     groups = {"training set": train_x, "unrelated images": unrelated_x, "white noise": noise}
-    return DescentStarts(torch.cat(list(groups.values())), np.repeat(list(groups), n),
-                         [*train_ids, *unrelated_ids, *(f"noise-{i}" for i in range(n))])
+    return DescentStarts(
+        torch.cat(list(groups.values())),
+        np.repeat(list(groups), n),
+        [*train_ids, *unrelated_ids, *(f"noise-{i}" for i in range(n))],
+    )
 
 
-def descend_in_segments(prior, x0, *, eta: float, n_steps: int, n_segments: int, q_of,
-                        options: RunOptions | None = None, log=None) -> tuple[DescentResult, pd.DataFrame]:
+def descend_in_segments(
+    prior, x0, *, eta: float, n_steps: int, n_segments: int, q_of, options: RunOptions | None = None, log=None
+) -> tuple[DescentResult, pd.DataFrame]:
     """:func:`descend` to ``n_steps`` in ``n_segments`` pieces, with q (and its standard error) by
     ``q_of`` (x ↦ PotentialResult, e.g. the engine) at the start and after each piece (P Fig. 2).
     With a state file the pieces resume from each other: they add up to one uninterrupted run."""
+
     def at(step, x):
         r = q_of(x)
-        return pd.DataFrame({"image": range(len(x)), "step": int(step), "q": r.q, "q_stderr": r.stderr,
-                             "q_ci95_halfwidth": r.ci95_halfwidth})
+        return pd.DataFrame(
+            {
+                "image": range(len(x)),
+                "step": int(step),
+                "q": r.q,
+                "q_stderr": r.stderr,
+                "q_ci95_halfwidth": r.ci95_halfwidth,
+            }
+        )
 
     along, res = [at(0, x0)], None
     for k in np.linspace(0, n_steps, n_segments + 1).round().astype(int)[1:]:
         res = descend(prior, x0, eta=eta, n_steps=int(k), options=options)
         along.append(at(k, res.end))
         if log is not None:
-            log.info("step %d: median q %.1f, median ‖∇q‖ %.3g", k, np.median(along[-1].q),
-                     np.median(res.final_grad_norm))
+            log.info(
+                "step %d: median q %.1f, median ‖∇q‖ %.3g", k, np.median(along[-1].q), np.median(res.final_grad_norm)
+            )
     return res, pd.concat(along, ignore_index=True)
 
 
@@ -343,6 +412,16 @@ def critical_point_tables(prior, starts: DescentStarts, res: DescentResult, alon
     traj["prior"] = prior.name
     C, H, W = prior.image_shape
     flat = lambda t: list(t.reshape(len(t), -1).cpu().numpy().astype(np.float32))  # noqa: E731
-    images = pd.DataFrame({"prior": prior.name, "image": range(len(res.start)), "group": starts.groups,
-                           "channels": C, "height": H, "width": W, "start": flat(res.start), "end": flat(res.end)})
+    images = pd.DataFrame(
+        {
+            "prior": prior.name,
+            "image": range(len(res.start)),
+            "group": starts.groups,
+            "channels": C,
+            "height": H,
+            "width": W,
+            "start": flat(res.start),
+            "end": flat(res.end),
+        }
+    )
     return {"summary": summary, "trajectory": traj.reset_index(drop=True), "images": images}

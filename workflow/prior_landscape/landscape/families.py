@@ -67,14 +67,12 @@ The convolutions that apply the kernels live in :mod:`prior_landscape.inverse.op
 from __future__ import annotations
 
 import math
-from functools import lru_cache
-from typing import Sequence
+from collections.abc import Sequence
+from functools import cache
 
 import numpy as np
 import torch
-from scipy.special import j0, j1
-from scipy.special import ndtr
-
+from scipy.special import j0, j1, ndtr
 
 FAMILIES = ("gaussian", "motion", "airy", "defocus")
 
@@ -91,7 +89,6 @@ _AIRY_DRHO = 0.005  # uniform radial bin width (units of the dark-ring radius) .
 _AIRY_RHO_UNIFORM = 10.0  # ... up to this radius,
 _AIRY_GROWTH = 1.01  # then geometric bins ...
 _AIRY_RHO_MAX = 1e5  # ... up to this radius.
-
 
 
 # ---------------------------------------------------------------------------
@@ -140,9 +137,7 @@ def _bin_centroids(edges: np.ndarray, intensity) -> np.ndarray:
     return (m * r).sum(axis=1) / m.sum(axis=1)
 
 
-def _polar_nodes(
-    edges: np.ndarray, masses: np.ndarray, radii: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _polar_nodes(edges: np.ndarray, masses: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Nodes (N, 2) and weights (N,) of a radially symmetric measure.
 
     ``edges`` are the radial bin edges (reference units), ``masses`` the exact mass
@@ -169,7 +164,7 @@ def _airy_intensity(rho: np.ndarray) -> np.ndarray:
     return np.where(x > 0, (2.0 * j1(safe) / safe) ** 2, 1.0)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _reference_quadrature(family: str) -> tuple[np.ndarray, np.ndarray]:
     """(nodes (N, 2) as (x, y), weights (N,)) for θ = 1 scale units.
 
@@ -224,9 +219,7 @@ def _splat(nodes: np.ndarray, weights: np.ndarray, size: int) -> torch.Tensor:
             iy = iy0 + dy
             ix = ix0 + dx
             ok = (iy >= 0) & (iy < size) & (ix >= 0) & (ix < size)
-            out += np.bincount(
-                (iy * size + ix)[ok], weights=(weights * wy * wx)[ok], minlength=size * size
-            )
+            out += np.bincount((iy * size + ix)[ok], weights=(weights * wy * wx)[ok], minlength=size * size)
     return torch.from_numpy(out.reshape(size, size))
 
 

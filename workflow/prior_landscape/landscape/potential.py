@@ -58,7 +58,7 @@ class PotentialSettings:
             raise ValueError(f"potential.max_steps and batch_size must be ≥ 1, got {self.max_steps}, {self.batch_size}")
 
     @classmethod
-    def from_config(cls, section: dict) -> "PotentialSettings":
+    def from_config(cls, section: dict) -> PotentialSettings:
         """From the configuration's ``potential`` section (``dtype`` by name, e.g. "float64")."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(section) - known)
@@ -276,6 +276,7 @@ def potential_function(
 ):
     """x ↦ q(x) as a float64 tensor on x's device: exact where the prior has an exact potential,
     else by the engine (:func:`potential_batched`, probes keyed by the image's position)."""
+
     def q(x: torch.Tensor) -> torch.Tensor:
         if prior.has_exact_potential:
             return prior.potential(x).to(torch.float64)
@@ -312,7 +313,7 @@ def potential_reference(
         for p in range(n_probes):
             u = probes[p, b : b + 1].to(x.device)
 
-            def rhs(t, y):
+            def rhs(t, y, u=u):
                 y = torch.as_tensor(y, dtype=dtype, device=x.device)[None]
                 tt = torch.full((1,), t, dtype=dtype, device=x.device)
                 v, div = _velocity_and_divergence(prior, y[:, :d], tt, u[None])

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import torch
-
-from typing import Callable
 
 from prior_landscape.landscape.families import kernel
 from prior_landscape.landscape.potential import PotentialSettings, potential_batched
@@ -56,8 +55,14 @@ def likelihood_sweep(
 
     def progress(done: int, total: int) -> None:
         elapsed = time.perf_counter() - started
-        log.info("%s: %d/%d images, %.0f s elapsed, ~%.0f s left", prior.name, done, total, elapsed,
-                 elapsed / done * (total - done))
+        log.info(
+            "%s: %d/%d images, %.0f s elapsed, ~%.0f s left",
+            prior.name,
+            done,
+            total,
+            elapsed,
+            elapsed / done * (total - done),
+        )
 
     res = potential_batched(prior, x, settings, seed=seed, probe_keys=probe_keys, progress=progress, device=device)
     exact = np.full(len(x), np.nan)

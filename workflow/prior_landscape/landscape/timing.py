@@ -18,7 +18,11 @@ def _sync(device) -> None:
 
 
 def measure_prior_cost(
-    prior: DiffusionPrior, images: torch.Tensor, settings: PotentialSettings | None = None, *, repeats: int = 5,
+    prior: DiffusionPrior,
+    images: torch.Tensor,
+    settings: PotentialSettings | None = None,
+    *,
+    repeats: int = 5,
     device: str = "cpu",
 ) -> dict:
     """Median seconds per image over ``repeats`` model evaluations, and one batched potential evaluation."""

@@ -27,8 +27,8 @@ from __future__ import annotations
 import resource
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -158,8 +158,10 @@ def run_method(name: str, problem: Problem, context: Context, hyper: dict | None
     ctx = Context(
         prior=CountingPrior(context.prior) if context.prior is not None else None,
         denoiser=CountingPrior(context.denoiser) if context.denoiser is not None else None,
-        device=context.device, options=context.options,
-        true_kernel=context.true_kernel if spec.reference else None, extra=dict(context.extra),
+        device=context.device,
+        options=context.options,
+        true_kernel=context.true_kernel if spec.reference else None,
+        extra=dict(context.extra),
     )
     if str(context.device).startswith("cuda") and torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats(context.device)
@@ -168,5 +170,7 @@ def run_method(name: str, problem: Problem, context: Context, hyper: dict | None
     wall = time.perf_counter() - t0
     nfe = sum(c.nfe for c in (ctx.prior, ctx.denoiser) if c is not None)
     if est.x.shape != problem.y.shape:
-        raise ValueError(f"method {name!r} returned an image of shape {tuple(est.x.shape)} for y of {tuple(problem.y.shape)}")
+        raise ValueError(
+            f"method {name!r} returned an image of shape {tuple(est.x.shape)} for y of {tuple(problem.y.shape)}"
+        )
     return est, Cost(wall, nfe, _peak_memory_mb(context.device))

@@ -20,35 +20,76 @@ __all__ = ["p_algorithm1", "p_algorithm2", "p_image_step"]
 
 
 def _settings(problem, n_iter, n_inner, gamma_x, gamma_theta, reset_every) -> AlternatingSettings:
-    return AlternatingSettings(problem.sigma_y, n_iter=n_iter, n_inner=n_inner, gamma_x=gamma_x,
-                               gamma_theta=gamma_theta, reset_every=reset_every)
+    return AlternatingSettings(
+        problem.sigma_y,
+        n_iter=n_iter,
+        n_inner=n_inner,
+        gamma_x=gamma_x,
+        gamma_theta=gamma_theta,
+        reset_every=reset_every,
+    )
 
 
 def _estimate(res, kernel_tol: float) -> Estimate:
     change = res.trajectory[res.trajectory.iteration == res.n_iter].theta_change.to_numpy()
     met = bool((change <= kernel_tol).all())
-    return Estimate(res.x, res.kernel, converged=met,
-                    note=f"kernel change {change.max():.2e} at K = {res.n_iter} ({'≤' if met else '>'} {kernel_tol:g})")
+    return Estimate(
+        res.x,
+        res.kernel,
+        converged=met,
+        note=f"kernel change {change.max():.2e} at K = {res.n_iter} ({'≤' if met else '>'} {kernel_tol:g})",
+    )
 
 
 @method("p-algorithm1", needs=("prior",))
-def p_algorithm1(problem: Problem, context: Context, *, init: str = "large", n_iter: int = 100, n_inner: int = 10,
-                 gamma_x: float = 1.0, gamma_theta: float = 0.05, reset_every: int | None = 50,
-                 gaussian_sigma: float = 1.5, kernel_tol: float = 1e-3) -> Estimate:
+def p_algorithm1(
+    problem: Problem,
+    context: Context,
+    *,
+    init: str = "large",
+    n_iter: int = 100,
+    n_inner: int = 10,
+    gamma_x: float = 1.0,
+    gamma_theta: float = 0.05,
+    reset_every: int | None = 50,
+    gaussian_sigma: float = 1.5,
+    kernel_tol: float = 1e-3,
+) -> Estimate:
     """P's Algorithm 1 (prox-gradient image steps with the diffusion prior's ∇q, projected kernel steps)."""
     theta0 = simplex_initialisation(problem.kernel_size, init, sigma=gaussian_sigma).to(problem.y)
-    res = algorithm1(problem.y, SimplexKernel(problem.kernel_size), theta0, context.prior,
-                     _settings(problem, n_iter, n_inner, gamma_x, gamma_theta, reset_every), options=context.options)
+    res = algorithm1(
+        problem.y,
+        SimplexKernel(problem.kernel_size),
+        theta0,
+        context.prior,
+        _settings(problem, n_iter, n_inner, gamma_x, gamma_theta, reset_every),
+        options=context.options,
+    )
     return _estimate(res, kernel_tol)
 
 
 @method("p-algorithm2", needs=("denoiser",))
-def p_algorithm2(problem: Problem, context: Context, *, n_iter: int = 100, n_inner: int = 10, gamma_x: float = 1.0,
-                 gamma_theta: float = 0.05, reset_every: int | None = 50, kernel_tol: float = 1e-3) -> Estimate:
+def p_algorithm2(
+    problem: Problem,
+    context: Context,
+    *,
+    n_iter: int = 100,
+    n_inner: int = 10,
+    gamma_x: float = 1.0,
+    gamma_theta: float = 0.05,
+    reset_every: int | None = 50,
+    kernel_tol: float = 1e-3,
+) -> Estimate:
     """P's Algorithm 2 (Douglas–Rachford image steps with a denoiser) from the uniform kernel."""
     theta0 = simplex_initialisation(problem.kernel_size, "large").to(problem.y)
-    res = algorithm2(problem.y, SimplexKernel(problem.kernel_size), theta0, context.denoiser,
-                     _settings(problem, n_iter, n_inner, gamma_x, gamma_theta, reset_every), options=context.options)
+    res = algorithm2(
+        problem.y,
+        SimplexKernel(problem.kernel_size),
+        theta0,
+        context.denoiser,
+        _settings(problem, n_iter, n_inner, gamma_x, gamma_theta, reset_every),
+        options=context.options,
+    )
     return _estimate(res, kernel_tol)
 
 

@@ -13,7 +13,9 @@ from prior_landscape.priors.scorenet import ScoreNetworkPrior
 __all__ = ["DiffusionPrior", "GaussianMixturePrior", "ScoreNetworkPrior", "load_prior"]
 
 
-def load_prior(path: str | Path, device: str = "cpu", name: str | None = None, class_label: int | None = None) -> DiffusionPrior:
+def load_prior(
+    path: str | Path, device: str = "cpu", name: str | None = None, class_label: int | None = None
+) -> DiffusionPrior:
     """Load a prior: a checkpoint written by this package (dispatching on its ``kind``;
     converted pre-trained networks come as their view on [0, 1] images), an EDM
     pickle (``.pkl``) or a score_sde checkpoint (``.pth``) in the release's scale."""

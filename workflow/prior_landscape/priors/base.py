@@ -65,7 +65,9 @@ class DiffusionPrior(abc.ABC):
 
     def potential(self, x: torch.Tensor) -> torch.Tensor:
         """Exact q(x) per image, for priors with ``has_exact_potential``."""
-        raise NotImplementedError(f"{type(self).__name__} has no exact potential: use prior_landscape.landscape.potential")
+        raise NotImplementedError(
+            f"{type(self).__name__} has no exact potential: use prior_landscape.landscape.potential"
+        )
 
     def hessian_potential(self, x: torch.Tensor) -> torch.Tensor:
         """Exact ∇²q(x), shape (B, d, d), for priors with ``has_exact_potential``."""
@@ -94,7 +96,7 @@ class DiffusionPrior(abc.ABC):
         sq = x.flatten(1).to(torch.float64).pow(2).sum(1)
         return -0.5 * sq / sigma_T**2 - 0.5 * d * math.log(2 * math.pi * sigma_T**2)
 
-    def to(self, device: torch.device | str) -> "DiffusionPrior":
+    def to(self, device: torch.device | str) -> DiffusionPrior:
         """Move the prior's tensors to ``device`` (in place); returns self."""
         return self
 
@@ -129,7 +131,7 @@ class NetworkPrior(DiffusionPrior):
         """The network: every weight and buffer (subclasses add what the weights do not hold)."""
         return {"net": self.net}
 
-    def to(self, device_or_dtype) -> "NetworkPrior":
+    def to(self, device_or_dtype) -> NetworkPrior:
         """Move to a device and/or dtype (``prior.to("cuda")``, ``prior.to(torch.float64)``)."""
         self.net.to(device_or_dtype)
         return self

@@ -2,7 +2,8 @@
 
 Two formats (P Table 1; ``resources.yaml``):
 
-EDM network pickles (``edm-ffhq-64x64-uncond-ve.pkl``, ``edm-afhqv2-64x64-uncond-ve.pkl``, ``edm-imagenet-64x64-cond-adm.pkl``)
+EDM network pickles (``edm-ffhq-64x64-uncond-ve.pkl``, ``edm-afhqv2-64x64-uncond-ve.pkl``,
+``edm-imagenet-64x64-cond-adm.pkl``)
     Plain Python pickles of ``{"ema": <network>, "loss_fn": …, "augment_pipe": …,
     "dataset_kwargs": {...}}`` written by NVlabs' training loop. Every network
     class is wrapped by ``torch_utils.persistence``: an instance pickles as
@@ -77,9 +78,10 @@ import io
 import math
 import pickle
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -233,20 +235,25 @@ def scan_pickle_structure(
                     "references (a structure bomb); a network checkpoint never does. The file is crafted or corrupted."
                 )
             if depth[n] > max_depth:
-                raise CheckpointError(f"{where}: the pickle nests deeper than {max_depth} levels; the file is crafted "
-                                      "or corrupted")
+                raise CheckpointError(
+                    f"{where}: the pickle nests deeper than {max_depth} levels; the file is crafted or corrupted"
+                )
             continue
         if state[n] == 2:
             continue
         if state[n] == 1:
-            raise CheckpointError(f"{where}: the pickle's objects form a reference cycle; a network checkpoint has "
-                                  "none. The file is crafted or corrupted.")
+            raise CheckpointError(
+                f"{where}: the pickle's objects form a reference cycle; a network checkpoint has "
+                "none. The file is crafted or corrupted."
+            )
         state[n] = 1
         todo.append((n, True))
         for k in children[n]:
             if state[k] == 1:
-                raise CheckpointError(f"{where}: the pickle's objects form a reference cycle; a network checkpoint "
-                                      "has none. The file is crafted or corrupted.")
+                raise CheckpointError(
+                    f"{where}: the pickle's objects form a reference cycle; a network checkpoint "
+                    "has none. The file is crafted or corrupted."
+                )
             if state[k] == 0:
                 todo.append((k, False))
     return {"nodes": len(children), "expanded": expanded[root], "depth": depth[root]}
@@ -405,7 +412,9 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, bac
     _no_hooks(backward_hooks)
     if not isinstance(requires_grad, bool):
         raise pickle.UnpicklingError(f"tensor requires_grad is a {type(requires_grad).__name__}")
-    if metadata is not None and not (isinstance(metadata, dict) and all(isinstance(v, bool) for v in metadata.values())):
+    if metadata is not None and not (
+        isinstance(metadata, dict) and all(isinstance(v, bool) for v in metadata.values())
+    ):
         raise pickle.UnpicklingError("tensor metadata other than flags refused")
     t = _rebuild_tensor(storage, storage_offset, size, stride)
     t.requires_grad = requires_grad
@@ -435,7 +444,9 @@ def _rebuild_from_type_v2(func, new_type, args, state):
     if new_type not in _TENSOR_TYPES:
         raise UnsafePickleError(f"tensor subclass {new_type!r} refused")
     if func not in _TENSOR_REBUILDERS:
-        raise pickle.UnpicklingError(f"_rebuild_from_type_v2 of {getattr(func, '__name__', type(func).__name__)} refused")
+        raise pickle.UnpicklingError(
+            f"_rebuild_from_type_v2 of {getattr(func, '__name__', type(func).__name__)} refused"
+        )
     if state:
         raise pickle.UnpicklingError("tensor with extra state refused")
     if not isinstance(args, tuple):
@@ -578,11 +589,14 @@ def read_edm_pickle(path: str | Path) -> dict:
         except CheckpointError as err:  # a structure bomb in an embedded storage blob
             raise CheckpointError(f"{path}: {err}") from None
         except MemoryError:
-            raise CheckpointError(f"{path}: reading it needs more memory than this machine has; a network "
-                                  "checkpoint of the paper does not: the file is crafted or corrupted") from None
+            raise CheckpointError(
+                f"{path}: reading it needs more memory than this machine has; a network "
+                "checkpoint of the paper does not: the file is crafted or corrupted"
+            ) from None
         except Exception as err:  # noqa: BLE001 - anything else: not a readable pickle
-            raise CheckpointError(f"{path} is not a readable EDM network pickle: {type(err).__name__}: "
-                                  f"{str(err)[:500]}") from err
+            raise CheckpointError(
+                f"{path} is not a readable EDM network pickle: {type(err).__name__}: {str(err)[:500]}"
+            ) from err
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a dict with an 'ema' network, got {type(data).__name__}")
     if not all(isinstance(k, str) for k in data):
@@ -591,7 +605,7 @@ def read_edm_pickle(path: str | Path) -> dict:
 
 
 # =================================================================== state dicts
-def module_state_dict(obj, prefix: str = "", *, where: str = "") -> "collections.OrderedDict[str, torch.Tensor]":
+def module_state_dict(obj, prefix: str = "", *, where: str = "") -> collections.OrderedDict[str, torch.Tensor]:
     """Flatten a stub module tree into a state dict (parameters and persistent buffers, pre-order)."""
     out: collections.OrderedDict[str, torch.Tensor] = collections.OrderedDict()
     _collect(obj, prefix, out, where or "checkpoint")
@@ -642,11 +656,17 @@ _DHARIWAL_DEFAULTS = dict(
     attn_resolutions=[32, 16, 8], dropout=0.10, label_dropout=0,
 )  # fmt: skip
 _NCSN_FIXED = dict(  # what deepinv's NCSNpp(model_type="ncsn") builds: EDM's --arch=ncsnpp
-    embedding_type="fourier", channel_mult_noise=2, encoder_type="residual", decoder_type="standard",
+    embedding_type="fourier",
+    channel_mult_noise=2,
+    encoder_type="residual",
+    decoder_type="standard",
     resample_filter=[1, 3, 3, 1],
 )
 _DDPM_FIXED = dict(  # NCSNpp(model_type="ddpm"): EDM's --arch=ddpmpp
-    embedding_type="positional", channel_mult_noise=1, encoder_type="standard", decoder_type="standard",
+    embedding_type="positional",
+    channel_mult_noise=1,
+    encoder_type="standard",
+    decoder_type="standard",
     resample_filter=[1, 1],
 )
 _PRECONDS = {"EDMPrecond": "edm", "VEPrecond": "ve"}
@@ -660,7 +680,7 @@ class EDMNetworkSpec:
     precond_class: str
     model_class: str  # "SongUNet" or "DhariwalUNet"
     model_kwargs: dict  # the inner UNet's constructor kwargs (defaults filled in)
-    state_dict: "collections.OrderedDict[str, torch.Tensor]"  # keys relative to the inner UNet
+    state_dict: collections.OrderedDict[str, torch.Tensor]  # keys relative to the inner UNet
     img_resolution: int
     img_channels: int
     label_dim: int
@@ -725,7 +745,9 @@ def edm_network_spec(data: Mapping, key: str = "ema", *, source: str = "") -> ED
         name = getattr(inner, "class_name", type(inner).__name__)
         raise CheckpointError(f"{where}: inner model {name!r} is not SongUNet or DhariwalUNet")
     if inner.init_args:
-        raise CheckpointError(f"{where}: {inner.class_name} was built with positional arguments; cannot read its kwargs")
+        raise CheckpointError(
+            f"{where}: {inner.class_name} was built with positional arguments; cannot read its kwargs"
+        )
     kw = _plain(inner.init_kwargs)
     for req in ("img_resolution", "in_channels", "out_channels"):
         if req not in kw:
@@ -843,7 +865,9 @@ def _load_strict(net: nn.Module, sd: Mapping[str, torch.Tensor], where: str) -> 
         raise CheckpointError(f"{where}: unexpected key {unexpected[0]!r}{more} (does the configuration match?)")
     for k, v in expected.items():
         if tuple(sd[k].shape) != tuple(v.shape):
-            raise CheckpointError(f"{where}: {k!r} has shape {tuple(sd[k].shape)}, the network expects {tuple(v.shape)}")
+            raise CheckpointError(
+                f"{where}: {k!r} has shape {tuple(sd[k].shape)}, the network expects {tuple(v.shape)}"
+            )
     net.load_state_dict({k: sd[k].to(v.dtype) for k, v in expected.items()}, strict=True)
 
 
@@ -917,10 +941,20 @@ def load_edm_pickle(path: str | Path, key: str = "ema") -> tuple[EDMDenoiser, di
         net = build_edm_network(spec)
     except CheckpointError:
         raise
-    except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError, RecursionError,
-            MemoryError, RuntimeError) as err:  # values of unexpected types or sizes in a crafted file
-        raise CheckpointError(f"{path}: cannot interpret the network it holds: {type(err).__name__}: "
-                              f"{str(err)[:500]}") from err
+    except (
+        TypeError,
+        ValueError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        OverflowError,
+        RecursionError,
+        MemoryError,
+        RuntimeError,
+    ) as err:  # values of unexpected types or sizes in a crafted file
+        raise CheckpointError(
+            f"{path}: cannot interpret the network it holds: {type(err).__name__}: {str(err)[:500]}"
+        ) from err
     den = EDMDenoiser(net, spec.precond, spec.sigma_data if spec.precond == "edm" else 0.5, spec.label_dim)
     return den.eval().requires_grad_(False), spec.metadata()
 
@@ -951,7 +985,7 @@ def read_score_sde_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
-def _strip_module_prefix(sd: Mapping[str, torch.Tensor], where: str) -> "collections.OrderedDict[str, torch.Tensor]":
+def _strip_module_prefix(sd: Mapping[str, torch.Tensor], where: str) -> collections.OrderedDict[str, torch.Tensor]:
     keys = list(sd)
     prefixed = [k.startswith("module.") for k in keys]
     if any(prefixed) and not all(prefixed):

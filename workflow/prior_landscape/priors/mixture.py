@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prior_landscape.priors.schedules import Schedule, schedule_from_config
 from prior_landscape.priors.base import DiffusionPrior, sigma_batch
+from prior_landscape.priors.schedules import Schedule, schedule_from_config
 
 
 class GaussianMixturePrior(DiffusionPrior):
@@ -69,7 +69,7 @@ class GaussianMixturePrior(DiffusionPrior):
         floor: float | None = None,
         seed: int = 0,
         name: str = "gmm",
-    ) -> "GaussianMixturePrior":
+    ) -> GaussianMixturePrior:
         """Fit by k-means clustering then a rank-r PCA per cluster.
 
         The floor φ is the mean residual variance (the average of the discarded
@@ -166,8 +166,13 @@ class GaussianMixturePrior(DiffusionPrior):
         return 1.0 / (self.floor + self.sigma_eps**2)
 
     def defining_values(self) -> dict:
-        return {"weights": self.weights, "means": self.means, "bases": self.bases, "spectra": self.spectra,
-                "floor": self.floor}
+        return {
+            "weights": self.weights,
+            "means": self.means,
+            "bases": self.bases,
+            "spectra": self.spectra,
+            "floor": self.floor,
+        }
 
     def terminal_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Exact log p_T: the diffused mixture, not its Gaussian approximation."""
@@ -211,11 +216,11 @@ class GaussianMixturePrior(DiffusionPrior):
             torch.save(state, tmp)
 
     @classmethod
-    def load(cls, path: str | Path) -> "GaussianMixturePrior":
+    def load(cls, path: str | Path) -> GaussianMixturePrior:
         return cls.from_state(torch.load(path, map_location="cpu", weights_only=True), source=str(path))
 
     @classmethod
-    def from_state(cls, state: dict, source: str = "the state") -> "GaussianMixturePrior":
+    def from_state(cls, state: dict, source: str = "the state") -> GaussianMixturePrior:
         """The prior from the dict :meth:`save` writes (``source`` names it in errors)."""
         if state.get("kind") != "gaussian_mixture":
             raise ValueError(f"{source} does not hold a Gaussian-mixture prior (kind={state.get('kind')!r})")

@@ -39,8 +39,8 @@ Dropout is not built: the module is for inference on released weights.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -114,7 +114,7 @@ class ScoreSDENCSNppConfig:
             raise ValueError(f"image_size {self.image_size} is not divisible by 2^{len(self.ch_mult) - 1}")
 
     @classmethod
-    def from_mapping(cls, cfg: Mapping) -> "ScoreSDENCSNppConfig":
+    def from_mapping(cls, cfg: Mapping) -> ScoreSDENCSNppConfig:
         """From a flat mapping, or from score_sde's nested ``{"model": {...}, "data": {...}}`` layout.
 
         Unknown keys (training, sampling, optimisation fields) are ignored.
@@ -607,4 +607,3 @@ class ScoreSDENCSNpp(nn.Module):
         if self.config.fir:
             return _upsample_2d(t, self.config.fir_kernel)
         return F.interpolate(t, scale_factor=2.0, mode="nearest")
-

@@ -55,10 +55,16 @@ from pathlib import Path
 
 import torch
 
-from prior_landscape.priors.schedules import EDMSchedule, ScaledSchedule, VESchedule, schedule_from_config
 from prior_landscape.priors.base import DiffusionPrior, NetworkPrior, sigma_batch
-from prior_landscape.priors.checkpoints import EDMDenoiser, EDMNetworkSpec, build_edm_network, load_edm_pickle, load_score_sde_checkpoint
+from prior_landscape.priors.checkpoints import (
+    EDMDenoiser,
+    EDMNetworkSpec,
+    build_edm_network,
+    load_edm_pickle,
+    load_score_sde_checkpoint,
+)
 from prior_landscape.priors.ncsnpp_scoresde import FFHQ256_NCSNPP_CONTINUOUS, ScoreSDENCSNpp, ScoreSDENCSNppConfig
+from prior_landscape.priors.schedules import EDMSchedule, ScaledSchedule, VESchedule, schedule_from_config
 
 __all__ = [
     "EDMPrior",
@@ -164,7 +170,7 @@ class EDMPrior(_NetworkPrior):
         class_label: int | None = None,
         t_eps: float = PAPER_T_EPS,
         sigma_max: float = EDM_SIGMA_MAX,
-    ) -> "EDMPrior":
+    ) -> EDMPrior:
         """Load ``edm-*.pkl`` (safely, see :mod:`.checkpoints`)."""
         denoiser, meta = load_edm_pickle(path)
         name = name or Path(path).stem
@@ -198,15 +204,20 @@ class EDMPrior(_NetworkPrior):
         }
 
     @classmethod
-    def from_state(cls, state: dict) -> "EDMPrior":
+    def from_state(cls, state: dict) -> EDMPrior:
         """The inverse of :meth:`save` (``state`` as read by ``torch.load``)."""
         meta = state["metadata"]
         names = {f.name for f in dataclasses.fields(EDMNetworkSpec)} - {"state_dict"}
         spec = EDMNetworkSpec(**{k: meta[k] for k in names if k in meta}, state_dict=state["state_dict"])
         net = build_edm_network(spec)
         den = EDMDenoiser(net, spec.precond, spec.sigma_data if spec.precond == "edm" else 0.5, spec.label_dim)
-        return cls(den, name=state["name"], class_label=state["class_label"],
-                   schedule=schedule_from_config(state["schedule"]), metadata=meta)
+        return cls(
+            den,
+            name=state["name"],
+            class_label=state["class_label"],
+            schedule=schedule_from_config(state["schedule"]),
+            metadata=meta,
+        )
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         """EDM's D(x; σ) (x in [−1, 1] scale)."""
@@ -254,7 +265,7 @@ class ScoreSDEPrior(_NetworkPrior):
         name: str = "ffhq256",
         t_eps: float = PAPER_T_EPS,
         use_ema: bool = True,
-    ) -> "ScoreSDEPrior":
+    ) -> ScoreSDEPrior:
         """Load ``checkpoint_N.pth`` (default configuration: ``ve/ffhq_256_ncsnpp_continuous``)."""
         net = load_score_sde_checkpoint(path, config, use_ema=use_ema)
         cfg = net.config
@@ -279,11 +290,13 @@ class ScoreSDEPrior(_NetworkPrior):
         }
 
     @classmethod
-    def from_state(cls, state: dict) -> "ScoreSDEPrior":
+    def from_state(cls, state: dict) -> ScoreSDEPrior:
         """The inverse of :meth:`save` (``state`` as read by ``torch.load``)."""
         net = ScoreSDENCSNpp(ScoreSDENCSNppConfig.from_mapping(state["config"]))
         net.load_state_dict(state["state_dict"], strict=True)
-        return cls(net, name=state["name"], schedule=schedule_from_config(state["schedule"]), metadata=state["metadata"])
+        return cls(
+            net, name=state["name"], schedule=schedule_from_config(state["schedule"]), metadata=state["metadata"]
+        )
 
 
 class UnitScalePrior(DiffusionPrior):
@@ -338,7 +351,7 @@ class UnitScalePrior(DiffusionPrior):
     def device(self) -> torch.device:
         return self.base.device
 
-    def to(self, device_or_dtype) -> "UnitScalePrior":
+    def to(self, device_or_dtype) -> UnitScalePrior:
         self.base.to(device_or_dtype)
         return self
 
@@ -373,7 +386,9 @@ def load_pretrained_prior(
     elif kind == "score_sde":
         if class_label is not None:
             raise ValueError("score_sde checkpoints are unconditional; class_label must be None")
-        prior = ScoreSDEPrior.from_checkpoint(path, config or FFHQ256_NCSNPP_CONTINUOUS, name=name or "ffhq256", t_eps=t_eps)
+        prior = ScoreSDEPrior.from_checkpoint(
+            path, config or FFHQ256_NCSNPP_CONTINUOUS, name=name or "ffhq256", t_eps=t_eps
+        )
     else:
         raise ValueError(f"{path}: not an EDM network pickle (.pkl) or a score_sde checkpoint (.pth)")
     return prior.to(device)

@@ -10,7 +10,9 @@ from prior_landscape.priors.base import DiffusionPrior
 
 
 @torch.no_grad()
-def sample_reverse_sde(prior: DiffusionPrior, n: int, n_steps: int = 500, seed: int = 0, device: str = "cpu") -> torch.Tensor:
+def sample_reverse_sde(
+    prior: DiffusionPrior, n: int, n_steps: int = 500, seed: int = 0, device: str = "cpu"
+) -> torch.Tensor:
     """Euler–Maruyama on the reverse SDE dx = −g(t)² ∇log p_t(x) dt + g(t) dw̄ (f = 0, P eq. 5)
     from x_T ~ N(0, σ(T)² I) down to t_ε, then one Tweedie denoising step
     x ← x + σ(t_ε)² ∇log p_{t_ε}(x) (the posterior mean, as score_sde's samplers do)."""

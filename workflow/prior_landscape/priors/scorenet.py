@@ -57,18 +57,24 @@ Training: :func:`prior_landscape.priors.training.train_dsm` (denoising score mat
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prior_landscape.priors.schedules import VESchedule, schedule_from_config
 from prior_landscape.priors.base import NetworkPrior, sigma_batch
+from prior_landscape.priors.schedules import VESchedule, schedule_from_config
 
-__all__ = ["DEMO_NET_KWARGS", "ScoreUNet", "DiffusersScoreUNet", "ARCHITECTURES", "build_score_network",
-           "ScoreNetworkPrior"]
+__all__ = [
+    "DEMO_NET_KWARGS",
+    "ScoreUNet",
+    "DiffusersScoreUNet",
+    "ARCHITECTURES",
+    "build_score_network",
+    "ScoreNetworkPrior",
+]
 
 #: Network size for the 16×16×1 demo: 341 857 parameters (channels 32/64 at
 #: 16×16/8×8). Measured with ``DEMO_TRAIN_KWARGS`` on 5000 16×16 crops of
@@ -84,7 +90,6 @@ DEMO_NET_KWARGS: dict = dict(
     emb_channels=64,
     groups=8,
 )
-
 
 
 # ====================================================================== network
@@ -177,7 +182,7 @@ class ScoreUNet(_PreconditionedScore):
         self.down = nn.ModuleList()
         skip_ch = []
         c = chans[0]
-        for lvl, ch in enumerate(chans):
+        for ch in chans:
             blocks = nn.ModuleList()
             for _ in range(num_res_blocks):
                 blocks.append(_ResBlock(c, ch, emb_channels, groups))
@@ -262,8 +267,12 @@ class DiffusersScoreUNet(_PreconditionedScore):
             **{k: list(v) if isinstance(v, tuple) else v for k, v in unet_kwargs.items()},
         )
         self.levels = len(block_out_channels)
-        self.unet = UNet2DModel(in_channels=int(in_channels), out_channels=int(in_channels),
-                                block_out_channels=tuple(int(c) for c in block_out_channels), **unet_kwargs)
+        self.unet = UNet2DModel(
+            in_channels=int(in_channels),
+            out_channels=int(in_channels),
+            block_out_channels=tuple(int(c) for c in block_out_channels),
+            **unet_kwargs,
+        )
         for module in self.unet.modules():  # UNet2DModel has no set_attn_processor
             if hasattr(module, "set_processor"):
                 module.set_processor(AttnProcessor())
@@ -305,7 +314,9 @@ class ScoreNetworkPrior(NetworkPrior):
         metadata: dict | None = None,
     ):
         if len(image_shape) != 3 or image_shape[0] != net.config["in_channels"]:
-            raise ValueError(f"image_shape {image_shape} does not match the network's {net.config['in_channels']} channels")
+            raise ValueError(
+                f"image_shape {image_shape} does not match the network's {net.config['in_channels']} channels"
+            )
         div = 2 ** (net.levels - 1)
         if image_shape[1] % div or image_shape[2] % div:
             raise ValueError(f"image height and width must be divisible by {div}, got {image_shape}")
@@ -343,7 +354,7 @@ class ScoreNetworkPrior(NetworkPrior):
             torch.save(state, tmp)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "ScoreNetworkPrior":
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> ScoreNetworkPrior:
         """Load a checkpoint written by :meth:`save`; ValueError if ``path`` holds anything else."""
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -354,7 +365,7 @@ class ScoreNetworkPrior(NetworkPrior):
         return cls.from_state(state, source=str(path)).to(device)
 
     @classmethod
-    def from_state(cls, state, source: str = "the state") -> "ScoreNetworkPrior":
+    def from_state(cls, state, source: str = "the state") -> ScoreNetworkPrior:
         """The prior from the dict :meth:`save` writes (``source`` names it in errors), on the CPU."""
         if not isinstance(state, dict) or state.get("kind") != "score_network":
             kind = state.get("kind") if isinstance(state, dict) else type(state).__name__

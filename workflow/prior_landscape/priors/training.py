@@ -107,8 +107,15 @@ class _Training:
         return self.wall_before + time.perf_counter() - self.t0
 
     def state_dict(self) -> dict:
-        return {"model": self.net.state_dict(), "ema": self.ema.state_dict(), "optimizer": self.opt.state_dict(),
-                "rng": self.gen.get_state(), "window": self.window, "lr_now": self.lr_now, "wall_s": self.wall()}
+        return {
+            "model": self.net.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "rng": self.gen.get_state(),
+            "window": self.window,
+            "lr_now": self.lr_now,
+            "wall_s": self.wall(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.net.load_state_dict(state["model"])
@@ -133,10 +140,20 @@ def _network_kwargs(net_kwargs: dict | None, data: torch.Tensor) -> dict:
 
 
 def train_dsm(
-    crops: np.ndarray | torch.Tensor, schedule: VESchedule, *, steps: int = DEMO_TRAIN_KWARGS["steps"],
-    batch_size: int = DEMO_TRAIN_KWARGS["batch_size"], lr: float = DEMO_TRAIN_KWARGS["lr"], seed: int = 0,
-    net_kwargs: dict | None = None, ema_decay: float = 0.999, warmup_steps: int = 100, grad_clip: float | None = 1.0,
-    hflip: bool = True, name: str = "scorenet", options: RunOptions | None = None,
+    crops: np.ndarray | torch.Tensor,
+    schedule: VESchedule,
+    *,
+    steps: int = DEMO_TRAIN_KWARGS["steps"],
+    batch_size: int = DEMO_TRAIN_KWARGS["batch_size"],
+    lr: float = DEMO_TRAIN_KWARGS["lr"],
+    seed: int = 0,
+    net_kwargs: dict | None = None,
+    ema_decay: float = 0.999,
+    warmup_steps: int = 100,
+    grad_clip: float | None = 1.0,
+    hflip: bool = True,
+    name: str = "scorenet",
+    options: RunOptions | None = None,
 ) -> tuple[ScoreNetworkPrior, pd.DataFrame]:
     """Train a score network by σ²-weighted denoising score matching on a VE schedule (module docstring).
 
@@ -162,15 +179,32 @@ def train_dsm(
     with torch.random.fork_rng(devices=[]):  # seeded init, global RNG untouched
         torch.manual_seed(int(seed))
         net = build_score_network(**_network_kwargs(net_kwargs, x_all))
-    hyper = dict(batch_size=int(batch_size), lr=float(lr), warmup_steps=int(warmup_steps), ema_decay=float(ema_decay),
-                 grad_clip=None if grad_clip is None else float(grad_clip), hflip=bool(hflip))
+    hyper = dict(
+        batch_size=int(batch_size),
+        lr=float(lr),
+        warmup_steps=int(warmup_steps),
+        ema_decay=float(ema_decay),
+        grad_clip=None if grad_clip is None else float(grad_clip),
+        hflip=bool(hflip),
+    )
     loop = _Training(x_all, net, DSMLoss(schedule), gen, **hyper)
     fingerprint = digest("dsm", net.config, schedule.to_dict(), int(seed), hyper, x_all)
     opts = options or RunOptions(record_every=50, checkpoint_every=200)
     run = drive(loop, int(steps), kind="score_network_training", fingerprint=fingerprint, options=opts)
-    history = run.table().drop(columns=["k", "item"]) if run.records else pd.DataFrame(
-        columns=["step", "loss", *_BINS, "lr", "wall_s"])
-    meta = {**hyper, "seed": int(seed), "data_shape": [N, C, H, W], "data_sha1": digest(x_all), "steps": int(steps),
-            "n_crops": N, "final_loss": float(history["loss"].iloc[-1]) if len(history) else float("nan"),
-            "train_wall_s": loop.wall(), "torch_threads": torch.get_num_threads()}
+    history = (
+        run.table().drop(columns=["k", "item"])
+        if run.records
+        else pd.DataFrame(columns=["step", "loss", *_BINS, "lr", "wall_s"])
+    )
+    meta = {
+        **hyper,
+        "seed": int(seed),
+        "data_shape": [N, C, H, W],
+        "data_sha1": digest(x_all),
+        "steps": int(steps),
+        "n_crops": N,
+        "final_loss": float(history["loss"].iloc[-1]) if len(history) else float("nan"),
+        "train_wall_s": loop.wall(),
+        "torch_threads": torch.get_num_threads(),
+    }
     return ScoreNetworkPrior(loop.ema, schedule, (C, H, W), name=name, metadata=meta), history

@@ -97,7 +97,9 @@ def plot_likelihood_sweeps(df: pd.DataFrame):
         ax.set_ylabel("q(h_θ ⋆ x) − q(x)  [nats]")
     axes[0, 0].legend(frameon=False, loc="lower left")
     if df.q_exact.notna().any():
-        fig.text(0.01, -0.04, "solid: probability-flow estimate (median, IQR band); dashed: exact potential", fontsize=7)
+        fig.text(
+            0.01, -0.04, "solid: probability-flow estimate (median, IQR band); dashed: exact potential", fontsize=7
+        )
     fig.tight_layout()
     return fig
 
@@ -127,15 +129,23 @@ def plot_critical_points(images: pd.DataFrame, summary: pd.DataFrame, n_show: in
     priors = list(dict.fromkeys(images.prior))
     groups = list(dict.fromkeys(images.group))
     per_group = max(1, n_show // len(groups))
-    fig, axes = plt.subplots(2 * len(priors), per_group * len(groups),
-                             figsize=(1.15 * per_group * len(groups), 2.5 * len(priors)), squeeze=False)
+    fig, axes = plt.subplots(
+        2 * len(priors),
+        per_group * len(groups),
+        figsize=(1.15 * per_group * len(groups), 2.5 * len(priors)),
+        squeeze=False,
+    )
     for i, prior in enumerate(priors):
         im = images[images.prior == prior]
         sm = summary[summary.prior == prior].set_index("image")
         shown = pd.concat([im[im.group == g].head(per_group) for g in groups])
         for j, (_, row) in enumerate(shown.iterrows()):
             s = sm.loc[row["image"]]
-            _show(axes[2 * i, j], _img(row, "start"), f"{GROUP_LABELS.get(row['group'], row['group'])}\nq = {s.q_start:.0f}")
+            _show(
+                axes[2 * i, j],
+                _img(row, "start"),
+                f"{GROUP_LABELS.get(row['group'], row['group'])}\nq = {s.q_start:.0f}",
+            )
             _show(axes[2 * i + 1, j], _img(row, "end"), f"q = {s.q_end:.0f}")
         axes[2 * i, 0].set_ylabel(f"{prior}\nstart x", fontsize=7)
         axes[2 * i + 1, 0].set_ylabel("critical point x̄", fontsize=7)
@@ -182,8 +192,14 @@ def plot_critical_point_statistics(summary: pd.DataFrame):
                 data.append(summary[(summary.prior == prior) & (summary.group == group)][col].to_numpy())
                 pos.append(i * (len(groups) + 1) + j)
                 colours.append(GROUP_COLOURS.get(group, "0.5"))
-        bp = ax.boxplot(data, positions=pos, widths=0.8, patch_artist=True, showfliers=True,
-                        medianprops={"color": "black", "lw": 1.2})
+        bp = ax.boxplot(
+            data,
+            positions=pos,
+            widths=0.8,
+            patch_artist=True,
+            showfliers=True,
+            medianprops={"color": "black", "lw": 1.2},
+        )
         for patch, c, group in zip(bp["boxes"], colours, groups * len(priors)):
             patch.set_facecolor(c)
             patch.set_alpha(0.9 if group == "training set" else 0.35)
@@ -192,7 +208,10 @@ def plot_critical_point_statistics(summary: pd.DataFrame):
         ax.set_ylabel(label)
         if col == "relative_distance":
             ax.set_yscale("log")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=GROUP_COLOURS.get(g, "0.5"), alpha=0.9 if g == "training set" else 0.35) for g in groups]
+    handles = [
+        plt.Rectangle((0, 0), 1, 1, color=GROUP_COLOURS.get(g, "0.5"), alpha=0.9 if g == "training set" else 0.35)
+        for g in groups
+    ]
     fig.legend(handles, groups, loc="upper center", ncol=len(groups), frameon=False, bbox_to_anchor=(0.5, 1.06))
     fig.tight_layout()
     return fig

@@ -68,8 +68,9 @@ def _symlog_ticks(ax, min_gap: float = 0.09) -> None:
             ticks.append(t)
     ticks.sort()
     ax.set_yticks(ticks)
-    ax.set_yticklabels(["0" if t == 0 else f"{'−' if t < 0 else ''}10$^{{{int(round(np.log10(abs(t))))}}}$"
-                        for t in ticks])
+    ax.set_yticklabels(
+        ["0" if t == 0 else f"{'−' if t < 0 else ''}10$^{{{int(round(np.log10(abs(t))))}}}$" for t in ticks]
+    )
     ax.set_ylim(lo, hi)
 
 
@@ -95,17 +96,27 @@ def profile_minima(profiles: pd.DataFrame) -> pd.DataFrame:
         th = g.theta.to_numpy()
         i_bar = int(np.argmin(np.abs(th - g.theta_bar.iloc[0])))
         i_min = int(np.argmin(ell))
-        rows.append((*key, th[i_min], i_min == i_bar, th[i_min] == th.min(),
-                     ell[i_bar] - ell[int(np.argmin(th))], np.delete(ell, i_bar).min() - ell[i_bar]))
+        rows.append(
+            (
+                *key,
+                th[i_min],
+                i_min == i_bar,
+                th[i_min] == th.min(),
+                ell[i_bar] - ell[int(np.argmin(th))],
+                np.delete(ell, i_bar).min() - ell[i_bar],
+            )
+        )
     per = pd.DataFrame(rows, columns=keys + ["image", "argmin_theta", "at_theta_bar", "at_0", "bar_minus_0", "margin"])
     g = per.groupby(keys, sort=False)
-    out = pd.DataFrame({
-        "n_images": g.size(),
-        "share_min_at_0": g.at_0.mean(),
-        "share_min_at_theta_bar": g.at_theta_bar.mean(),
-        "median_ell_theta_bar_minus_ell_0": g.bar_minus_0.median(),
-        "median_margin_at_theta_bar": g.margin.median(),
-    }).reset_index()
+    out = pd.DataFrame(
+        {
+            "n_images": g.size(),
+            "share_min_at_0": g.at_0.mean(),
+            "share_min_at_theta_bar": g.at_theta_bar.mean(),
+            "median_ell_theta_bar_minus_ell_0": g.bar_minus_0.median(),
+            "median_margin_at_theta_bar": g.margin.median(),
+        }
+    ).reset_index()
     noisy = out.sigma_y > 0
     for col in ("median_ell_theta_bar_minus_ell_0", "median_margin_at_theta_bar"):
         out[f"{col}_per_sigma2"] = np.where(noisy, out[col] / out.sigma_y.where(noisy, 1.0) ** 2, np.nan)
@@ -118,8 +129,9 @@ def plot_noiseless_profiles(df: pd.DataFrame):
     priors = list(dict.fromkeys(df.prior))
     kinds = [k for k in X_BAR_LABELS if k in set(df.x_bar)]
     df = _relative_to_theta_bar(df, ["prior", "family", "x_bar", "image"])
-    fig, axes = plt.subplots(len(priors), len(kinds), figsize=(3.4 * len(kinds), 2.7 * len(priors)),
-                             squeeze=False, sharex=True)
+    fig, axes = plt.subplots(
+        len(priors), len(kinds), figsize=(3.4 * len(kinds), 2.7 * len(priors)), squeeze=False, sharex=True
+    )
     for i, prior in enumerate(priors):
         for j, kind in enumerate(kinds):
             ax = axes[i, j]
@@ -142,8 +154,9 @@ def plot_noisy_profiles(df: pd.DataFrame):
     rows = list(dict.fromkeys(zip(df.prior, df.family)))
     kinds = [k for k in X_BAR_LABELS if k in set(df.x_bar)]
     levels = sorted(df.sigma_y.unique())
-    fig, axes = plt.subplots(len(rows), len(kinds), figsize=(3.4 * len(kinds), 2.3 * len(rows)),
-                             squeeze=False, sharex=True)
+    fig, axes = plt.subplots(
+        len(rows), len(kinds), figsize=(3.4 * len(kinds), 2.3 * len(rows)), squeeze=False, sharex=True
+    )
     for i, (prior, fam) in enumerate(rows):
         for j, kind in enumerate(kinds):
             ax = axes[i, j]
@@ -196,7 +209,11 @@ def plot_zernike_example(metrics: pd.DataFrame, images: pd.DataFrame, trajectory
     fig = plt.figure(figsize=(2.0 + 1.3 * (2 + len(names)) + 2.8, 3.0))
     grid = fig.add_gridspec(2, 2 + len(names) + 2, width_ratios=[1] * (2 + len(names)) + [0.25, 2.6])
     _show(fig.add_subplot(grid[0, 0]), _arr(first, "sharp"), "x̄")
-    _show(fig.add_subplot(grid[0, 1]), _arr(first, "blurry"), f"y (σ_y = {first.sigma_y:g})\nPSNR {first.psnr_blurry:.1f} dB")
+    _show(
+        fig.add_subplot(grid[0, 1]),
+        _arr(first, "blurry"),
+        f"y (σ_y = {first.sigma_y:g})\nPSNR {first.psnr_blurry:.1f} dB",
+    )
     _kernel(fig.add_subplot(grid[1, 0]), _arr(first, "h_true"), "h̄")
     _kernel(fig.add_subplot(grid[1, 1]), _arr(first, "h_small"), "Airy h(0)\n(no blur)")
     for j, name in enumerate(names):
@@ -238,13 +255,14 @@ def plot_zernike_cases(metrics: pd.DataFrame, images: pd.DataFrame):
             r = g.loc[name]
             c = 3 + 3 * j
             _kernel(axes[i, c], _arr(r, "h_init"), f"h_init ({name})" if i == 0 else None)
-            head = lambda what: f"{what} ({name})\n" if i == 0 else ""  # noqa: E731
+            head = lambda what, name=name, i=i: f"{what} ({name})\n" if i == 0 else ""  # noqa: E731
             _show(axes[i, c + 1], _arr(r, "estimate"))
             axes[i, c + 1].set_title(f"{head('x̂')}{r.psnr:.1f} dB", fontsize=6)
             _kernel(axes[i, c + 2], _arr(r, "h_hat"), None)
             axes[i, c + 2].set_title(f"{head('ĥ')}KE {r.kernel_error:.2f}" + (" ⊘" if r.no_blur else ""), fontsize=6)
-    fig.suptitle("Algorithm 1 on diffraction PSFs: x̂ and ĥ from each initialisation "
-                 "(⊘: collapsed to the Airy pattern)", y=1.0)
+    fig.suptitle(
+        "Algorithm 1 on diffraction PSFs: x̂ and ĥ from each initialisation (⊘: collapsed to the Airy pattern)", y=1.0
+    )
     fig.tight_layout()
     return fig
 
@@ -256,8 +274,9 @@ def _kernel_strip(trajectory: pd.DataFrame, run: int, n_show: int) -> list[tuple
     return [(int(its[i]), _arr(tr.iloc[i], "kernel")) for i in pick]
 
 
-def plot_simplex_initialisations(metrics: pd.DataFrame, images: pd.DataFrame, trajectory: pd.DataFrame,
-                                 n_images: int = 2, n_show: int = 7):
+def plot_simplex_initialisations(
+    metrics: pd.DataFrame, images: pd.DataFrame, trajectory: pd.DataFrame, n_images: int = 2, n_show: int = 7
+):
     """P Fig. 12: for a few images and each initialisation, y, the kernel along the iterations,
     x̂ and, at the end, h̄ and x̄ (large = uniform init first, then small = Gaussian)."""
     runs = _runs(images, metrics)
@@ -283,8 +302,11 @@ def plot_simplex_initialisations(metrics: pd.DataFrame, images: pd.DataFrame, tr
         axes[i, 1 + n_show].set_title(f"x̂ {r.psnr:.1f} dB\nMNC {r.mnc:.2f}", fontsize=6)
         _kernel(axes[i, 2 + n_show], _arr(r, "h_true"), "h̄")
         _show(axes[i, 3 + n_show], _arr(r, "sharp"), "x̄")
-    fig.suptitle("Algorithm 1 with simplex kernels: the kernel along the iterations from the "
-                 "uniform (large) and Gaussian σ = 1.5 (small) initialisations", y=1.0)
+    fig.suptitle(
+        "Algorithm 1 with simplex kernels: the kernel along the iterations from the "
+        "uniform (large) and Gaussian σ = 1.5 (small) initialisations",
+        y=1.0,
+    )
     fig.tight_layout()
     return fig
 
@@ -303,7 +325,9 @@ def plot_simplex_cases(metrics: pd.DataFrame, images: pd.DataFrame, init: str = 
         _kernel(axes[4, j], _arr(r, "h_hat"), f"MNC {r.mnc:.2f}")
     for i, lab in enumerate(labels):
         axes[i, 0].set_ylabel(lab)
-    fig.suptitle(f"Algorithm 1 with simplex kernels, {init} (uniform) initialisation, σ_y = {runs.sigma_y.iloc[0]:g}", y=1.0)
+    fig.suptitle(
+        f"Algorithm 1 with simplex kernels, {init} (uniform) initialisation, σ_y = {runs.sigma_y.iloc[0]:g}", y=1.0
+    )
     fig.tight_layout()
     return fig
 
@@ -317,8 +341,9 @@ def _image(row, col: str) -> np.ndarray:
     return img[0] if c == 1 else np.clip(img.transpose(1, 2, 0), 0.0, 1.0)
 
 
-def plot_kohler(metrics: pd.DataFrame, images: pd.DataFrame, trajectory: pd.DataFrame, n_show: int = 8,
-                title: str | None = None):
+def plot_kohler(
+    metrics: pd.DataFrame, images: pd.DataFrame, trajectory: pd.DataFrame, n_show: int = 8, title: str | None = None
+):
     """P Fig. 13: blurry images and true kernels (top), deblurred images and estimated kernels
     (middle), the estimated kernel along the iterations (bottom rows). Grey or colour images;
     without ground-truth kernels (real shots, kohler2012-kernels absent) h̄ is left blank and
@@ -329,16 +354,22 @@ def plot_kohler(metrics: pd.DataFrame, images: pd.DataFrame, trajectory: pd.Data
     top, bottom = fig.subfigures(2, 1, height_ratios=[3.5, 0.85 * n])
     axes = top.subplots(2, 2 * n, gridspec_kw={"width_ratios": [2, 1] * n})
     for j, (_, r) in enumerate(runs.iterrows()):
-        _show(axes[0, 2 * j], _image(r, "blurry"), f"y: {r.source}\nPSNR {r.psnr_blurry:.1f} dB"
-              f" (aligned {r.psnr_blurry_aligned:.1f})")
+        _show(
+            axes[0, 2 * j],
+            _image(r, "blurry"),
+            f"y: {r.source}\nPSNR {r.psnr_blurry:.1f} dB (aligned {r.psnr_blurry_aligned:.1f})",
+        )
         h_true = _arr(r, "h_true")
         if np.isfinite(h_true).all():
             _kernel(axes[0, 2 * j + 1], h_true, "h̄")
         else:
             axes[0, 2 * j + 1].axis("off")
             axes[0, 2 * j + 1].set_title("h̄ unknown", fontsize=7)
-        _show(axes[1, 2 * j], _image(r, "estimate"), f"x̂: PSNR {r.psnr:.1f} dB (aligned {r.psnr_aligned:.1f})"
-              f"\nSSIM {r.ssim:.2f}")
+        _show(
+            axes[1, 2 * j],
+            _image(r, "estimate"),
+            f"x̂: PSNR {r.psnr:.1f} dB (aligned {r.psnr_aligned:.1f})\nSSIM {r.ssim:.2f}",
+        )
         _kernel(axes[1, 2 * j + 1], _arr(r, "h_hat"), f"ĥ: MNC {r.mnc:.2f}" if np.isfinite(r.mnc) else "ĥ")
     strip_axes = bottom.subplots(n, n_show, squeeze=False)
     for i, (_, r) in enumerate(runs.iterrows()):
@@ -351,16 +382,30 @@ def plot_kohler(metrics: pd.DataFrame, images: pd.DataFrame, trajectory: pd.Data
             else:
                 ax.axis("off")
         strip_axes[i, 0].set_ylabel(f"image {int(r.image)}", fontsize=7)
-    top.suptitle(title or "Algorithm 2 (Douglas–Rachford, Tweedie denoiser) on photographs blurred by camera-shake "
-                 "kernels", fontsize=8, y=1.06)  # above the panels' two-line titles
+    top.suptitle(
+        title or "Algorithm 2 (Douglas–Rachford, Tweedie denoiser) on photographs blurred by camera-shake kernels",
+        fontsize=8,
+        y=1.06,
+    )  # above the panels' two-line titles
     return fig
 
 
 def deblur_summary(metrics: pd.DataFrame) -> pd.DataFrame:
     """Per case and initialisation: medians of PSNR, SSIM, kernel error, MNC (final and initial),
     distance to the no-blur kernel, and the no-blur rate."""
-    cols = ["psnr", "psnr_blurry", "psnr_aligned", "psnr_blurry_aligned", "ssim", "ssim_blurry", "kernel_error",
-            "kernel_error_init", "mnc", "mnc_init", "collapse_distance"]
+    cols = [
+        "psnr",
+        "psnr_blurry",
+        "psnr_aligned",
+        "psnr_blurry_aligned",
+        "ssim",
+        "ssim_blurry",
+        "kernel_error",
+        "kernel_error_init",
+        "mnc",
+        "mnc_init",
+        "collapse_distance",
+    ]
     cols = [c for c in cols if c in metrics]
     g = metrics.groupby(["case", "method", "sigma_y", "init"], sort=False)
     out = g[cols].median().add_prefix("median ")
