@@ -26,7 +26,9 @@ if _image_problems:
     )
 
 RESULTS = "results"
-PRIORS = list(config["priors"])
+# the diffusion models of the landscape part (P §2), whose potential the probability-flow ODE
+# evaluates; patch priors (EPLL) serve the posterior and deblurring parts only
+PRIORS = [p for p, c in config["priors"].items() if c["kind"] != "patch"]
 
 
 def priors_of_kind(*kinds):
@@ -53,7 +55,18 @@ HESSIAN_PRIORS = config["hessian"].get("priors", NATURAL_PRIORS)
 def _check_prior(key, name):
     """A prior named by the configuration that config['priors'] lacks stops the run, naming the key."""
     if name not in config["priors"]:
-        raise ConfigError(f"{key}: {name!r} is not a prior of config['priors'] ({', '.join(PRIORS)})")
+        raise ConfigError(f"{key}: {name!r} is not a prior of config['priors'] ({', '.join(config['priors'])})")
+
+
+for _p, _c in config["priors"].items():
+    if _c["kind"] == "patch":
+        _check_prior(f"priors.{_p}.base", _c["base"])
+        if config["priors"][_c["base"]]["kind"] == "patch":
+            raise ConfigError(f"priors.{_p}.base: {_c['base']!r} is itself a patch prior")
+
+
+def patch_base_model(wildcards):
+    return f"{RESULTS}/priors/{config['priors'][wildcards.prior]['base']}/model.pt"
 
 
 for _i, _p in enumerate(HESSIAN_PRIORS):

@@ -50,3 +50,22 @@ rule train_score_network:
         resource_root=RESOURCE_ROOT,
     script:
         "../scripts/train_score_network.py"
+
+
+rule patch_prior:
+    input:
+        base=patch_base_model,
+    output:
+        model=f"{RESULTS}/priors/{{prior}}/model.pt",
+    wildcard_constraints:
+        prior=priors_of_kind("patch"),
+    params:
+        prior=prior_config,
+    log:
+        f"{RESULTS}/logs/patch_prior/{{prior}}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/patch_prior.py"

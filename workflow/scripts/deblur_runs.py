@@ -22,6 +22,9 @@ drunet = s["model"].get("denoiser") if s["kind"] == "kohler" else None
 channels = drunet["channels"] if drunet else (prior.image_shape[0] if prior is not None else None)
 case = build_case(s, p.data, images=p.images, resource_root=p.resource_root, channels=channels, device=job.device)
 job.log.info("%s", case.describe())
+if prior is not None:
+    prior = prior.at_shape(tuple(case.x.shape[1:]))  # a patch prior or a convolutional network: any size
+settings = alternating_settings(s)
 denoiser = None
 if s["kind"] == "kohler":  # Algorithm 2: P's DRUNet as the prox of the prior, or the demo prior's Tweedie denoiser
     sigma = denoiser_sigma(s)
@@ -32,17 +35,17 @@ if s["kind"] == "kohler":  # Algorithm 2: P's DRUNet as the prox of the prior, o
 
 
 def progress(it, rec):
-    if it % (4 * options.record_every) == 0 or it == s["n_iter"]:
-        job.log.info("iteration %d/%d: median data fit %.4g", it, s["n_iter"], float(rec["data_fit"].median()))
+    if it % (4 * options.record_every) == 0 or it == settings.n_iter:
+        job.log.info("iteration %d/%d: median data fit %.4g", it, settings.n_iter, float(rec["data_fit"].median()))
 
 
 options = RunOptions(state_path=p.state, progress=progress, **job.speed("deblur"))  # cadences: speed-only settings
-res = run_case(case, alternating_settings(s), prior=prior, denoiser=denoiser, options=options)
+res = run_case(case, settings, prior=prior, denoiser=denoiser, options=options)
 job.log.info(
     "%s: %d runs, K = %d, resumed from iteration %d, %.1f s",
     s["case"],
     len(res.x),
-    s["n_iter"],
+    settings.n_iter,
     res.resumed_from,
     res.wall_time_s,
 )

@@ -16,9 +16,12 @@ cfg = p.posterior
 job = start_job(sm, {"posterior": cfg, "potential": p.potential, "data": p.data}, {"seed": cfg["seed"]})
 prior = load_prior(sm.input.model, job.device)
 settings = PotentialSettings.from_config(job.settings(p.potential, "potential"))
-q_of = potential_function(prior, settings, seed=cfg["seed"], device=job.device)  # exact for the mixture
 # x̄ from the data: held-out textured crops (paper scale: images of the prior's dataset, P: FFHQ)
-x_data, sources = heldout_images(p.images, p.resource_root, p.data, cfg["n_images"], cfg["seed"], cfg["min_crop_std"])
+x_data, sources = heldout_images(
+    p.images, p.resource_root, p.data, cfg["n_images"], cfg["seed"], cfg["min_crop_std"], cfg.get("image_size")
+)
+prior = prior.at_shape(tuple(x_data.shape[1:]))  # a patch prior or a convolutional network: any size
+q_of = potential_function(prior, settings, seed=cfg["seed"], device=job.device)  # exact for analytic priors
 tables, steps = profile_study(prior, x_data.to(job.device, torch.float64), sources, cfg, q_of, log=job.log)
 prov = job.provenance(**steps, q_exact=prior.has_exact_potential)
 for key, table in tables.items():

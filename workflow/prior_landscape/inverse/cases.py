@@ -128,7 +128,8 @@ def _kohler_stand_in(setup, data):
     from prior_landscape.inverse.operators import blurred_crops
     from prior_landscape.io.images import crop_positions, extract_crops, load_photographs
 
-    m, size, k = setup["model"], data["crop_size"], setup["model"]["kernel_size"]
+    m, k = setup["model"], setup["model"]["kernel_size"]
+    size = m.get("size", data["crop_size"])
     photos = load_photographs(m["photographs"], data["downscale"])
     specs = crop_positions(photos, len(photos), size, m["seed"], margin=k, min_std=0.1)
     x = extract_crops(photos, specs).to(DT)
@@ -164,8 +165,9 @@ def build_case(
         x, y, h_bar = x.to(device), y.to(device), None if h_bar is None else h_bar.to(device)
     else:  # paper scale: images of the prior's dataset (P: FFHQ-256); demo: textured held-out crops
         seed = setup["images"]["seed"]
+        spec = setup["images"]
         x, sources = heldout_images(
-            images, resource_root, data, setup["images"]["n"], seed, setup["images"]["min_crop_std"]
+            images, resource_root, data, spec["n"], seed, spec["min_crop_std"], spec.get("size")
         )
         x = x.to(device, DT)
         if kind == "zernike":

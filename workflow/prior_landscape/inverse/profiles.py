@@ -25,12 +25,11 @@ so the caller decides between the exact q of the analytic mixture
 (``prior.potential``) and the probability-flow engine (e.g.
 ``lambda x: torch.as_tensor(potential(prior, x).q)``).
 
-Noisy profile (P §4.2, Fig. 10). ℓ^opt(θ) is approximated by ℓ_y(x̂(θ), θ),
-x̂(θ) from gradient descent with momentum (P eq. 15)
-
-    x_{k+1} = x_k − s ∇_x ℓ_y(x_k, θ) + β (x_k − x_{k−1}),
-
-run from several initialisations, keeping per θ the end point with the lowest
+Noisy profile (P §4.2, Fig. 10). ℓ^opt(θ) is approximated by ℓ_y(x̂(θ), θ). P computes x̂(θ) by
+gradient descent with momentum (P eq. 15), x_{k+1} = x_k − s ∇_x ℓ_y(x_k, θ) + β (x_k − x_{k−1}),
+for a fixed number of steps; here x̂(θ) is the minimiser to a stated tolerance on ‖∇_x ℓ_y‖, by
+accelerated proximal gradient (:func:`minimise_image`), and every profile point records whether
+it met it. It is run from several initialisations, keeping per θ the end point with the lowest
 ℓ_y (P: "retain the endpoint with the lowest potential"; with the data term
 fixed by θ, the lowest objective is the value the infimum asks for). All
 (image, θ, start) triples descend together as one batch.
@@ -58,6 +57,7 @@ from prior_landscape.inverse.operators import (
     _shape,
     data_fit,
     fft_blur,
+    fft_prox,
     kernel_otf,
     regularised_blur,
     regularised_inverse,
@@ -72,7 +72,8 @@ __all__ = [
     "minimise_image",
     "NoisyProfile",
     "noisy_profile",
-    "safe_posterior_step",
+    "posterior_gradient",
+    "InnerSolve",
 ]
 
 PotentialFn = Callable[[torch.Tensor], torch.Tensor]
@@ -179,12 +180,21 @@ def noiseless_profile(
 
 
 # -------------------------------------------------------------- noisy case
-def safe_posterior_step(sigma_y: float, lipschitz_q: float, lam: float = 0.0) -> float:
-    """1/L for ∇_x ℓ_y with kernels in the simplex (|ĥ| ≤ 1): L = (1+λ)² + σ_y² L_q.
+def posterior_gradient(x, y, otf, sigma_y: float, prior) -> torch.Tensor:
+    """∇_x ℓ_y(x, θ) = Hᵀ(Hx − y) + σ_y² ∇q(x) (circular H, given by its OTF)."""
+    shape = _shape(x)
+    data = torch.fft.irfft2(otf.conj() * (otf * torch.fft.rfft2(x) - torch.fft.rfft2(y)), s=shape)
+    return data + sigma_y**2 * prior.grad_potential(x).detach().to(x.dtype)
 
-    L_q: :func:`prior_landscape.landscape.critical_points.lipschitz_estimate` (exact for the mixture).
-    """
-    return 1.0 / ((1.0 + abs(lam)) ** 2 + sigma_y**2 * float(lipschitz_q))
+
+@dataclass
+class InnerSolve:
+    """x̂(θ) = argmin_x ℓ_y(x, θ) per image, and whether it was reached."""
+
+    x: torch.Tensor  # (N, C, H, W)
+    grad_norm: torch.Tensor  # (N,) ‖∇_x ℓ_y(x̂)‖ / ‖∇_x ℓ_y(x₀)‖: the stationarity reached
+    converged: torch.Tensor  # (N,) bool: grad_norm ≤ tol
+    steps: int
 
 
 def minimise_image(
@@ -193,34 +203,50 @@ def minimise_image(
     sigma_y: float,
     prior,
     x0: torch.Tensor,
-    n_steps: int,
-    step: float,
-    momentum: float = 0.9,
-) -> torch.Tensor:
-    """Gradient descent with momentum on x ↦ ℓ_y(x, θ) (P eq. 15), batched (per-image kernels allowed).
+    lipschitz_q: float,
+    *,
+    tol: float = 1e-4,
+    max_steps: int = 2000,
+    check_every: int = 10,
+) -> InnerSolve:
+    """inf_x ℓ_y(x, θ) (P eq. 15's inner problem) by accelerated proximal gradient, batched (per-image kernels
+    allowed): the quadratic data term through its exact prox (Fourier), the prior through gradient steps
+    γ = 1/(σ_y² L_q) — FISTA (Beck & Teboulle 2009) with adaptive restart (O'Donoghue & Candès 2015):
 
-    x_{k+1} = x_k − s (Hᵀ(Hx_k − y) + σ_y² ∇q(x_k)) + β (x_k − x_{k−1}), x_{−1} = x_0.
-    """
-    if not (0.0 <= momentum < 1.0):
-        raise ValueError(f"momentum β must be in [0, 1), got {momentum}")
-    if not step > 0:
-        raise ValueError(f"step must be positive, got {step}")
+        x_{k+1} = prox_{γ f}(z_k − γ σ_y² ∇q(z_k)),   z_{k+1} = x_{k+1} + (t_k − 1)/t_{k+1} (x_{k+1} − x_k),
+
+    restarting the momentum of an image whenever it points uphill. Stops when every image's relative
+    gradient norm ‖∇ℓ_y(x)‖/‖∇ℓ_y(x₀)‖ is ≤ ``tol`` or after ``max_steps``; the result says which met it.
+    P uses plain gradient descent with momentum for a fixed number of steps, which on ill-conditioned
+    priors stops far above the infimum (more so at large θ, biasing the argmin towards θ = 0)."""
+    if not (lipschitz_q > 0 and math.isfinite(lipschitz_q)):
+        raise ValueError(f"the Lipschitz constant of ∇q must be a positive number, got {lipschitz_q}")
     h = _as_filter(h, y)
     otf = kernel_otf(h, _shape(y))
-    Y = torch.fft.rfft2(y)
+    gamma = 1.0 / max(sigma_y**2 * lipschitz_q, 1e-300)
     x = x0.detach().clone()
-    x_prev = x.clone()
-    for _ in range(int(n_steps)):
-        X = torch.fft.rfft2(x)
-        g_data = torch.fft.irfft2(otf.conj() * (otf * X - Y), s=_shape(y))
-        g = g_data + sigma_y**2 * prior.grad_potential(x).detach().to(x.dtype)
-        x, x_prev = x - step * g + momentum * (x - x_prev), x
+    z, t = x.clone(), torch.ones(len(x), dtype=x.dtype, device=x.device)
+    g0 = posterior_gradient(x, y, otf, sigma_y, prior).flatten(1).norm(dim=1).clamp_min(1e-300)
+    rel = torch.ones_like(g0)
+    k = 0
+    for k in range(1, max_steps + 1):
+        g_prior = sigma_y**2 * prior.grad_potential(z).detach().to(z.dtype)
+        x_new = fft_prox(z - gamma * g_prior, y, None, gamma, otf=otf)
+        uphill = ((z - x_new) * (x_new - x)).flatten(1).sum(1) > 0  # adaptive restart
+        t = torch.where(uphill, torch.ones_like(t), t)
+        t_new = 0.5 * (1 + torch.sqrt(1 + 4 * t * t))
+        z = x_new + ((t - 1) / t_new).view(-1, 1, 1, 1) * (x_new - x)
+        x, t = x_new, t_new
         if not torch.isfinite(x).all():
             raise FloatingPointError(
-                f"gradient descent on ℓ_y diverged (step {step:g}, momentum {momentum}); "
-                "use a step ≤ safe_posterior_step(σ_y, L_q)"
+                f"the inner minimisation of ℓ_y diverged at step {k} (γ = {gamma:.3g}): "
+                "L_q underestimates the curvature of q"
             )
-    return x
+        if k % check_every == 0 or k == max_steps:
+            rel = posterior_gradient(x, y, otf, sigma_y, prior).flatten(1).norm(dim=1) / g0
+            if bool((rel <= tol).all()):
+                break
+    return InnerSolve(x, rel.to(torch.float64).cpu(), (rel <= tol).cpu(), k)
 
 
 @dataclass
@@ -230,6 +256,8 @@ class NoisyProfile:
     potential: torch.Tensor  # (B, T) q(x̂(θ))
     best_start: np.ndarray  # (B, T) index into ``starts`` of the retained end point
     images: torch.Tensor  # (B, T, C, H, W) the retained x̂(θ)
+    grad_norm: np.ndarray  # (B, T) relative ‖∇ℓ_y‖ reached by the retained end point
+    converged: np.ndarray  # (B, T) bool: the retained end point met the tolerance
     starts: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
 
@@ -252,13 +280,14 @@ def noisy_profile(
     sigma_y: float,
     prior,
     potential_fn: PotentialFn,
+    lipschitz_q: float,
     starts: Sequence[str] = ("y", "tikhonov"),
-    n_steps: int = 200,
-    step: float = 0.5,
-    momentum: float = 0.9,
+    tol: float = 1e-4,
+    max_steps: int = 2000,
     lam: float = 0.0,
 ) -> NoisyProfile:
-    """ℓ^opt(θ) ≈ min over starts of ℓ_y(x̂(θ), θ) (P §4.2, eq. 15, Fig. 10), ∇q from the diffusion ``prior``.
+    """ℓ^opt(θ) ≈ min over starts of ℓ_y(x̂(θ), θ) (P §4.2, eq. 15, Fig. 10), ∇q from the diffusion ``prior``,
+    each x̂(θ) minimised to ``tol`` (:func:`minimise_image`).
 
     ``y`` (B, C, H, W) noisy data; ``kernels`` (T, k, k) the family on its θ grid
     (pass h_θ + λδ kernels yourself if wanted; ``lam`` is only used by the
@@ -272,7 +301,8 @@ def noisy_profile(
     x0 = torch.cat([_start_image(s, ys, hs, sigma_y, lam) for s in starts])  # s·BT + b·T + t
     ys_all = ys.repeat(S, 1, 1, 1)
     hs_all = hs.repeat(S, 1, 1)
-    x = minimise_image(ys_all, hs_all, sigma_y, prior, x0, n_steps, step, momentum)
+    inner = minimise_image(ys_all, hs_all, sigma_y, prior, x0, lipschitz_q, tol=tol, max_steps=max_steps)
+    x = inner.x
     f = data_fit(x, ys_all, hs_all).to(torch.float64)
     q = torch.as_tensor(potential_fn(x)).reshape(-1).to(torch.float64)
     ell = (f + sigma_y**2 * q).reshape(S, B * T)
@@ -285,107 +315,94 @@ def noisy_profile(
         potential=q[idx].reshape(B, T),
         best_start=best.reshape(B, T).numpy(),
         images=x[idx].reshape(B, T, *y.shape[1:]),
+        grad_norm=inner.grad_norm[idx.cpu()].reshape(B, T).numpy(),
+        converged=inner.converged[idx.cpu()].reshape(B, T).numpy(),
         starts=tuple(starts),
     )
 
 
 # -------------------------------------------------------------- P Figs. 9–10
-def profile_study(
-    prior, x_data: torch.Tensor, sources: list[str], cfg: dict, q_of: PotentialFn, log=None
-) -> tuple[dict, dict]:
+def _points_table(prior, sets: dict, x_data, sources, q_of) -> pd.DataFrame:
+    """Both kinds of x̄ with q, ‖∇q‖ and their distance to the data image."""
+    rows = []
+    for name, x in sets.items():
+        dist = (x - x_data).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)
+        rows.append(pd.DataFrame({
+            "x_bar": name, "image": range(len(x)), "source": sources, "q": q_of(x).cpu().numpy(),
+            "grad_norm": prior.grad_potential(x).flatten(1).norm(dim=1).double().cpu().numpy(),
+            "relative_distance": dist.cpu().numpy(), "pixels": list(x.flatten(1).cpu().numpy().astype(np.float32)),
+        }))  # fmt: skip
+    return pd.concat(rows, ignore_index=True)
+
+
+def _noisy_rows(prior, x, h_bar, ks, grid, cfg, q_of, lipschitz_q) -> list[pd.DataFrame]:
+    """P Fig. 10: one noisy profile per noise level of ``cfg``, its inner minimisations to a tolerance."""
+    rows, inner = [], cfg["inner"]
+    for j, sigma in enumerate(cfg["noise_levels"]):
+        g = torch.Generator().manual_seed(cfg["seed"] * 1000 + j)
+        y = fft_blur(x, h_bar) + sigma * torch.randn(x.shape, generator=g, dtype=x.dtype).to(x.device)
+        prof = noisy_profile(
+            y,
+            ks,
+            sigma,
+            prior,
+            q_of,
+            lipschitz_q,
+            starts=inner["starts"],
+            tol=inner["tol"],
+            max_steps=inner["max_steps"],
+        )
+        rows.append(pd.DataFrame({
+            **grid, "sigma_y": sigma, "ell": prof.values.cpu().numpy().ravel(),
+            "data_fit": prof.data_fit.cpu().numpy().ravel(), "q": prof.potential.cpu().numpy().ravel(),
+            "best_start": np.asarray(inner["starts"])[prof.best_start.ravel()],
+            "inner_grad_norm": prof.grad_norm.ravel(), "converged": prof.converged.ravel(),
+        }))  # fmt: skip
+    return rows
+
+
+def profile_study(prior, x_data: torch.Tensor, sources: list[str], cfg: dict, q_of: PotentialFn,
+                  log=None) -> tuple[dict, dict]:  # fmt: skip
     """The posterior profiles of P Figs. 9–10 for x̄ the images ``x_data`` and x̄ the critical points of
     q that momentum descent reaches from them (``cfg`` the configuration's ``posterior`` section).
-    Returns the tables ``noiseless``, ``noisy``, ``lam`` (P eq. 14's rule per family) and
-    ``points`` (both kinds of x̄, with q, ‖∇q‖ and the distance to the data image), and the
-    descent's η and the L_q of the inner steps (for the provenance)."""
+    Returns the tables ``noiseless``, ``noisy`` (with each point's inner convergence), ``lam`` (P eq.
+    14's rule per family) and ``points`` (both kinds of x̄), and the descent's η and the L_q of the
+    inner steps (for the provenance)."""
     from prior_landscape.config import theta_grid
     from prior_landscape.landscape.critical_points import choose_eta, descend, lipschitz_estimate
     from prior_landscape.landscape.families import kernel, kernel_stack
     from prior_landscape.runs import RunOptions
 
-    cp, dt = cfg["critical_points"], x_data.dtype
+    cp = cfg["critical_points"]
     eta = choose_eta(prior, x_data, cp["step"])
-    x_crit = descend(
-        prior,
-        x_data,
-        eta=eta,
-        n_steps=cp["n_steps"],
-        momentum=cp["momentum"],
-        options=RunOptions(record_every=max(cp["n_steps"], 1)),
-    ).end
+    once = RunOptions(record_every=max(cp["n_steps"], 1))
+    x_crit = descend(prior, x_data, eta=eta, n_steps=cp["n_steps"], momentum=cp["momentum"], options=once).end
     sets = {"dataset": x_data, "critical point": x_crit}
-    points = pd.concat(
-        [
-            pd.DataFrame(
-                {
-                    "x_bar": name,
-                    "image": range(len(x)),
-                    "source": sources,
-                    "q": q_of(x).cpu().numpy(),
-                    "grad_norm": prior.grad_potential(x).flatten(1).norm(dim=1).double().cpu().numpy(),
-                    "relative_distance": ((x - x_data).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)).cpu().numpy(),
-                    "pixels": list(x.flatten(1).cpu().numpy().astype(np.float32)),
-                }
-            )
-            for name, x in sets.items()
-        ],
-        ignore_index=True,
-    )
     theta_bar = float(cfg["theta_bar"])
     thetas = np.union1d(theta_grid(cfg["theta"]), [theta_bar])
-    lipschitz_q = lipschitz_estimate(prior, x_data)  # the inner minimisations' safe step
+    lipschitz_q = lipschitz_estimate(prior, x_data)  # the inner minimisations' step
     exact = prior.potential if prior.has_exact_potential else None
-    noiseless, noisy, lambdas, inner = [], [], [], cfg["inner"]
+    noiseless, noisy, lambdas = [], [], []
     for family in cfg["families"]:
-        ks = kernel_stack(family, thetas, cfg["kernel_size"]).to(x_data.device, dt)
-        h_bar = kernel(family, theta_bar, cfg["kernel_size"]).to(x_data.device, dt)
+        ks = kernel_stack(family, thetas, cfg["kernel_size"]).to(x_data)
+        h_bar = kernel(family, theta_bar, cfg["kernel_size"]).to(x_data)
         sel = select_lambda(ks, x_data, exact, tol=cfg["lambda_tol"])  # P eq. 14 on the data images
         lambdas.append(sel.table.assign(family=family, chosen=sel.table.lam == sel.lam))
         if not np.isfinite(sel.lam):
             raise ValueError(f"no λ of the grid satisfies P eq. 14 for the {family} family; widen the grid")
         for name, x in sets.items():
-            grid = dict(
-                family=family,
-                x_bar=name,
-                image=np.repeat(np.arange(len(x)), len(thetas)),
-                theta=np.tile(thetas, len(x)),
-                theta_bar=theta_bar,
-            )
+            grid = {"family": family, "x_bar": name, "image": np.repeat(np.arange(len(x)), len(thetas)),
+                    "theta": np.tile(thetas, len(x)), "theta_bar": theta_bar}  # fmt: skip
             ell = noiseless_profile(x, h_bar, ks, sel.lam, q_of).cpu().numpy()
             noiseless.append(pd.DataFrame({**grid, "lam": sel.lam, "ell": ell.ravel()}))
-            for j, sigma in enumerate(cfg["noise_levels"]):
-                g = torch.Generator().manual_seed(cfg["seed"] * 1000 + j)
-                y = fft_blur(x, h_bar) + sigma * torch.randn(x.shape, generator=g, dtype=dt).to(x.device)
-                prof = noisy_profile(
-                    y,
-                    ks,
-                    sigma,
-                    prior,
-                    q_of,
-                    starts=inner["starts"],
-                    n_steps=inner["n_steps"],
-                    step=safe_posterior_step(sigma, lipschitz_q),
-                    momentum=inner["momentum"],
-                )
-                noisy.append(
-                    pd.DataFrame(
-                        {
-                            **grid,
-                            "sigma_y": sigma,
-                            "ell": prof.values.cpu().numpy().ravel(),
-                            "data_fit": prof.data_fit.cpu().numpy().ravel(),
-                            "q": prof.potential.cpu().numpy().ravel(),
-                            "best_start": np.asarray(inner["starts"])[prof.best_start.ravel()],
-                        }
-                    )
-                )
+            noisy += _noisy_rows(prior, x, h_bar, ks, grid, cfg, q_of, lipschitz_q)
         if log is not None:
             log.info("%s: λ = %g", family, sel.lam)
     tables = {
         "noiseless": pd.concat(noiseless, ignore_index=True),
         "noisy": pd.concat(noisy, ignore_index=True),
         "lam": pd.concat(lambdas, ignore_index=True),
-        "points": points,
+        "points": _points_table(prior, sets, x_data, sources, q_of),
     }
     for key, by in (("noiseless", ["family", "x_bar", "image"]), ("noisy", ["family", "x_bar", "sigma_y", "image"])):
         tables[key]["argmin_theta"] = profile_argmin(tables[key], by)

@@ -262,15 +262,22 @@ def training_images(
 
 
 def heldout_images(
-    images: dict | None, resource_root: str | Path, data_cfg: dict, n: int, seed: int, min_std: float = 0.0
+    images: dict | None,
+    resource_root: str | Path,
+    data_cfg: dict,
+    n: int,
+    seed: int,
+    min_std: float = 0.0,
+    size: int | None = None,
 ) -> tuple[torch.Tensor, list[str]]:
     """The images x̄ an experiment is evaluated on, with their ids: at paper scale ``n`` images
     of the prior's own dataset (``images``, see :func:`prior_images`); in the demo ``n``
-    crops of the held-out photographs (``data_cfg``) whose std is at least ``min_std``."""
+    crops of the held-out photographs (``data_cfg``) of side ``size`` (default: the priors'
+    ``crop_size``) whose std is at least ``min_std``."""
     if images:
         return prior_images(images, resource_root, n, seed)
     photos = load_photographs(data_cfg["photographs"]["heldout"], data_cfg["downscale"])
-    specs = crop_positions(photos, n, data_cfg["crop_size"], seed, min_std=min_std)
+    specs = crop_positions(photos, n, size or data_cfg["crop_size"], seed, min_std=min_std)
     return extract_crops(photos, specs), [f"{c.image}@{c.row},{c.col}" for c in specs]
 
 

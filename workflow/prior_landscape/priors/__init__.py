@@ -10,7 +10,7 @@ from prior_landscape.priors.base import DiffusionPrior
 from prior_landscape.priors.mixture import GaussianMixturePrior
 from prior_landscape.priors.scorenet import ScoreNetworkPrior
 
-__all__ = ["DiffusionPrior", "GaussianMixturePrior", "ScoreNetworkPrior", "load_prior"]
+__all__ = ["DiffusionPrior", "GaussianMixturePrior", "ScoreNetworkPrior", "load_prior", "prior_from_state"]
 
 
 def load_prior(
@@ -33,10 +33,19 @@ def load_prior(
         raise ValueError(f"{path} is not a readable prior checkpoint: {err}") from err
     if kind in ("edm", "score_sde"):
         return load_converted_prior(state, device)
+    return prior_from_state(state, source=str(path)).to(device)
+
+
+def prior_from_state(state: dict, source: str = "the state") -> DiffusionPrior:
+    """A prior of this package from the dict its ``state()`` gives (``source`` names it in errors)."""
+    from prior_landscape.priors.patch import PatchPrior
+
+    kind = state.get("kind") if isinstance(state, dict) else None
     if kind == "gaussian_mixture":
-        prior = GaussianMixturePrior.from_state(state, source=str(path))
-    elif kind == "score_network":
-        prior = ScoreNetworkPrior.from_state(state, source=str(path))
-    else:
-        raise ValueError(f"{path} holds an unknown prior kind {kind!r}")
-    return prior.to(device)
+        return GaussianMixturePrior.from_state(state, source=source)
+    if kind == "score_network":
+        return ScoreNetworkPrior.from_state(state, source=source)
+    if kind == "patch":
+        base = prior_from_state(state["base"], source=f"{source} (its patch prior)")
+        return PatchPrior(base, tuple(state["image_shape"]), int(state["stride"]), state["name"])
+    raise ValueError(f"{source} holds an unknown prior kind {kind!r}")

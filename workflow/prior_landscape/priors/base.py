@@ -77,6 +77,16 @@ class DiffusionPrior(abc.ABC):
         """L with ‖∇q(x) − ∇q(x')‖ ≤ L‖x − x'‖ for all images, or None when no bound is known."""
         return None
 
+    def at_shape(self, image_shape: tuple[int, int, int]) -> DiffusionPrior:
+        """The same prior on images of another shape, where it has one (convolutional networks, patch
+        priors); priors of one size only (the analytic mixture) refuse, naming both shapes."""
+        if tuple(image_shape) == tuple(self.image_shape):
+            return self
+        raise ValueError(
+            f"{type(self).__name__} {self.name!r} models images of shape {tuple(self.image_shape)} "
+            f"only, not {tuple(image_shape)}"
+        )
+
     @property
     def dim(self) -> int:
         return math.prod(self.image_shape)

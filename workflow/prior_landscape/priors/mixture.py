@@ -201,7 +201,12 @@ class GaussianMixturePrior(DiffusionPrior):
     def save(self, path: str | Path) -> None:
         from prior_landscape.io.artefacts import atomic_output
 
-        state = {
+        with atomic_output(path) as tmp:
+            torch.save(self.state(), tmp)
+
+    def state(self) -> dict:
+        """Plain tensors and values: what :meth:`save` writes and :meth:`from_state` reads."""
+        return {
             "kind": "gaussian_mixture",
             "name": self.name,
             "weights": self.weights.cpu(),
@@ -212,8 +217,6 @@ class GaussianMixturePrior(DiffusionPrior):
             "image_shape": list(self.image_shape),
             "schedule": self.schedule.to_dict(),
         }
-        with atomic_output(path) as tmp:
-            torch.save(state, tmp)
 
     @classmethod
     def load(cls, path: str | Path) -> GaussianMixturePrior:

@@ -337,11 +337,16 @@ class ScoreNetworkPrior(NetworkPrior):
         """The weights and the network's configuration (σ_d and the data mean live there, not in the weights)."""
         return {"net": self.net, "config": self.net.config}
 
-    def save(self, path: str | Path) -> None:
-        """Write the prior (atomically) as a ``kind="score_network"`` torch checkpoint."""
-        from prior_landscape.io.artefacts import atomic_output
+    def at_shape(self, image_shape: tuple[int, int, int]) -> ScoreNetworkPrior:
+        """The same (convolutional) network on images of another size, sharing its weights: how the demo
+        runs a network trained on 16×16 crops on 64×64 images."""
+        if tuple(image_shape) == tuple(self.image_shape):
+            return self
+        return ScoreNetworkPrior(self.net, self.schedule, image_shape, self.name, self.metadata)
 
-        state = {
+    def state(self) -> dict:
+        """Plain tensors and values: what :meth:`save` writes and :meth:`from_state` reads."""
+        return {
             "kind": "score_network",
             "name": self.name,
             "net_kwargs": dict(self.net.config),
@@ -350,8 +355,13 @@ class ScoreNetworkPrior(NetworkPrior):
             "schedule": self.schedule.to_dict(),
             "metadata": self.metadata,
         }
+
+    def save(self, path: str | Path) -> None:
+        """Write the prior (atomically) as a ``kind="score_network"`` torch checkpoint."""
+        from prior_landscape.io.artefacts import atomic_output
+
         with atomic_output(path) as tmp:
-            torch.save(state, tmp)
+            torch.save(self.state(), tmp)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> ScoreNetworkPrior:
