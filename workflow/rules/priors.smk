@@ -57,15 +57,15 @@ rule patch_prior:
         base=patch_base_model,
     output:
         model=f"{RESULTS}/priors/{{prior}}/model.pt",
-    wildcard_constraints:
-        prior=priors_of_kind("patch"),
-    params:
-        prior=prior_config,
     log:
         f"{RESULTS}/logs/patch_prior/{{prior}}.log",
+    wildcard_constraints:
+        prior=priors_of_kind("patch"),
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        prior=prior_config,
     script:
         "../scripts/patch_prior.py"
