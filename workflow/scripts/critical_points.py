@@ -36,6 +36,6 @@ res, along = descend_in_segments(
     prior, x0, eta=eta, n_steps=cfg["n_steps"], n_segments=cfg["n_segments"], q_of=q_of, options=options, log=job.log
 )
 prov = job.provenance(step_eta=eta, step_size=eta * prior.sigma_eps**2)
-for key, table in critical_point_tables(prior, starts, res, along).items():
+for key, table in critical_point_tables(prior, starts, res, along, cfg["grad_tol"]).items():
     write_table(table, sm.output[key], prov)
 Path(p.state).unlink(missing_ok=True)  # finished: the resumable state is no longer needed

@@ -14,8 +14,12 @@ sm = snakemake  # noqa: F821 - injected by Snakemake
 load = lambda paths: pd.concat([read_table(p) for p in paths], ignore_index=True)  # noqa: E731
 summary, trajectory, images = load(sm.input.summary), load(sm.input.trajectory), load(sm.input.images)
 save_figure(plot_critical_points(images, summary), sm.output.fig01, sm.output.fig01_pdf)
-save_figure(plot_descent_potential(trajectory), sm.output.fig02, sm.output.fig02_pdf)
+save_figure(plot_descent_potential(trajectory, summary), sm.output.fig02, sm.output.fig02_pdf)
 save_figure(plot_critical_point_statistics(summary), sm.output.fig03, sm.output.fig03_pdf)
-table = summary.groupby(["prior", "group"], sort=False)[["relative_distance", "q_drop", "grad_norm_end"]].median()
+by = summary.groupby(["prior", "group"], sort=False)
+table = (
+    by[["relative_distance", "q_drop", "grad_norm_end", "grad_ratio"]].median().rename(columns=lambda c: f"median {c}")
+)
+table["critical points reached"] = by.converged.sum().astype(int).astype(str) + "/" + by.size().astype(str)
 with atomic_output(sm.output.summary) as tmp:
-    table.rename(columns=lambda c: f"median {c}").to_csv(tmp, float_format="%.4g")
+    table.to_csv(tmp, float_format="%.4g")

@@ -154,29 +154,51 @@ def plot_critical_points(images: pd.DataFrame, summary: pd.DataFrame, n_show: in
     return fig
 
 
-def plot_descent_potential(trajectory: pd.DataFrame):
-    """P Fig. 2: q along the descent, median over the starts of each group, one panel per prior."""
+def plot_descent_potential(trajectory: pd.DataFrame, summary: pd.DataFrame | None = None):
+    """P Fig. 2: q along the descent (median and quartiles over the starts of each group, one column per
+    prior) and, below, the convergence criterion ‖∇q(x_k)‖ / ‖∇q(x_0)‖ with its tolerance: a group whose
+    curve ends above the line did not reach a critical point in the budget (the legend says how many did)."""
     priors = list(dict.fromkeys(trajectory.prior))
-    fig, axes = plt.subplots(1, len(priors), figsize=(3.2 * len(priors), 2.6), squeeze=False)
-    for ax, prior in zip(axes[0], priors):
-        t = trajectory[(trajectory.prior == prior) & trajectory.q.notna()]
-        for group, g in t.groupby("group", sort=False):
+    fig, axes = plt.subplots(2, len(priors), figsize=(3.4 * len(priors), 5.0), squeeze=False, sharex="col")
+    for j, prior in enumerate(priors):
+        ax, ax_g = axes[0, j], axes[1, j]
+        tp = trajectory[trajectory.prior == prior]
+        for group, g in tp[tp.q.notna()].groupby("group", sort=False):
             qs = g.groupby("step").q.quantile([0.25, 0.5, 0.75]).unstack()
             c = GROUP_COLOURS.get(group)
             ax.plot(qs.index, qs[0.5], "-o", ms=3, color=c, label=group)
             ax.fill_between(qs.index, qs[0.25], qs[0.75], color=c, alpha=0.18, lw=0)
-        if "q_exact" in trajectory:  # an analytic prior: its exact q at every record, dashed
-            exact = trajectory[(trajectory.prior == prior) & trajectory.q_exact.notna()]
-            for group, g in exact.groupby("group", sort=False):
-                ax.plot(*zip(*g.groupby("step").q_exact.median().items()), "--", lw=1, color=GROUP_COLOURS.get(group))
-            if len(exact):
-                ax.text(0.98, 0.97, "dashed: exact q", transform=ax.transAxes, ha="right", va="top", fontsize=7)
+        exact = tp[tp.q_exact.notna()] if "q_exact" in tp else tp.iloc[:0]
+        for group, g in exact.groupby("group", sort=False):  # an analytic prior: its exact q, dashed
+            ax.plot(*zip(*g.groupby("step").q_exact.median().items()), "--", lw=1, color=GROUP_COLOURS.get(group))
+        if len(exact):
+            ax.text(0.98, 0.97, "dashed: exact q", transform=ax.transAxes, ha="right", va="top", fontsize=7)
         ax.set_title(prior)
-        ax.set_xlabel("descent step")
         ax.set_ylabel("q(x_k)  [nats]")
+        _gradient_panel(ax_g, tp, None if summary is None else summary[summary.prior == prior])
     axes[0, 0].legend(frameon=False, fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def _gradient_panel(ax, traj: pd.DataFrame, summary: pd.DataFrame | None) -> None:
+    """‖∇q(x_k)‖/‖∇q(x_0)‖ along the descent per group (median, quartiles), with the tolerance."""
+    g0 = traj[traj.step == 0].set_index("image").grad_norm
+    rel = traj.assign(ratio=traj.grad_norm.to_numpy() / g0.reindex(traj.image).to_numpy())
+    for group, g in rel[rel.grad_norm.notna()].groupby("group", sort=False):
+        qs = g.groupby("step").ratio.quantile([0.25, 0.5, 0.75]).unstack()
+        label = group
+        if summary is not None and len(summary):
+            s = summary[summary.group == group]
+            label = f"{group}: {int(s.converged.sum())}/{len(s)} reached"
+        c = GROUP_COLOURS.get(group)
+        ax.semilogy(qs.index, qs[0.5], color=c, lw=1.2, label=label)
+        ax.fill_between(qs.index, qs[0.25], qs[0.75], color=c, alpha=0.18, lw=0)
+    if summary is not None and len(summary):
+        ax.axhline(float(summary.grad_tol.iloc[0]), color="k", ls="--", lw=0.7)
+        ax.legend(frameon=False, fontsize=6, title="critical point (‖∇q‖ ratio ≤ tol)", title_fontsize=6)
+    ax.set_xlabel("descent step")
+    ax.set_ylabel("‖∇q(x_k)‖ / ‖∇q(x_0)‖")
 
 
 def plot_critical_point_statistics(summary: pd.DataFrame):
