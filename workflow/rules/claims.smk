@@ -1,0 +1,27 @@
+# The claims table: each of P's findings with what this run measured and a verdict from a stated rule
+# (prior_landscape.report.claims); on the report's first page and in the README.
+
+
+rule claims_table:
+    input:
+        sweeps=expand(f"{RESULTS}/sweeps/{{prior}}.parquet", prior=NATURAL_PRIORS + DIGIT_PRIORS),
+        critical=expand(f"{RESULTS}/critical_points/{{prior}}/summary.parquet", prior=NATURAL_PRIORS),
+        hessian=expand(f"{RESULTS}/hessian/{{prior}}.parquet", prior=HESSIAN_PRIORS),
+        noiseless=expand(f"{RESULTS}/posterior/{{prior}}/noiseless.parquet", prior=POSTERIOR_PRIORS),
+        noisy=expand(f"{RESULTS}/posterior/{{prior}}/noisy.parquet", prior=POSTERIOR_PRIORS),
+        deblur=[f"{RESULTS}/deblur/{c}/metrics.parquet" for c in DEBLUR_CASES],
+    output:
+        csv=report(f"{RESULTS}/tables/claims.csv", caption="../report/claims.rst", category="0 Claims"),
+        md=f"{RESULTS}/tables/claims.md",
+        tex=f"{RESULTS}/tables/claims.tex",
+    log:
+        f"{RESULTS}/logs/tables/claims.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        natural=NATURAL_PRIORS,
+        digits=DIGIT_PRIORS,
+    script:
+        "../scripts/table_claims.py"
