@@ -45,10 +45,18 @@ def _relative_to_theta_bar(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def _median_band(ax, g: pd.DataFrame, value: str, colour, label) -> None:
+    """Median and IQR over images; a star at the median curve's argmin, a cross over θ points where some
+    image's inner minimisation did not meet its tolerance (noisy profiles: never drawn as a plain value)."""
     g = g[np.isfinite(g[value])]
     qs = g.groupby("theta")[value].quantile([0.25, 0.5, 0.75]).unstack()
     ax.plot(qs.index, qs[0.5], "-o", ms=2.5, color=colour, label=label)
     ax.fill_between(qs.index, qs[0.25], qs[0.75], color=colour, alpha=0.18, lw=0)
+    best = qs[0.5].idxmin()
+    ax.plot([best], [qs[0.5][best]], "*", ms=9, color=colour, mec="k", mew=0.5, zorder=5)
+    if "converged" in g:
+        bad = g.groupby("theta").converged.all()
+        bad = bad[~bad].index
+        ax.plot(bad, qs[0.5].reindex(bad), "x", ms=6, color="k", zorder=6)
 
 
 def _symlog_ticks(ax, min_gap: float = 0.09) -> None:
@@ -141,7 +149,7 @@ def plot_noiseless_profiles(df: pd.DataFrame):
             _profile_axes(ax, float(sub.theta_bar.iloc[0]), "ℓ^opt(θ) − ℓ^opt(θ̄)  [nats]" if j == 0 else "")
             ax.set_title(f"{prior}: {X_BAR_LABELS[kind]}")
     axes[0, -1].legend(frameon=False, fontsize=7)
-    fig.suptitle("Noiseless profile ℓ^opt(θ) = q(H̃_θ⁻¹ ȳ), ȳ = H̃_θ̄ x̄ (dashed: θ̄; symlog scale)", y=1.01)
+    fig.suptitle("Noiseless profile ℓ^opt(θ) = q(H̃_θ⁻¹ ȳ), ȳ = H̃_θ̄ x̄ (dashed: θ̄; ★: argmin; symlog scale)", y=1.01)
     fig.tight_layout()
     return fig
 
@@ -168,7 +176,11 @@ def plot_noisy_profiles(df: pd.DataFrame):
             if i < len(rows) - 1:
                 ax.set_xlabel("")
     axes[0, -1].legend(frameon=False, fontsize=7)
-    fig.suptitle("Noisy profile ℓ^opt(θ) ≈ min over starts of ℓ_y(x̂(θ), θ), relative to θ̄ (dashed), per σ_y²", y=1.0)
+    fig.suptitle(
+        "Noisy profile ℓ^opt(θ) = min over starts of inf_x ℓ_y(x, θ), relative to θ̄ (dashed), per σ_y²"
+        " (★: argmin; ×: not minimised to tolerance)",
+        y=1.0,
+    )
     fig.tight_layout()
     return fig
 
