@@ -180,3 +180,32 @@ def test_simplex_initialisations_and_fixed_kernels():
         simplex_initialisation(5, "medium")
     with pytest.raises(ValueError):
         dirac_kernel(4)
+
+
+def test_random_walk_motion_kernels_follow_the_peers_model():
+    """The peers' trajectory model (written from its description): kernels, deterministic in the seed, a
+    straight segment at intensity 0, and at K = 64, I = 0.5 the statistics measured on the original
+    generator (median 151 non-zero pixels, max ≈ 0.018, RMS radius ≈ 11.5 px about a central centroid)."""
+    from prior_landscape.inverse.kernels import random_walk_motion_kernel
+
+    k = random_walk_motion_kernel(15, 0.5, 3)  # the original returns NaN below K = 54 (zero line width)
+    assert k.shape == (15, 15) and torch.isfinite(k).all() and (k >= 0).all() and abs(float(k.sum()) - 1) < 1e-12
+    assert torch.equal(k, random_walk_motion_kernel(15, 0.5, 3)) and not torch.equal(
+        k, random_walk_motion_kernel(15, 0.5, 4)
+    )
+    line = random_walk_motion_kernel(31, 0.0, 1).numpy()
+    ys, xs = np.nonzero(line > 0.2 * line.max())
+    fit = np.polyfit(xs, ys, 1) if np.ptp(xs) >= np.ptp(ys) else np.polyfit(ys, xs, 1)
+    residual = ys - np.polyval(fit, xs) if np.ptp(xs) >= np.ptp(ys) else xs - np.polyval(fit, ys)
+    assert np.abs(residual).max() <= 1.5  # intensity 0: a straight segment
+    yy, xx = np.mgrid[0:64, 0:64]
+    stats = []
+    for seed in range(120):
+        h = random_walk_motion_kernel(64, 0.5, seed).numpy()
+        cy, cx = (h * yy).sum(), (h * xx).sum()
+        stats.append(((h > 0).sum(), h.max(), np.sqrt((h * ((yy - cy) ** 2 + (xx - cx) ** 2)).sum()), cy, cx))
+    nonzero, peak, radius, cy, cx = np.median(np.array(stats), 0)
+    assert 110 <= nonzero <= 200 and 0.012 <= peak <= 0.024 and 9 <= radius <= 15
+    assert abs(cy - 31.5) < 1.5 and abs(cx - 31.5) < 1.5
+    with pytest.raises(ValueError, match="intensity"):
+        random_walk_motion_kernel(15, 1.5, 0)
