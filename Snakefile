@@ -22,6 +22,7 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/archive.smk"
 include: "workflow/rules/posterior.smk"
 include: "workflow/rules/claims.smk"
+include: "workflow/rules/benchmark.smk"
 
 
 report: "workflow/report/workflow.rst"

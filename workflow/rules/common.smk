@@ -97,11 +97,15 @@ def all_targets():
         figures += ["fig08"]
     # P §4–5 and Appendix B: posterior profiles and blind deconvolution (workflow/rules/posterior.smk)
     figures += ["fig09", "fig10", "fig11", "fig12", "fig13", "fig14", "fig15"]
-    return [f"{RESULTS}/figures/{f}.png" for f in sorted(figures)] + [
-        f"{RESULTS}/tables/tab01.csv",
-        f"{RESULTS}/tables/deblur_metrics.csv",
-        f"{RESULTS}/tables/claims.csv",
-    ]
+    return (
+        [f"{RESULTS}/figures/{f}.png" for f in sorted(figures)]
+        + [
+            f"{RESULTS}/tables/tab01.csv",
+            f"{RESULTS}/tables/deblur_metrics.csv",
+            f"{RESULTS}/tables/claims.csv",
+        ]
+        + benchmark_targets()
+    )
 
 
 # ------------------------------------------------------------------ paper-scale resources
@@ -298,3 +302,52 @@ def archive_rule_map(wildcards):
     from prior_landscape.io.archive import rule_map  # imported here: pandas/pyarrow only when archiving
 
     return rule_map(workflow.rules)
+
+
+# ------------------------------------------------------------------------- benchmark
+# (benchmark.smk; prior_landscape.methods)
+
+BENCHMARK = config.get("benchmark", {"datasets": {}, "methods": {}, "seeds": [0], "collapse_tol": 0.05})
+for _m, _entry in BENCHMARK["methods"].items():
+    from prior_landscape.methods import METHODS as _METHODS
+
+    if _entry["method"] not in _METHODS:
+        raise ConfigError(
+            f"benchmark.methods.{_m}.method: {_entry['method']!r} is not a registered method "
+            f"({', '.join(sorted(_METHODS))})"
+        )
+    for _key in ("prior", "denoiser_prior"):
+        if _key in _entry:
+            _check_prior(f"benchmark.methods.{_m}.{_key}", _entry[_key])
+
+
+def benchmark_images(wildcards):
+    """A dataset's own images at paper scale (``images``: a resource and its reader), else None (demo)."""
+    return BENCHMARK["datasets"][wildcards.dataset].get("images")
+
+
+def benchmark_dataset_inputs(wildcards):
+    spec = benchmark_images(wildcards)
+    return {"images": resource_files(spec["resource"])} if spec else {}
+
+
+def benchmark_run_inputs(wildcards):
+    """The test set, and the model files of the priors the method's entry names."""
+    entry = BENCHMARK["methods"][wildcards.method]
+    inputs = {"testset": f"{RESULTS}/benchmark/{wildcards.dataset}/testset.parquet"}
+    for key in ("prior", "denoiser_prior"):
+        if key in entry:
+            inputs[key] = f"{RESULTS}/priors/{entry[key]}/model.pt"
+    return inputs
+
+
+def benchmark_seeds(wildcards):
+    """Stochastic methods run with every configured seed, the others once."""
+    from prior_landscape.methods import METHODS
+
+    entry = BENCHMARK["methods"][wildcards.method]
+    return list(BENCHMARK["seeds"]) if METHODS[entry["method"]].stochastic else [0]
+
+
+def benchmark_targets():
+    return [f"{RESULTS}/tables/benchmark_{d}.csv" for d in BENCHMARK["datasets"]]

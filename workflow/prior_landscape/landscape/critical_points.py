@@ -387,8 +387,9 @@ def descend_in_segments(
     return res, pd.concat(along, ignore_index=True)
 
 
-def critical_point_tables(prior, starts: DescentStarts, res: DescentResult, along: pd.DataFrame,
-                          grad_tol: float = 0.05) -> dict:
+def critical_point_tables(
+    prior, starts: DescentStarts, res: DescentResult, along: pd.DataFrame, grad_tol: float = 0.05
+) -> dict:
     """The artefacts of P Figs. 1–3: one summary row per start (distance, ‖∇q‖ and q at both ends,
     with the exact q where the prior has one, and whether the end is a critical point by the stated
     criterion ‖∇q(x̄)‖ ≤ ``grad_tol`` · ‖∇q(x)‖ — a descent that did not meet it in its budget is

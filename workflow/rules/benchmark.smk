@@ -1,0 +1,85 @@
+# The blind-deblurring benchmark (prior_landscape.methods): every configured method on the same
+# test cases of every dataset, scored with the same metrics; one job per dataset and method.
+#
+#   snakemake --cores 2 results/tables/benchmark_demo-photographs.csv
+
+
+rule benchmark_testset:
+    input:
+        unpack(benchmark_dataset_inputs),
+    output:
+        f"{RESULTS}/benchmark/{{dataset}}/testset.parquet",
+    log:
+        f"{RESULTS}/logs/benchmark_testset/{{dataset}}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        spec=lambda wc: BENCHMARK["datasets"][wc.dataset],
+        data=config["data"],
+        images=benchmark_images,
+        resource_root=RESOURCE_ROOT,
+    script:
+        "../scripts/benchmark_testset.py"
+
+
+rule benchmark_run:
+    input:
+        unpack(benchmark_run_inputs),
+    output:
+        runs=f"{RESULTS}/benchmark/{{dataset}}/runs/{{method}}.parquet",
+        estimates=f"{RESULTS}/benchmark/{{dataset}}/estimates/{{method}}.parquet",
+    log:
+        f"{RESULTS}/logs/benchmark_run/{{dataset}}/{{method}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/benchmark_run/{{dataset}}/{{method}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=more_time(120),
+        gpu=1 if config["scale"] == "paper" else 0,
+    params:
+        entry=lambda wc: BENCHMARK["methods"][wc.method],
+        seeds=benchmark_seeds,
+        collapse_tol=BENCHMARK["collapse_tol"],
+        # resumable state of long methods, deliberately not an output: it survives a killed job
+        state=f"{RESULTS}/benchmark/{{dataset}}/runs/{{method}}.state.pt",
+    script:
+        "../scripts/benchmark_run.py"
+
+
+rule benchmark_table:
+    input:
+        testset=f"{RESULTS}/benchmark/{{dataset}}/testset.parquet",
+        runs=lambda wc: [f"{RESULTS}/benchmark/{wc.dataset}/runs/{m}.parquet" for m in BENCHMARK["methods"]],
+        estimates=lambda wc: [f"{RESULTS}/benchmark/{wc.dataset}/estimates/{m}.parquet" for m in BENCHMARK["methods"]],
+    output:
+        csv=report(
+            f"{RESULTS}/tables/benchmark_{{dataset}}.csv",
+            caption="../report/benchmark_table.rst",
+            category="Benchmark",
+        ),
+        md=f"{RESULTS}/tables/benchmark_{{dataset}}.md",
+        tex=f"{RESULTS}/tables/benchmark_{{dataset}}.tex",
+        grid=report(
+            f"{RESULTS}/figures/benchmark_{{dataset}}_grid.png",
+            caption="../report/benchmark_grid.rst",
+            category="Benchmark",
+        ),
+        kernels=report(
+            f"{RESULTS}/figures/benchmark_{{dataset}}_kernels.png",
+            caption="../report/benchmark_kernels.rst",
+            category="Benchmark",
+        ),
+    log:
+        f"{RESULTS}/logs/benchmark_table/{{dataset}}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        methods=BENCHMARK["methods"],
+        reported=lambda wc: BENCHMARK["datasets"][wc.dataset].get("reported", []),
+    script:
+        "../scripts/benchmark_table.py"
