@@ -25,8 +25,8 @@ import pandas as pd
 import torch
 
 from prior_landscape.inverse.operators import blurred_crops, fft_blur
-from prior_landscape.metrics import aligned_psnr, collapse_distance, kernel_error, mnc, ssim
 from prior_landscape.methods.base import Context, Problem, run_method
+from prior_landscape.metrics import aligned_psnr, collapse_distance, kernel_error, mnc, ssim
 
 __all__ = ["make_kernel", "make_testset", "evaluate", "run_on_testset", "testset_tensors"]
 
@@ -122,8 +122,9 @@ def evaluate(x_hat, k_hat, x, h, collapse_tol: float = 0.05) -> pd.DataFrame:
         out.update(kernel_mse=nan, kernel_error=nan, mnc=nan, no_blur=np.zeros(len(x), dtype=bool))
     else:
         k_hat = k_hat.to(h)
+        no_blur = (collapse_distance(k_hat) <= collapse_tol).cpu().numpy()
         out.update(kernel_mse=_kernel_mse(k_hat, h), kernel_error=kernel_error(k_hat, h).cpu().numpy(),
-                   mnc=mnc(k_hat, h).cpu().numpy(), no_blur=(collapse_distance(k_hat) <= collapse_tol).cpu().numpy())  # fmt: skip
+                   mnc=mnc(k_hat, h).cpu().numpy(), no_blur=no_blur)  # fmt: skip
     return pd.DataFrame(out)
 
 
@@ -141,10 +142,11 @@ def run_on_testset(name: str, method: str, hyper: dict, testset: pd.DataFrame, c
             problem = Problem(y[idx], float(sigma_y), int(testset.kernel_size.iloc[0]), int(seed))
             est, cost = run_method(method, problem, ctx, hyper)
             scores = evaluate(est.x.to(DT), est.kernel, x[idx], h[idx], collapse_tol)
-            rows.append(testset.iloc[idx][["case", "image", "source", "kernel_family", "sigma_y"]].reset_index(drop=True)
-                        .join(scores).assign(method=name, registered=method, seed=seed, wall_s=cost.wall_s / len(idx),
-                                             nfe=cost.nfe / len(idx), peak_memory_mb=cost.peak_memory_mb,
-                                             converged=est.converged, note=est.note))  # fmt: skip
+            cases = testset.iloc[idx][["case", "image", "source", "kernel_family", "sigma_y"]].reset_index(drop=True)
+            rows.append(cases.join(scores).assign(method=name, registered=method, seed=seed,
+                                                  wall_s=cost.wall_s / len(idx), nfe=cost.nfe / len(idx),
+                                                  peak_memory_mb=cost.peak_memory_mb, converged=est.converged,
+                                                  note=est.note))  # fmt: skip
             k_flat = [None] * len(idx) if est.kernel is None else list(est.kernel.flatten(1).cpu().numpy())
             images.append(pd.DataFrame({"case": testset.case.to_numpy()[idx], "method": name, "seed": seed,
                                         "estimate": list(est.x.flatten(1).cpu().numpy().astype(np.float32)),
