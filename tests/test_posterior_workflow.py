@@ -76,6 +76,8 @@ def test_noiseless_profile_minima(posterior_run):
     noisy = read_table(posterior_run / "results/posterior/gmm-natural/noisy.parquet")
     assert np.isfinite(noisy.ell).all() and set(noisy.sigma_y) == {1e-3}
     assert set(noisy.best_start) <= {"y", "tikhonov"}
+    # every profile point says whether its inner minimisation met the tolerance, and how close it came
+    assert noisy.converged.dtype == bool and (noisy.inner_grad_norm[noisy.converged] <= 1e-3).all()
 
 
 def test_zernike_small_init_collapses_and_large_init_does_not(posterior_run):
@@ -131,7 +133,8 @@ def test_report_has_the_posterior_figures(posterior_run):
 
 def test_a_killed_deblur_run_resumes_from_its_state(tmp_path):
     """The state (a param, not an output) survives a killed job; the rerun resumes from it."""
-    work = _workdir(tmp_path, {"deblur.n_iter": 4000, "deblur.checkpoint_every": 20, "deblur.record_every": 100})
+    long_run = {"deblur.simplex.n_iter": 4000, "deblur.checkpoint_every": 20, "deblur.record_every": 100}
+    work = _workdir(tmp_path, long_run)
     target = "results/deblur/simplex/metrics.parquet"
     _snakemake(work, "results/priors/gmm-natural/model.pt")
     state = work / "results/deblur/simplex/state.pt"
