@@ -48,7 +48,7 @@ def benchmark_table(runs: pd.DataFrame, methods: dict, reported: list[dict] | No
     table = pd.DataFrame(rows)
     blind = table.kind == "blind"
     for col, (_, higher) in METRICS.items():
-        if col in ("wall_s", "nfe") or not blind.any() or table.loc[blind, col].isna().all():
+        if col in ("wall_s", "nfe", "no_blur") or not blind.any() or table.loc[blind, col].isna().all():
             continue
         values = table.loc[blind, col]
         best = values.idxmax() if higher else values.idxmin()
