@@ -24,5 +24,5 @@ with atomic_output(sm.output.md) as tmp:
     tmp.write_text(readable.to_markdown(index=False))
 with atomic_output(sm.output.tex) as tmp:
     readable.to_latex(tmp, index=False)
-save_figure(plot_benchmark_grid(testset, estimates, runs, list(methods)), sm.output.grid, None)
+save_figure(plot_benchmark_grid(testset, estimates, runs, methods), sm.output.grid, None)
 save_figure(plot_benchmark_kernels(testset, runs, methods), sm.output.kernels, None)

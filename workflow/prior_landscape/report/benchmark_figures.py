@@ -82,17 +82,19 @@ def _image(flat, shape):
     return np.asarray(flat, dtype=np.float64).reshape(shape)[0]
 
 
-def plot_benchmark_grid(testset: pd.DataFrame, estimates: pd.DataFrame, runs: pd.DataFrame, methods: list[str]):
-    """One case per kernel family: blurry y, every method's x̂ (its PSNR; its kernel inset), the sharp x̄."""
+def plot_benchmark_grid(testset: pd.DataFrame, estimates: pd.DataFrame, runs: pd.DataFrame, methods: dict):
+    """One case per kernel family: blurry y (the true kernel inset), every method's x̂ (its PSNR; its kernel
+    inset), the sharp x̄."""
     cases = testset.groupby("kernel_family", sort=False).head(1)
     C, H, W, k = (int(testset[c].iloc[0]) for c in ("channels", "height", "width", "kernel_size"))
-    cols = ["blurry"] + methods + ["sharp"]
+    cols = ["blurry"] + [m for m, e in methods.items() if e["method"] != "blurry"] + ["sharp"]
     fig, axes = plt.subplots(len(cases), len(cols), figsize=(1.45 * len(cols), 1.65 * len(cases)), squeeze=False)
     for i, (_, case) in enumerate(cases.iterrows()):
         for j, col in enumerate(cols):
             ax = axes[i, j]
             if col in ("blurry", "sharp"):
-                img, kern, title = _image(case[col], (C, H, W)), case["kernel"] if col == "blurry" else None, col
+                title = "y (h̄ inset)" if col == "blurry" else "x̄"
+                img, kern = _image(case[col], (C, H, W)), case["kernel"] if col == "blurry" else None
             else:
                 e = estimates[(estimates.method == col) & (estimates.case == case.case) & (estimates.seed == 0)].iloc[0]
                 psnr = runs[(runs.method == col) & (runs.case == case.case) & (runs.seed == 0)].psnr.iloc[0]
