@@ -98,3 +98,25 @@ def test_collapse_rule(rate, verdict):
     row = deblur_claims(_runs(1, 1, rate))[1]
     assert row["verdict"] == verdict and f"{rate:.0%}" in row["measured"]
     assert np.isfinite(rate)
+
+
+def test_benchmark_rules():
+    from prior_landscape.report.claims import benchmark_claims
+
+    methods = {
+        "blurry": {"method": "blurry"},
+        "oracle": {"method": "p-image-step"},
+        "large": {"method": "p-algorithm1", "init": "large"},
+        "small": {"method": "p-algorithm1", "init": "small"},
+    }
+    rows = []
+    for case in range(4):
+        rows += [{"method": "blurry", "case": case, "psnr": 20.0, "no_blur": False},
+                 {"method": "oracle", "case": case, "psnr": 24.0, "no_blur": False},
+                 {"method": "large", "case": case, "psnr": 21.0, "no_blur": case == 0},
+                 {"method": "small", "case": case, "psnr": 20.0, "no_blur": case < 3}]  # fmt: skip
+    premise, collapse = benchmark_claims(pd.DataFrame(rows), methods)
+    assert premise["verdict"] == "reproduced" and "+4.0 dB" in premise["measured"]
+    assert collapse["verdict"] == "reproduced" and collapse["measured"].startswith("no-blur rates: small 75%")
+    swapped = pd.DataFrame(rows).replace({"method": {"large": "small", "small": "large"}})
+    assert benchmark_claims(swapped, methods)[1]["verdict"] == "not reproduced"

@@ -10,6 +10,11 @@ rule claims_table:
         noiseless=expand(f"{RESULTS}/posterior/{{prior}}/noiseless.parquet", prior=POSTERIOR_PRIORS),
         noisy=expand(f"{RESULTS}/posterior/{{prior}}/noisy.parquet", prior=POSTERIOR_PRIORS),
         deblur=[f"{RESULTS}/deblur/{c}/metrics.parquet" for c in DEBLUR_CASES],
+        benchmark=[
+            f"{RESULTS}/benchmark/{d}/runs/{m}.parquet"
+            for d in list(BENCHMARK["datasets"])[:1]
+            for m in BENCHMARK["methods"]
+        ],
     output:
         csv=report(f"{RESULTS}/tables/claims.csv", caption="../report/claims.rst", category="0 Claims"),
         md=f"{RESULTS}/tables/claims.md",
@@ -23,5 +28,6 @@ rule claims_table:
     params:
         natural=NATURAL_PRIORS,
         digits=DIGIT_PRIORS,
+        methods=BENCHMARK["methods"],
     script:
         "../scripts/table_claims.py"

@@ -15,7 +15,8 @@ def load(paths):
 table = claims_table(
     sweeps=load(sm.input.sweeps), natural=sm.params.natural, digits=sm.params.digits,
     critical=load(sm.input.critical), spectra=load(sm.input.hessian), noiseless=load(sm.input.noiseless),
-    noisy=load(sm.input.noisy), deblur=load(sm.input.deblur),
+    noisy=load(sm.input.noisy), deblur=load(sm.input.deblur), benchmark=load(sm.input.benchmark),
+    methods=sm.params.methods,
 )  # fmt: skip
 for path, write in ((sm.output.csv, lambda t: table.to_csv(t, index=False)),
                     (sm.output.md, lambda t: open(t, "w").write(table.to_markdown(index=False))),
