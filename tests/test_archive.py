@@ -80,9 +80,9 @@ RULES = [
 CONFIG = {"scale": "demo", "device": "cpu", "seed": 0, "priors": {"gmm-natural": {"kind": "gaussian_mixture"}}}
 
 
-def _results_tree(root: Path) -> Path:
-    """A small results/ folder shaped like a run's."""
-    res = root / "results"
+def _results_tree(root: Path, name: str = "results") -> Path:
+    """A small results folder shaped like a run's: ``root/name`` (a configuration's ``results``)."""
+    res = root / name
     sweep = pd.DataFrame(
         [
             {"prior": "gmm-natural", "family": f, "theta": t, "image_id": i, "q": float(i + t)}
@@ -140,6 +140,51 @@ def test_archive_holds_manifest_config_and_results(archived):
     assert kinds["results/priors/gmm-natural/model.pt"] == "model"
     sweep = next(f for f in got["files"] if f["path"] == "results/sweeps/gmm-natural.parquet")
     assert sweep["size"] == (res / "sweeps/gmm-natural.parquet").stat().st_size and len(sweep["sha256"]) == 64
+
+
+def test_archive_of_a_configuration_results_folder_keeps_its_path(tmp_path):
+    """results: results/demo: the archive holds results/demo/… (where the configuration reads and
+    writes them), its manifest says so, and the review finds that folder from the archive, the
+    unpacked folder, the results folder itself, or a working directory's config.yaml."""
+    run = tmp_path / "run"
+    res = _results_tree(run, "results/demo")
+    rules = json.loads(json.dumps(RULES).replace("results/", "results/demo/"))
+    config = {**CONFIG, "results": "results/demo"}
+    out = tmp_path / "archives/results-demo.tar.gz"
+    manifest = write_archive(res, out, config=config, rules=rules, root="results/demo")
+    assert manifest["results"] == "results/demo"
+    paths = [f["path"] for f in manifest["files"]]
+    assert (
+        paths and all(p.startswith("results/demo/") for p in paths) and paths == collect_files(res, root="results/demo")
+    )
+    kinds = {f["path"]: f["kind"] for f in manifest["files"]}
+    assert kinds["results/demo/sweeps/gmm-natural.parquet"] == "artefact"
+    assert kinds["results/demo/figures/fig05.png"] == "figure" and kinds["results/demo/logs/blur_kernels.log"] == "log"
+    assert kinds["results/demo/tables/sweep_summary.csv"] == "table"
+
+    unpacked = unpack(out, tmp_path / "unpacked")
+    assert (unpacked / "results/demo/sweeps/gmm-natural.parquet").exists()
+    for where in (out, unpacked, unpacked / "results/demo"):
+        rv = review(where)
+        assert rv.ok and rv.root == "results/demo" and not rv.missing, (where, format_review(rv))
+        assert {e.path: e.kind for e in rv.entries} == kinds
+        assert {e.path: e.rule for e in rv.entries}["results/demo/sweeps/gmm-natural.parquet"] == "likelihood_sweep"
+        status = {r["rule"]: r["status"] for r in rv.renderable}
+        assert status["fig05_blur_families"] == "yes" and status["fig04_hessian_spectra"] == "no"
+
+    # a manifest whose results folder leaves the archive is refused, naming the key
+    m = json.loads((unpacked / MANIFEST).read_text())
+    (unpacked / MANIFEST).write_text(json.dumps({**m, "results": "../elsewhere"}))
+    rv = review(unpacked)
+    assert not rv.ok and any("'results' '../elsewhere' is not a relative path" in p for p in rv.problems)
+
+    # a working directory without a manifest: its config.yaml says where its results are
+    (run / "config.yaml").write_text(yaml.safe_dump({"results": "results/demo"}))
+    rv = review(run)
+    assert rv.manifest is None and rv.root == "results/demo" and rv.ok
+    assert {e.path: e.kind for e in rv.entries} == kinds
+    status = {r["rule"]: r["status"] for r in rv.renderable}  # FIGURE_INPUTS, under results/demo
+    assert status["fig05_blur_families"] == "yes" and status["fig04_hessian_spectra"] == "no"
 
 
 def test_review_of_an_intact_archive(archived):

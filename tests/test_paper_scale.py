@@ -240,6 +240,7 @@ def _tiny_paper_config() -> dict:
     """config/paper.yaml with its priors replaced by a tiny EDM network and a tiny MNIST network."""
     cfg = copy.deepcopy(PAPER)
     cfg["device"] = "cpu"
+    cfg["results"] = "results"  # the test's own working directory: its paths stay results/…
     cfg["priors"] = {
         "tiny-edm": {
             "kind": "edm", "dataset": "stand-in for FFHQ-64", "resource": "edm-ffhq64",

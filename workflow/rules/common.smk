@@ -25,7 +25,11 @@ if _image_problems:
         f"{len(_image_problems)} image file(s) of the configuration cannot be used:\n  " + "\n  ".join(_image_problems)
     )
 
-RESULTS = "results"
+# every output of this configuration (config.yaml: results/demo, config/paper.yaml: results/paper):
+# two configurations run in one working directory never share a file, nor Snakemake's metadata of one
+RESULTS = config["results"]
+# its archive (archive.smk): archives/results.tar.gz for `results`, archives/results-demo.tar.gz for results/demo
+ARCHIVE = "archives/" + "-".join(Path(RESULTS).parts)
 PRIORS = list(config["priors"])
 
 

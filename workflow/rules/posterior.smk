@@ -1,7 +1,7 @@
 # P §4–5 and Appendix B: the posterior profiles ℓ^opt(θ) (Figs. 9–10) and blind
 # deconvolution by Algorithms 1 and 2 (Figs. 11–15). Config: posterior, deblur.
 #
-#   snakemake --cores 2 results/figures/fig11.png     # one Zernike case and its figure
+#   snakemake --cores 2 results/demo/figures/fig11.png     # one Zernike case and its figure
 #
 # 16×16 problems gain nothing from intra-op threads (they only add contention),
 # so the compute rules run on one thread and Snakemake runs them side by side.

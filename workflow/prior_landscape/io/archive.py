@@ -204,24 +204,41 @@ def _excluded(name: str, exclude: Iterable[str]) -> bool:
     return any(fnmatch.fnmatch(part, pat) for part in PurePosixPath(name).parts for pat in exclude)
 
 
-def collect_files(results_dir: str | Path, exclude: Iterable[str] = EXCLUDE) -> list[str]:
-    """Files under ``results_dir``, as sorted paths relative to its parent (``results/…``)."""
-    results_dir = Path(results_dir)
-    base = results_dir.parent
+def _root(results_dir: str | Path, root: str | None) -> PurePosixPath:
+    """The name of a results folder inside an archive: ``root`` (the configuration's
+    ``results``, e.g. ``results/demo``), by default the folder's own name."""
+    return PurePosixPath(root) if root else PurePosixPath(Path(results_dir).name)
+
+
+def _walk(results_dir: str | Path, exclude: Iterable[str], root: str | None) -> list[tuple[str, Path]]:
+    """(name in the archive, path) of every file under ``results_dir``, sorted by name."""
+    results_dir, prefix = Path(results_dir), _root(results_dir, root)
     out = []
     for path in results_dir.rglob("*"):
         if path.is_file() and not path.is_symlink():
-            rel = path.relative_to(base).as_posix()
-            if not _excluded(path.relative_to(results_dir).as_posix(), exclude):
-                out.append(rel)
+            inner = path.relative_to(results_dir).as_posix()
+            if not _excluded(inner, exclude):
+                out.append(((prefix / inner).as_posix(), path))
     return sorted(out)
 
 
-def classify(rel: str) -> str:
-    """The kind of a file of a run, from its path."""
-    parts = PurePosixPath(rel).parts
-    sub = parts[1] if len(parts) > 2 else ""
-    name = parts[-1]
+def collect_files(results_dir: str | Path, exclude: Iterable[str] = EXCLUDE, root: str | None = None) -> list[str]:
+    """Files under ``results_dir``, as sorted paths under ``root`` (default: the folder's own
+    name, ``results/…``; the archive rule passes the configuration's ``results``)."""
+    return [rel for rel, _ in _walk(results_dir, exclude, root)]
+
+
+def _inner_parts(rel: str, root: str = RESULTS) -> tuple[str, ...]:
+    """The parts of ``rel`` below the results folder ``root`` (below its first part otherwise)."""
+    parts, top = PurePosixPath(rel).parts, PurePosixPath(root).parts
+    return parts[len(top) :] if parts[: len(top)] == top else parts[1:]
+
+
+def classify(rel: str, root: str = RESULTS) -> str:
+    """The kind of a file of a run, from its path under the results folder ``root``."""
+    parts = _inner_parts(rel, root)
+    sub = parts[0] if len(parts) > 1 else ""
+    name = PurePosixPath(rel).name
     if sub == "logs":
         return "log"
     if sub == "benchmarks":
@@ -250,9 +267,10 @@ def software_versions() -> dict:
     return out
 
 
-def _manifest(files: list[dict], config: dict | None, rules: list[dict] | None) -> dict:
+def _manifest(files: list[dict], config: dict | None, rules: list[dict] | None, root: str = RESULTS) -> dict:
     return {
         "format": FORMAT,
+        "results": root,
         "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "host": socket.gethostname(),
         "git_commit": git_commit(),
@@ -268,15 +286,16 @@ def build_manifest(
     config: dict | None = None,
     rules: list[dict] | None = None,
     exclude: Iterable[str] = EXCLUDE,
+    root: str | None = None,
 ) -> dict:
     """The manifest of ``results_dir`` as it is now: checksums, sizes, config, versions, rules."""
-    results_dir = Path(results_dir)
-    base = results_dir.parent
+    name = str(_root(results_dir, root))
     files = []
-    for rel in collect_files(results_dir, exclude):
-        path = base / rel
-        files.append({"path": rel, "size": path.stat().st_size, "sha256": sha256_file(path), "kind": classify(rel)})
-    return _manifest(files, config, rules)
+    for rel, path in _walk(results_dir, exclude, root):
+        files.append(
+            {"path": rel, "size": path.stat().st_size, "sha256": sha256_file(path), "kind": classify(rel, name)}
+        )
+    return _manifest(files, config, rules, name)
 
 
 class _HashingReader:
@@ -306,27 +325,32 @@ def write_archive(
     config: dict | None = None,
     rules: list[dict] | None = None,
     exclude: Iterable[str] = EXCLUDE,
+    root: str | None = None,
 ) -> dict:
     """Pack ``results_dir`` with its manifest and config into the tar.gz ``out`` (atomically).
 
-    Members are ``results/…`` (the folder's own name) in sorted order with their
-    modification times, then ``manifest.json`` and ``config.yaml``. Each file is
-    read once: its checksum is that of the bytes packed. Returns the manifest.
+    Members are ``<root>/…`` (``root``: the configuration's ``results``, e.g.
+    ``results/demo``, so that ``snakemake`` run in the unpacked folder finds them
+    where the configuration puts them; default the folder's own name) in sorted
+    order with their modification times, then ``manifest.json`` (which records
+    ``root`` as ``results``) and ``config.yaml``. Each file is read once: its
+    checksum is that of the bytes packed. Returns the manifest.
     """
-    results_dir = Path(results_dir)
-    base = results_dir.parent
+    name = str(_root(results_dir, root))
     files = []
     with atomic_output(out) as tmp:
         with tarfile.open(tmp, "w:gz", format=tarfile.PAX_FORMAT) as tar:
-            for rel in collect_files(results_dir, exclude):
-                info = tar.gettarinfo(base / rel, arcname=rel)
+            for rel, path in _walk(results_dir, exclude, root):
+                info = tar.gettarinfo(path, arcname=rel)
                 info.uid = info.gid = 0
                 info.uname = info.gname = ""
-                with open(base / rel, "rb") as f:
+                with open(path, "rb") as f:
                     reader = _HashingReader(f)
                     tar.addfile(info, reader)
-                files.append({"path": rel, "size": reader.n, "sha256": reader.h.hexdigest(), "kind": classify(rel)})
-            manifest = _manifest(files, config, rules)
+                files.append(
+                    {"path": rel, "size": reader.n, "sha256": reader.h.hexdigest(), "kind": classify(rel, name)}
+                )
+            manifest = _manifest(files, config, rules, name)
             now = _dt.datetime.now(_dt.UTC).timestamp()
             _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=1, default=str).encode(), now)
             _add_bytes(
@@ -440,6 +464,7 @@ class Review:
     problems: list[str] = field(default_factory=list)
     archive_sha256: str | None = None  # of the archive file (archives only)
     checksum_source: str | None = None  # where the expected archive checksum came from, if any
+    root: str = RESULTS  # the results folder's path in the archive (the manifest's ``results``)
 
     @property
     def unreadable(self) -> list[str]:
@@ -466,6 +491,7 @@ class Review:
             "problems": self.problems,
             "archive_sha256": self.archive_sha256,
             "checksum_source": self.checksum_source,
+            "results": self.root,
         }
 
 
@@ -517,9 +543,9 @@ def _entry(rel: str, size: int, fileobj: IO[bytes]) -> Entry:
     return entry
 
 
-def _file_entry(base: Path, rel: str) -> Entry:
-    """The entry of a file of a folder; one that cannot be opened or read is an entry with an error."""
-    path = base / rel
+def _file_entry(path: Path, rel: str) -> Entry:
+    """The entry of the file ``path`` (``rel`` in the review); one that cannot be opened or read is
+    an entry with an error."""
     try:
         with open(path, "rb") as f:
             return _entry(rel, os.fstat(f.fileno()).st_size, f)
@@ -546,6 +572,9 @@ def _parse_manifest(raw: bytes, where: str) -> tuple[dict | None, list[str]]:
     problems = []
     if manifest.get("format") != FORMAT:
         problems.append(f"{where}: unknown manifest format {manifest.get('format')!r} (expected {FORMAT})")
+    root = manifest.get("results", RESULTS)
+    if not (isinstance(root, str) and _relative_path(root)):
+        problems.append(f"{where}: 'results' {root!r} is not a relative path without '..' (read as {RESULTS!r})")
     files = manifest.get("files")
     if not isinstance(files, list):
         return None, problems + [f"{where} has no list of files: nothing can be verified"]
@@ -630,6 +659,7 @@ def _review_archive(path: Path, rv: Review) -> None:
         rv.problems.append(
             f"the archive could not be read to its end: {path} is damaged or truncated: {type(e).__name__}: {e}"
         )
+    rv.root = _manifest_root(rv.manifest)
     if not manifest_seen:
         rv.problems.append(
             f"no {MANIFEST} in the archive: its files cannot be verified "
@@ -638,8 +668,14 @@ def _review_archive(path: Path, rv: Review) -> None:
     _check_config(rv, config_text, f"{path}: {CONFIG_FILE}")
 
 
+def _manifest_root(manifest) -> str:
+    """The results folder's path recorded in a manifest (``results``; archives made before it: ``results``)."""
+    root = manifest.get("results") if isinstance(manifest, dict) else None
+    return root if isinstance(root, str) and _relative_path(root) else RESULTS
+
+
 def _review_folder(path: Path, rv: Review) -> None:
-    results, mpath = _locate(path)
+    results, mpath, rv.root = _locate(path)
     if mpath is not None:
         try:
             raw = mpath.read_bytes()
@@ -648,24 +684,54 @@ def _review_folder(path: Path, rv: Review) -> None:
         else:
             rv.manifest, problems = _parse_manifest(raw, str(mpath))
             rv.problems.extend(problems)
-        cfg = results.parent / CONFIG_FILE
+        cfg = mpath.parent / CONFIG_FILE
         try:
             _check_config(rv, cfg.read_bytes() if cfg.exists() else None, str(cfg))
         except OSError as e:
             rv.problems.append(f"{cfg} is unreadable ({e})")
-    base = results.parent
-    for rel in collect_files(results):
-        rv.entries.append(_file_entry(base, rel))
+    for rel, file in _walk(results, EXCLUDE, rv.root):
+        rv.entries.append(_file_entry(file, rel))
 
 
-def _locate(path: Path) -> tuple[Path, Path | None]:
-    """For a folder: (its results/ folder, the manifest beside it or None).
+def _peek_root(mpath: Path) -> str:
+    """The ``results`` of the manifest ``mpath``, read leniently (the full check comes later)."""
+    try:
+        return _manifest_root(json.loads(mpath.read_bytes()))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return RESULTS
 
-    ``path`` is either a folder holding ``results/`` (an unpacked archive, a
-    working directory) or the ``results/`` folder itself."""
-    results = path / RESULTS if (path / RESULTS).is_dir() else path
-    manifest = results.parent / MANIFEST
-    return results, manifest if manifest.exists() else None
+
+def _configured_results(path: Path) -> str | None:
+    """The ``results`` of the config.yaml in ``path`` (a working directory), when it names a folder there."""
+    try:
+        root = (yaml.safe_load((path / CONFIG_FILE).read_text()) or {}).get("results")
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        return None
+    return root if isinstance(root, str) and _relative_path(root) and (path / root).is_dir() else None
+
+
+def _locate(path: Path) -> tuple[Path, Path | None, str]:
+    """For a folder: (its results folder, the manifest that describes it or None, the results
+    folder's path in the manifest's terms).
+
+    ``path`` is a folder holding a manifest (an unpacked archive: its results folder is the
+    manifest's ``results``, e.g. ``results/demo``), the results folder itself (the manifest
+    is found that many levels up), or a folder without a manifest: a working directory (its
+    config.yaml's ``results``, else its ``results/``) or a results folder."""
+    if (path / MANIFEST).exists():
+        root = _peek_root(path / MANIFEST)
+        return path / root, path / MANIFEST, root
+    for base in list(path.resolve().parents)[:8]:
+        if (base / MANIFEST).exists():
+            root = _peek_root(base / MANIFEST)
+            if (base / root).resolve() == path.resolve():
+                return path, base / MANIFEST, root
+    configured = _configured_results(path)
+    if configured:
+        return path / configured, None, configured
+    if (path / RESULTS).is_dir():
+        return path / RESULTS, None, RESULTS
+    return path, None, path.resolve().name
 
 
 def _check_detached(path: Path, rv: Review, expected_sha256: str | None) -> None:
@@ -708,10 +774,17 @@ def review(path: str | Path, *, expected_sha256: str | None = None) -> Review:
         if expected_sha256 is not None:
             raise ValueError("a checksum of the archive can only be checked on the archive file, not a folder")
         _review_folder(path, rv)
+    for e in rv.entries:  # the kinds, now that the results folder is known (an archive's manifest comes last)
+        e.kind = classify(e.path, rv.root)
     _attribute_rules(rv)
     _verify(rv)
     _renderability(rv)
     return rv
+
+
+def _rebase(pattern: str, root: str) -> str:
+    """A pattern of :data:`FIGURE_INPUTS` or :data:`PRODUCERS` (``results/…``) under the results folder ``root``."""
+    return root + pattern[len(RESULTS) :] if pattern.startswith(f"{RESULTS}/") else pattern
 
 
 def _rules(rv: Review) -> list[dict]:
@@ -730,7 +803,7 @@ def _attribute_rules(rv: Review) -> None:
                 break
         else:
             if not rules:
-                e.rule = next((r for pat, r in PRODUCERS if fnmatch.fnmatch(e.path, pat)), None)
+                e.rule = next((r for pat, r in PRODUCERS if fnmatch.fnmatch(e.path, _rebase(pat, rv.root))), None)
 
 
 def _verify(rv: Review) -> None:
@@ -759,13 +832,14 @@ def _renderability(rv: Review) -> None:
     if rules:
         for r in rules:
             outs = r["outputs"]
-            is_figure = any(o.startswith((f"{RESULTS}/figures/", f"{RESULTS}/tables/")) for o in outs)
+            is_figure = any(o.startswith((f"{rv.root}/figures/", f"{rv.root}/tables/")) for o in outs)
             if not is_figure or any(_WILDCARD.search(o) for o in outs) or r["rule"] in ("all", "archive"):
                 continue
             targets.append((r["rule"], outs, r["inputs"], r.get("input_functions", False), False))
     else:
         for name, spec in FIGURE_INPUTS.items():
-            targets.append((name, spec["outputs"], spec["inputs"], False, True))
+            outs, inputs = ([_rebase(p, rv.root) for p in spec[k]] for k in ("outputs", "inputs"))
+            targets.append((name, outs, inputs, False, True))
     for name, outs, inputs, has_functions, globbing in targets:
         if globbing:
             missing = [p for p in inputs if not any(fnmatch.fnmatch(x, p) for x in present)]
