@@ -203,6 +203,41 @@ def test_review_of_an_intact_archive(archived):
     assert text.rstrip().endswith("OK")
 
 
+def _summary(text: str) -> str:
+    return text[: text.index("\nDetail\n")]
+
+
+def test_review_opens_with_a_one_screen_summary(archived, tmp_path):
+    """What was run, what passed, what is flagged (counts, not lists), the verdict: before the
+    detail, on one screen however much is wrong."""
+    _, out, _ = archived
+    text = format_review(review(out))
+    summary = _summary(text)
+    assert text.startswith(f"Review of archive {out}\nSummary\n") and len(summary.splitlines()) <= 24
+    assert re.search(r"run\s+scale demo, results results, device cpu, seed 0; 1 prior: gmm-natural", summary)
+    assert re.search(r"commit\s+\S+ \(manifest\); artefacts made at 1 commit", summary)
+    assert re.search(r"dates\s+artefacts made \d{4}-\d\d-\d\d \d\d:\d\d UTC; archived", summary)
+    assert "9 files" in summary and "2 artefacts, 1 model, 3 figures, 1 table, 1 log, 1 benchmark" in summary
+    assert "passed (4)" in summary and "all 9 files match the manifest" in summary and "sha256 matches" in summary
+    assert "flagged (0 failing" in summary and "not re-renderable from this alone (fig04_hessian_spectra)" in summary
+    assert summary.rstrip().endswith("verdict   OK")
+
+    unpacked = unpack(out, tmp_path / "unpacked")
+    for png in (unpacked / "results/figures").glob("*.png"):
+        png.write_bytes(b"changed")  # 2 figures changed
+    (unpacked / "results/tables/sweep_summary.csv").unlink()
+    for i in range(60):  # many unlisted files: counted in the summary, listed only in the detail
+        (unpacked / f"results/logs/extra{i}.log").write_text("x")
+    text = format_review(review(unpacked))
+    summary = _summary(text)
+    assert len(summary.splitlines()) <= 24 and "extra0.log" not in summary and "extra0.log" in text
+    assert "FAIL  2 changed since the manifest" in summary and "FAIL  1 missing" in summary
+    assert "FAIL  60 not listed in the manifest" in summary and "flagged (63 failing" in summary
+    assert "passed (2)" in summary and "every file readable" in summary and "manifest well formed" in summary
+    assert "verdict   FAILED: 2 changed, 1 missing, 60 not listed in the manifest" in summary
+    assert text.rstrip().splitlines()[-1] == summary.rstrip().splitlines()[-1].split("verdict   ")[1]
+
+
 def test_review_names_a_corrupted_file_in_a_folder_and_in_an_archive(archived, tmp_path, capsys):
     _, out, _ = archived
     unpacked = unpack(out, tmp_path / "unpacked")
@@ -259,7 +294,8 @@ def test_static_map_lists_every_figure_and_table_rule():
     figure_rules = set()
     for smk in (REPO / "workflow/rules").glob("*.smk"):
         for name, body in re.findall(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", smk.read_text(), flags=re.M | re.S):
-            if "{RESULTS}/figures/" in body or "{RESULTS}/tables/" in body:
+            rendered = ("{RESULTS}/figures/", "{RESULTS}/tables/", "{RESULTS}/report/", "table_files(")
+            if any(mark in body for mark in rendered):
                 figure_rules.add(name)
     missing = figure_rules - set(FIGURE_INPUTS)
     assert figure_rules and not missing, f"add {sorted(missing)} to FIGURE_INPUTS in prior_landscape/io/archive.py"
