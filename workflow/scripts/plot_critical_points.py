@@ -2,13 +2,14 @@
 
 import pandas as pd
 
-from prior_landscape.io.artefacts import atomic_output, read_table
+from prior_landscape.io.artefacts import read_table
 from prior_landscape.report.landscape_figures import (
     plot_critical_point_statistics,
     plot_critical_points,
     plot_descent_potential,
     save_figure,
 )
+from prior_landscape.report.tables import write_table_files
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 load = lambda paths: pd.concat([read_table(p) for p in paths], ignore_index=True)  # noqa: E731
@@ -17,5 +18,7 @@ save_figure(plot_critical_points(images, summary), sm.output.fig01, sm.output.fi
 save_figure(plot_descent_potential(trajectory), sm.output.fig02, sm.output.fig02_pdf)
 save_figure(plot_critical_point_statistics(summary), sm.output.fig03, sm.output.fig03_pdf)
 table = summary.groupby(["prior", "group"], sort=False)[["relative_distance", "q_drop", "grad_norm_end"]].median()
-with atomic_output(sm.output.summary) as tmp:
-    table.rename(columns=lambda c: f"median {c}").to_csv(tmp, float_format="%.4g")
+o = sm.output
+table = table.rename(columns=lambda c: f"median {c}")
+caption = "Critical-point summary (Figs. 1–3)"
+write_table_files(table, o.summary, markdown=o.summary_md, latex=o.summary_tex, caption=caption, index=True)
