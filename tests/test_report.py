@@ -113,6 +113,8 @@ def test_a_caption_without_a_heading_is_named():
         caption_labels("A figure.", source="fig99.rst")
     got = caption_labels("{% set k = 1 %}**Figure 2 (P §2.2).** The potential q (nats) along {{ x }} steps.")
     assert got == {"figure": "Fig. 2", "title": "The potential q along"}
+    got = caption_labels("**Table S (Fig. 9).** As for Fig. 9 and Figs. 10–11 with noise. More.", "table")
+    assert got == {"table": "Table S", "title": "As for Fig. 9 and Figs. 10–11 with noise"}
 
 
 def test_a_figure_page_shows_the_figure_with_its_caption_beside_it(tmp_path):

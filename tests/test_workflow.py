@@ -213,6 +213,8 @@ def test_report_is_generated_with_titled_entries_captions_and_tables(finished_ru
     _snakemake(finished_run, "--report", "results/report.html")
     html = (finished_run / "results/report.html").read_text(errors="ignore")
     results = json.loads(re.search(r"var results = (\{.*?\});\n", html, flags=re.S).group(1))
+    categories = json.loads(re.search(r"var categories = (\{.*?\});\n", html, flags=re.S).group(1))
+    category = {Path(p).name: c for c, subs in categories.items() for paths in subs.values() for p in paths}
     entries = {Path(path).name: r for path, r in results.items()}
     figures = sorted(p.stem for p in (finished_run / "results/figures").glob("fig*.png"))
     tables = sorted(p.name for p in (finished_run / "results/tables").glob("*.csv"))
@@ -222,10 +224,11 @@ def test_report_is_generated_with_titled_entries_captions_and_tables(finished_ru
         assert r["labels"]["figure"] == f"Fig. {int(f[3:])}" and len(r["labels"]["title"]) > 10, r["labels"]
         page = base64.b64decode(r["data_uri"].split(",", 1)[1]).decode()
         assert "data:image/png;base64," in page and 'class="caption"' in page and "<strong>Figure" in page
+        assert category[f"{f}.html"].startswith("P §"), category
     assert entries["fig07.html"]["labels"]["title"] == "Potential of blurred images relative to the sharp image"
     for t in tables:  # every CSV table, titled, its caption showing the table itself
         r = entries[t]
-        assert r["category"] == "Tables" and r["labels"]["table"] and r["labels"]["title"], (t, r["labels"])
+        assert category[t] == "Tables" and r["labels"]["table"] and r["labels"]["title"], (t, r["labels"])
         assert "<table" in r["caption"], t
     assert entries["tab01.csv"]["labels"] == {"table": "Table 1", "title": "The priors of this run"}
 

@@ -67,7 +67,8 @@ def _first_sentence(rest: str) -> str:
     rest = _JINJA_EXPR.sub("{{}}", rest)
     for _ in range(3):  # asides in parentheses (nested ones from the inside), not the arguments of q(x)
         rest = re.sub(r"\s\([^()]*\)", "", rest)
-    sentence, *after = re.split(r"\.\s|\.$|(\{\{\}\})", rest, maxsplit=1)
+    # a full stop ends the sentence, not one of an abbreviation ("Fig. 9", "Figs. 11–15", "eq. 16")
+    sentence, *after = re.split(r"(?<!Fig)(?<!Figs)(?<!eq)(?<!e\.g)(?<!i\.e)\.\s|\.$|(\{\{\}\})", rest, maxsplit=1)
     colons = _breaks(sentence, (": ",))
     if colons and colons[0] >= 20:  # "The priors of this run: training data, …" (not "Algorithm 2: …")
         sentence, after = sentence[: colons[0]], []
