@@ -136,7 +136,7 @@ rule report_pages:
             f: report(
                 f"{RESULTS}/report/{f}.html",
                 caption=f"../report/{f}.rst",
-                category=REPORT_CATEGORIES[f],
+                category=REPORT_CATEGORIES.get(f, "Figures"),
                 labels=report_labels(f),
             )
             for f in FIGURES
