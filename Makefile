@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 CORES  ?= 2
+# the demo's outputs: config.yaml's `results` (results/demo); a paper run keeps its own (results/paper)
+RESULTS ?= $(shell sed -n 's/^results: *\([^ #]*\).*/\1/p' config.yaml)
 
 .PHONY: install demo report test lint format benchmark clean
 
@@ -16,10 +18,10 @@ $(VENV)/.installed: pyproject.toml envs/requirements.txt
 # The main job on the embedded default (config.yaml): offline, CPU.
 demo: install
 	$(BIN)/snakemake --cores $(CORES) all
-	$(BIN)/snakemake --report results/report.html
+	$(BIN)/snakemake --report $(RESULTS)/report.html
 
 report: install
-	$(BIN)/snakemake --report results/report.html
+	$(BIN)/snakemake --report $(RESULTS)/report.html
 
 test: install
 	$(BIN)/python -m pytest
@@ -34,7 +36,9 @@ format: install
 	$(BIN)/snakefmt Snakefile workflow/rules
 
 benchmark: install
-	$(BIN)/python benchmarks/potential_engine.py
+	$(BIN)/python benchmarks/potential_engine.py --results $(RESULTS)
 
+# the demo's outputs only: another configuration's results (results/paper) and Snakemake's
+# metadata of them stay
 clean:
-	rm -rf results .snakemake
+	rm -rf $(RESULTS)

@@ -1,9 +1,12 @@
 # Reproduces "How Diffusion Prior Landscapes Shape the Posterior in Blind
 # Deconvolution" (Nguyen, Pauwels, Weiss): see README.md.
 #
-#   snakemake --cores 2 all                       # the demo (config.yaml), offline
-#   snakemake --cores 2 results/figures/fig07.png # one figure, from cached artefacts
-#   snakemake --report results/report.html        # captioned HTML report
+#   snakemake --cores 2 all                            # the demo (config.yaml), offline
+#   snakemake --cores 2 results/demo/figures/fig07.png # one figure, from cached artefacts
+#   snakemake --report results/demo/report.html        # captioned HTML report
+#
+# Every output goes under the configuration's `results` folder (config.yaml: results/demo,
+# config/paper.yaml: results/paper): two configurations never share a file.
 
 from snakemake.utils import min_version
 

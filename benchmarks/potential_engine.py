@@ -13,8 +13,11 @@ RK45 tolerance and the same number of Hutchinson probes:
 It prints seconds, images per second, function evaluations and the throughput
 ratio, for the analytic mixture prior and for the demo score network.
 
-    python benchmarks/potential_engine.py [--images 16] [--probes 4] \
-        [--scorenet results/priors/scorenet-natural/model.pt]
+    python benchmarks/potential_engine.py [--images 16] [--probes 4] [--results results/demo] \
+        [--scorenet results/demo/priors/scorenet-natural/model.pt]
+
+The score network is the demo's trained one when present: ``--scorenet``, by default
+``<results>/priors/scorenet-natural/model.pt`` with ``<results>`` config.yaml's ``results``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,13 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _configured_results() -> str:
+    """The demo configuration's results folder (config.yaml's ``results``)."""
+    import yaml
+
+    return yaml.safe_load((REPO / "config.yaml").read_text())["results"]
 
 
 def _demo_data(n_images: int):
@@ -68,8 +78,11 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=16)
     ap.add_argument("--probes", type=int, default=4)
     ap.add_argument("--tol", type=float, default=1e-5)
-    ap.add_argument("--scorenet", type=Path, default=REPO / "results/priors/scorenet-natural/model.pt")
+    ap.add_argument("--results", default=None, help="the run's results folder (default: config.yaml's results)")
+    ap.add_argument("--scorenet", type=Path, default=None, help="default: RESULTS/priors/scorenet-natural/model.pt")
     args = ap.parse_args(argv)
+    if args.scorenet is None:
+        args.scorenet = REPO / (args.results or _configured_results()) / "priors/scorenet-natural/model.pt"
 
     from prior_landscape.landscape.potential import PotentialSettings, potential, potential_reference
 

@@ -80,9 +80,9 @@ RULES = [
 CONFIG = {"scale": "demo", "device": "cpu", "seed": 0, "priors": {"gmm-natural": {"kind": "gaussian_mixture"}}}
 
 
-def _results_tree(root: Path) -> Path:
-    """A small results/ folder shaped like a run's."""
-    res = root / "results"
+def _results_tree(root: Path, name: str = "results") -> Path:
+    """A small results folder shaped like a run's: ``root/name`` (a configuration's ``results``)."""
+    res = root / name
     sweep = pd.DataFrame(
         [
             {"prior": "gmm-natural", "family": f, "theta": t, "image_id": i, "q": float(i + t)}
@@ -142,6 +142,51 @@ def test_archive_holds_manifest_config_and_results(archived):
     assert sweep["size"] == (res / "sweeps/gmm-natural.parquet").stat().st_size and len(sweep["sha256"]) == 64
 
 
+def test_archive_of_a_configuration_results_folder_keeps_its_path(tmp_path):
+    """results: results/demo: the archive holds results/demo/… (where the configuration reads and
+    writes them), its manifest says so, and the review finds that folder from the archive, the
+    unpacked folder, the results folder itself, or a working directory's config.yaml."""
+    run = tmp_path / "run"
+    res = _results_tree(run, "results/demo")
+    rules = json.loads(json.dumps(RULES).replace("results/", "results/demo/"))
+    config = {**CONFIG, "results": "results/demo"}
+    out = tmp_path / "archives/results-demo.tar.gz"
+    manifest = write_archive(res, out, config=config, rules=rules, root="results/demo")
+    assert manifest["results"] == "results/demo"
+    paths = [f["path"] for f in manifest["files"]]
+    assert (
+        paths and all(p.startswith("results/demo/") for p in paths) and paths == collect_files(res, root="results/demo")
+    )
+    kinds = {f["path"]: f["kind"] for f in manifest["files"]}
+    assert kinds["results/demo/sweeps/gmm-natural.parquet"] == "artefact"
+    assert kinds["results/demo/figures/fig05.png"] == "figure" and kinds["results/demo/logs/blur_kernels.log"] == "log"
+    assert kinds["results/demo/tables/sweep_summary.csv"] == "table"
+
+    unpacked = unpack(out, tmp_path / "unpacked")
+    assert (unpacked / "results/demo/sweeps/gmm-natural.parquet").exists()
+    for where in (out, unpacked, unpacked / "results/demo"):
+        rv = review(where)
+        assert rv.ok and rv.root == "results/demo" and not rv.missing, (where, format_review(rv))
+        assert {e.path: e.kind for e in rv.entries} == kinds
+        assert {e.path: e.rule for e in rv.entries}["results/demo/sweeps/gmm-natural.parquet"] == "likelihood_sweep"
+        status = {r["rule"]: r["status"] for r in rv.renderable}
+        assert status["fig05_blur_families"] == "yes" and status["fig04_hessian_spectra"] == "no"
+
+    # a manifest whose results folder leaves the archive is refused, naming the key
+    m = json.loads((unpacked / MANIFEST).read_text())
+    (unpacked / MANIFEST).write_text(json.dumps({**m, "results": "../elsewhere"}))
+    rv = review(unpacked)
+    assert not rv.ok and any("'results' '../elsewhere' is not a relative path" in p for p in rv.problems)
+
+    # a working directory without a manifest: its config.yaml says where its results are
+    (run / "config.yaml").write_text(yaml.safe_dump({"results": "results/demo"}))
+    rv = review(run)
+    assert rv.manifest is None and rv.root == "results/demo" and rv.ok
+    assert {e.path: e.kind for e in rv.entries} == kinds
+    status = {r["rule"]: r["status"] for r in rv.renderable}  # FIGURE_INPUTS, under results/demo
+    assert status["fig05_blur_families"] == "yes" and status["fig04_hessian_spectra"] == "no"
+
+
 def test_review_of_an_intact_archive(archived):
     _, out, _ = archived
     rv = review(out)
@@ -156,6 +201,41 @@ def test_review_of_an_intact_archive(archived):
     assert "Checksums: all" in text and "1 prior × 2 families × 3 θ × 2 images" in text
     assert re.search(r"yes\s+fig05_blur_families", text) and re.search(r"no\s+fig04_hessian_spectra", text)
     assert text.rstrip().endswith("OK")
+
+
+def _summary(text: str) -> str:
+    return text[: text.index("\nDetail\n")]
+
+
+def test_review_opens_with_a_one_screen_summary(archived, tmp_path):
+    """What was run, what passed, what is flagged (counts, not lists), the verdict: before the
+    detail, on one screen however much is wrong."""
+    _, out, _ = archived
+    text = format_review(review(out))
+    summary = _summary(text)
+    assert text.startswith(f"Review of archive {out}\nSummary\n") and len(summary.splitlines()) <= 24
+    assert re.search(r"run\s+scale demo, results results, device cpu, seed 0; 1 prior: gmm-natural", summary)
+    assert re.search(r"commit\s+\S+ \(manifest\); artefacts made at 1 commit", summary)
+    assert re.search(r"dates\s+artefacts made \d{4}-\d\d-\d\d \d\d:\d\d UTC; archived", summary)
+    assert "9 files" in summary and "2 artefacts, 1 model, 3 figures, 1 table, 1 log, 1 benchmark" in summary
+    assert "passed (4)" in summary and "all 9 files match the manifest" in summary and "sha256 matches" in summary
+    assert "flagged (0 failing" in summary and "not re-renderable from this alone (fig04_hessian_spectra)" in summary
+    assert summary.rstrip().endswith("verdict   OK")
+
+    unpacked = unpack(out, tmp_path / "unpacked")
+    for png in (unpacked / "results/figures").glob("*.png"):
+        png.write_bytes(b"changed")  # 2 figures changed
+    (unpacked / "results/tables/sweep_summary.csv").unlink()
+    for i in range(60):  # many unlisted files: counted in the summary, listed only in the detail
+        (unpacked / f"results/logs/extra{i}.log").write_text("x")
+    text = format_review(review(unpacked))
+    summary = _summary(text)
+    assert len(summary.splitlines()) <= 24 and "extra0.log" not in summary and "extra0.log" in text
+    assert "FAIL  2 changed since the manifest" in summary and "FAIL  1 missing" in summary
+    assert "FAIL  60 not listed in the manifest" in summary and "flagged (63 failing" in summary
+    assert "passed (2)" in summary and "every file readable" in summary and "manifest well formed" in summary
+    assert "verdict   FAILED: 2 changed, 1 missing, 60 not listed in the manifest" in summary
+    assert text.rstrip().splitlines()[-1] == summary.rstrip().splitlines()[-1].split("verdict   ")[1]
 
 
 def test_review_names_a_corrupted_file_in_a_folder_and_in_an_archive(archived, tmp_path, capsys):
@@ -214,7 +294,8 @@ def test_static_map_lists_every_figure_and_table_rule():
     figure_rules = set()
     for smk in (REPO / "workflow/rules").glob("*.smk"):
         for name, body in re.findall(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", smk.read_text(), flags=re.M | re.S):
-            if "{RESULTS}/figures/" in body or "{RESULTS}/tables/" in body:
+            rendered = ("{RESULTS}/figures/", "{RESULTS}/tables/", "{RESULTS}/report/", "table_files(")
+            if any(mark in body for mark in rendered):
                 figure_rules.add(name)
     missing = figure_rules - set(FIGURE_INPUTS)
     assert figure_rules and not missing, f"add {sorted(missing)} to FIGURE_INPUTS in prior_landscape/io/archive.py"

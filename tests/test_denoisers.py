@@ -177,6 +177,7 @@ def _place_kernels(res: Path) -> None:
 def _kohler_config(work: Path) -> Path:
     cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     cfg["device"] = "cpu"
+    cfg["results"] = "results"  # the test's own working directory: its paths stay results/…
     cfg["deblur"].update(n_iter=6, n_inner=2, record_every=2, checkpoint_every=2)
     kohler = cfg["deblur"]["kohler"]
     assert kohler["denoiser"]["resource"] == "drunet-color" and kohler["data"]["shots"] == SHOTS

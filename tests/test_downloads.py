@@ -585,3 +585,67 @@ def test_a_site_mirror_replaces_addresses_and_checksums_only(tmp_path):
     mirror.write_text(yaml.safe_dump({"resources": [dict(entry, id="no-such-thing")]}))
     with pytest.raises(CatalogueError, match="unknown resource 'no-such-thing'"):
         load_catalogue_with_mirror(mirror)
+
+
+# ----------------------------------------------------------------------------- the listing
+
+
+def _listed(out: str) -> dict[str, str]:
+    """resource id -> status, from the listing's table."""
+    rows = re.findall(r"^(\S+)\s+(url|manual)\s+(present|absent|incomplete|partial download)\s", out, flags=re.M)
+    return {rid: status for rid, _, status in rows}
+
+
+def test_listing_says_what_a_configuration_needs_and_what_is_present(tmp_path, capsys):
+    from conftest import REPO
+    from test_paper_scale import _used_resources
+
+    from prior_landscape.io.downloads import main, resource_outputs
+
+    paper, root = str(REPO / "config/paper.yaml"), tmp_path / "res"
+    catalogue = load_catalogue()
+    needed = _used_resources()  # every resource id config/paper.yaml names (test_paper_scale's own reading)
+    assert main(["--config", paper, "--root", str(root)]) == 1  # nothing there yet
+    out = capsys.readouterr().out
+    listed = _listed(out)
+    assert set(listed) == set(needed) | {"kohler2012-kernels"} and set(listed.values()) == {"absent"}
+    assert f"needs {len(needed)} resources under {root}: 0 present, {len(needed)} not" in out
+    assert "kohler2012-kernels" in out and "optional" in out and "priors.ffhq256.resource" in out
+    assert "snakemake --configfile" in out and "downloads" in out
+
+    def place(rid):
+        for path, is_dir in resource_outputs(catalogue[rid], root):
+            if is_dir:
+                path.mkdir(parents=True, exist_ok=True)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(b"stand-in")
+
+    place(needed[0])
+    assert main(["--config", paper, "--root", str(root)]) == 1
+    listed = _listed(capsys.readouterr().out)
+    assert listed[needed[0]] == "present" and all(listed[r] == "absent" for r in needed[1:])
+    for rid in needed[1:]:
+        place(rid)
+    assert main(["--config", paper, "--root", str(root)]) == 0  # every needed resource in place
+    out = capsys.readouterr().out
+    assert f"{len(needed)} present, 0 not" in out and _listed(out)["kohler2012-kernels"] == "absent"
+
+    # the demo needs nothing; without --config, the whole catalogue, each marked under --root
+    assert main(["--config", str(REPO / "config.yaml"), "--root", str(root)]) == 0
+    assert "needs no downloaded resource" in capsys.readouterr().out
+    assert main(["--root", str(root)]) == 0
+    listed = _listed(capsys.readouterr().out)
+    assert set(listed) == set(catalogue)
+    assert {r for r, status in listed.items() if status == "present"} == set(needed)
+
+
+def test_listing_names_a_bad_configuration(tmp_path, capsys):
+    from prior_landscape.io.downloads import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"priors": {"net": {"kind": "edm", "resource": "no-such-thing"}}}))
+    assert main(["--config", str(bad)]) == 2
+    assert "priors.net.resource: unknown resource 'no-such-thing'" in capsys.readouterr().err
+    assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml" in capsys.readouterr().err

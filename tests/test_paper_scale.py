@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -240,6 +241,7 @@ def _tiny_paper_config() -> dict:
     """config/paper.yaml with its priors replaced by a tiny EDM network and a tiny MNIST network."""
     cfg = copy.deepcopy(PAPER)
     cfg["device"] = "cpu"
+    cfg["results"] = "results"  # the test's own working directory: its paths stay results/…
     cfg["priors"] = {
         "tiny-edm": {
             "kind": "edm", "dataset": "stand-in for FFHQ-64", "resource": "edm-ffhq64",
@@ -262,6 +264,7 @@ def _tiny_paper_config() -> dict:
     cfg["blur"]["kernel_size"] = 5  # reflect padding needs kernels smaller than the 8-px images
     cfg["sweep"].update(families=["gaussian"], theta={"start": 0.0, "stop": 2.0, "num": 2}, n_images=2)
     cfg["critical_points"].update(n_per_group=1, n_steps=4, n_segments=1, record_every=2, checkpoint_every=2, step=1e-3)
+    cfg["timing"] = {"n_images": 2, "repeats": 3, "potential_repeats": 3}
     cfg["hessian"]["priors"] = ["tiny-edm"]
     cfg["posterior"]["priors"] = ["tiny-edm"]
     cfg["deblur"]["prior"] = cfg["deblur"]["kohler"]["prior"] = "tiny-edm"
@@ -313,6 +316,7 @@ def test_paper_rules_run_on_tiny_stand_ins(edm_files, server, tmp_path):  # noqa
         "results/sweeps/tiny-edm.parquet",
         "results/sweeps/tiny-mnist.parquet",
         "results/critical_points/tiny-edm/summary.parquet",
+        "results/tables/tab01.csv",  # Table 1: both priors timed in one job, each on its own images
     ]
     proc = subprocess.run(
         [
@@ -356,5 +360,8 @@ def test_paper_rules_run_on_tiny_stand_ins(edm_files, server, tmp_path):  # noqa
     assert starts.source.iloc[0].startswith("00000/") and np.isfinite(starts.q_end).all()
     prior = load_prior(work / "results/priors/tiny-edm/model.pt")
     assert isinstance(prior, UnitScalePrior) and prior.image_shape == (3, RES, RES)
+    tab = pd.read_csv(work / "results/tables/tab01.csv").set_index("prior")
+    assert tab.loc["tiny-edm", "resolution"] == f"{RES}×{RES}×3" and tab.loc["tiny-mnist", "resolution"] == "32×32×1"
+    assert (tab["potential eval min (s/image)"] > 0).all() and set(tab["repeats (model, potential)"]) == {"3, 3"}
     digit_prior = load_prior(work / "results/priors/tiny-mnist/model.pt")
     assert digit_prior.net.config["architecture"] == "diffusers_unet2d" and digit_prior.image_shape == (1, 32, 32)

@@ -1,6 +1,7 @@
 """The workflow end to end on a tiny configuration: artefacts, figures, report,
 caching, and clean failures. These run Snakemake in a scratch copy of the workflow."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,10 @@ from test_paper_scale import _job_counts
 from prior_landscape.io.artefacts import read_table
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-pytestmark = pytest.mark.slow
+# the whole tiny run is the first test's setup: 5–10 min on 2 free cores, up to 20 on the shared
+# development machine (Table 1 is timed in one job that has both cores: its 3 × 3 potential
+# evaluations run alone), so the first test gets more than the suite's 900 s
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 def _workdir(tmp: Path, overrides: dict | None = None) -> Path:
@@ -34,7 +38,7 @@ def _workdir(tmp: Path, overrides: dict | None = None) -> Path:
     return work
 
 
-def _snakemake(work: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def _snakemake(work: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
     cmd = [
         *SNAKEMAKE,
         "-s",
@@ -47,7 +51,7 @@ def _snakemake(work: Path, *args: str, check: bool = True) -> subprocess.Complet
         "2",
         *args,
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
@@ -56,7 +60,7 @@ def _snakemake(work: Path, *args: str, check: bool = True) -> subprocess.Complet
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     work = _workdir(tmp_path_factory.mktemp("demo"))
-    _snakemake(work, "all")
+    _snakemake(work, "all", timeout=2400)
     return work
 
 
@@ -68,8 +72,10 @@ def test_run_leaves_artefacts_figures_tables(finished_run):
         "figures/fig07.png",
         "figures/fig07.pdf",
         "tables/tab01.csv",
-        "tables/tab01.html",
+        "tables/tab01.md",
+        "tables/tab01.tex",
         "tables/sweep_summary.csv",
+        "report/fig07.html",
         "priors/scorenet-natural/training_loss.parquet",
         "kernels/blur_families.parquet",
     ]:
@@ -111,14 +117,40 @@ def test_sweep_artefact_has_provenance_and_exact_values(finished_run):
     assert net.q_exact.isna().all() and np.isfinite(net.q).all()
 
 
-def test_tab01_measures_each_prior(finished_run):
+def test_tab01_measures_every_prior_in_one_job_with_repeats(finished_run):
     import pandas as pd
 
+    priors = ["gmm-natural", "scorenet-digits", "scorenet-natural"]
+    timing = read_table(finished_run / "results/timing/priors.parquet")  # one job's artefact
+    assert sorted(timing.prior.unique()) == priors and set(timing.device) == {"cpu"}
+    counts = timing.groupby(["measurement", "prior"]).size()
+    assert (counts >= 3).all() and set(timing.measurement) == {"model", "potential"}, counts
+    # round-robin: every prior's repeat r before any prior's repeat r + 1
+    for _, g in timing.groupby("measurement", sort=False):
+        block = list(g.prior[: len(priors)])
+        assert sorted(block) == priors and list(g.prior) == block * (len(g) // len(priors)), list(g.prior)
+        assert list(g.repeat) == sorted(g.repeat)
     tab = pd.read_csv(finished_run / "results/tables/tab01.csv")
-    assert sorted(tab.prior) == ["gmm-natural", "scorenet-digits", "scorenet-natural"]
-    assert (tab["model eval (s/image)"] > 0).all()
-    assert (tab["potential eval (s/image)"] > tab["model eval (s/image)"]).all()
+    assert sorted(tab.prior) == priors
+    for what in ("model", "potential"):
+        lo, med, hi = (tab[f"{what} eval {s} (s/image)"] for s in ("min", "median", "max"))
+        assert (lo > 0).all() and (lo <= med).all() and (med <= hi).all()
+    assert (tab["potential eval median (s/image)"] > tab["model eval median (s/image)"]).all()
+    assert set(tab["repeats (model, potential)"]) == {"3, 3"} and set(tab.resolution) == {"16×16×1"}
     assert tab.loc[tab.prior == "gmm-natural", "parameters"].item() == 2 + 2 * 256 + 2 * 256 * 8 + 2 * 8 + 1
+
+
+def test_every_table_in_csv_markdown_and_latex(finished_run):
+    import pandas as pd
+
+    tables = sorted((finished_run / "results/tables").glob("*.csv"))
+    assert len(tables) >= 5, tables  # Table 1, sweep, critical-point and profile summaries, deblurring
+    for csv in tables:
+        df = pd.read_csv(csv)
+        md, tex = csv.with_suffix(".md").read_text(), csv.with_suffix(".tex").read_text()
+        assert all(str(c) in md for c in df.columns), csv.name
+        assert "\\begin{tabular}" in tex and "\\bottomrule" in tex and f"\\label{{tab:{csv.stem}}}" in tex
+        assert md.count("\n|") == len(df) + 2 - md.startswith("|"), csv.name  # header, rule, one row each
 
 
 def test_nothing_to_do_after_a_finished_run(finished_run):
@@ -163,7 +195,7 @@ def test_speed_settings_rerun_nothing_and_accuracy_settings_rerun_their_jobs(fin
     edited.write_text(yaml.safe_dump(tiny))
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     jobs = _job_counts(out.stdout + out.stderr)
-    assert {"likelihood_sweep", "critical_points", "measure_prior_cost", "posterior_profiles"} <= set(jobs), jobs
+    assert {"likelihood_sweep", "critical_points", "measure_prior_costs", "posterior_profiles"} <= set(jobs), jobs
     assert not {"train_score_network", "fit_mixture_prior", "deblur_runs"} & set(jobs), jobs
 
 
@@ -177,10 +209,31 @@ def test_one_figure_rerenders_without_recomputation(finished_run):
     assert (finished_run / "results/figures/fig07.png").exists()
 
 
-def test_report_is_generated(finished_run):
+def test_report_is_generated_with_titled_entries_captions_and_tables(finished_run):
+    import base64
+    import json
+
     _snakemake(finished_run, "--report", "results/report.html")
     html = (finished_run / "results/report.html").read_text(errors="ignore")
-    assert "fig07.png" in html and "tab01.html" in html
+    results = json.loads(re.search(r"var results = (\{.*?\});\n", html, flags=re.S).group(1))
+    categories = json.loads(re.search(r"var categories = (\{.*?\});\n", html, flags=re.S).group(1))
+    category = {Path(p).name: c for c, subs in categories.items() for paths in subs.values() for p in paths}
+    entries = {Path(path).name: r for path, r in results.items()}
+    figures = sorted(p.stem for p in (finished_run / "results/figures").glob("fig*.png"))
+    tables = sorted(p.name for p in (finished_run / "results/tables").glob("*.csv"))
+    assert set(entries) == {f"{f}.html" for f in figures} | set(tables), sorted(entries)
+    for f in figures:  # a page per figure, titled "Fig. N", its caption beside the figure
+        r = entries[f"{f}.html"]
+        assert r["labels"]["figure"] == f"Fig. {int(f[3:])}" and len(r["labels"]["title"]) > 10, r["labels"]
+        page = base64.b64decode(r["data_uri"].split(",", 1)[1]).decode()
+        assert "data:image/png;base64," in page and 'class="caption"' in page and "<strong>Figure" in page
+        assert category[f"{f}.html"].startswith("P §"), category
+    assert entries["fig07.html"]["labels"]["title"] == "Potential of blurred images relative to the sharp image"
+    for t in tables:  # every CSV table, titled, its caption showing the table itself
+        r = entries[t]
+        assert category[t] == "Tables" and r["labels"]["table"] and r["labels"]["title"], (t, r["labels"])
+        assert "<table" in r["caption"], t
+    assert entries["tab01.csv"]["labels"] == {"table": "Table 1", "title": "The priors of this run"}
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,15 @@
 
     prior-landscape review PATH [--json] [--verbose] [--sha256 HEX] [--require-manifest]
 
-PATH is an archive made by ``snakemake archive`` (``archives/results.tar.gz``), an
-unpacked archive, or a ``results/`` folder. The review lists each artefact with
-its provenance, size, row count and a short summary, verifies the checksums
-against the manifest, and says which figures and tables can be re-rendered from
-it alone.
+PATH is an archive made by ``snakemake archive`` (``archives/results-demo.tar.gz``),
+an unpacked archive, a results folder (``results/demo``) or a working directory
+(its config.yaml's ``results``). The review opens with a one-screen summary: what
+was run (configuration and scale, git commit, dates, contents), what passed, and
+what is flagged, with counts (failures, which set the exit status, and notes,
+which do not). The detail follows: each artefact with its provenance, size, row
+count and a short summary, the other files, the checksums against the manifest
+(each failure named), and which figures and tables can be re-rendered from it
+alone. The last line is the verdict.
 
 Exit status, for scripts:
 
@@ -54,9 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="prior-landscape", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
-        "review", help="review an archive or a results/ folder: provenance, checksums, re-renderable figures"
+        "review",
+        help="review an archive or a results folder: a summary, then provenance, checksums, re-renderable figures",
     )
-    p.add_argument("path", help="archives/results.tar.gz, an unpacked archive, or a results/ folder")
+    p.add_argument("path", help="archives/results-demo.tar.gz, an unpacked archive, or a results folder (results/demo)")
     p.add_argument("--json", action="store_true", help="print the review as JSON")
     p.add_argument("--verbose", "-v", action="store_true", help="list every file, logs and benchmarks included")
     p.add_argument(

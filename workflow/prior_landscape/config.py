@@ -60,12 +60,42 @@ def non_finite_numbers(node, path: tuple = ()) -> list[tuple[str, float]]:
     return []
 
 
+#: Folders of a working directory that are not any configuration's: the archives of runs
+#: (workflow/rules/archive.smk) and the downloads (``downloads.root``, default ``resources``).
+ARCHIVES = "archives"
+DEFAULT_DOWNLOAD_ROOT = "resources"
+
+
+def _nested(a: Path, b: Path) -> bool:
+    return a == b or a in b.parents or b in a.parents
+
+
+def results_problems(config: dict) -> list[str]:
+    """Problems of ``config['results']`` that the schema's pattern cannot see: the folder must
+    neither hold nor lie inside the archives' folder or the downloads (``downloads.root``), which
+    runs of every configuration share and an archive of the results must not pack."""
+    results = config.get("results")
+    if not isinstance(results, str) or not results:
+        return []  # the schema names it
+    here = Path(results)
+    shared = {ARCHIVES: "the archives' folder (snakemake archive)"}
+    root = (config.get("downloads") or {}).get("root", DEFAULT_DOWNLOAD_ROOT)
+    if isinstance(root, str) and root and not Path(root).is_absolute():
+        shared[root] = "downloads.root (shared by every configuration)"
+    return [
+        f"  results: {results!r} overlaps {folder!r}, {what}: choose a folder of its own (e.g. results/<name>)"
+        for folder, what in shared.items()
+        if _nested(here, Path(folder))
+    ]
+
+
 def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, source: str = "config") -> dict:
     """Validate ``config`` against the workflow's JSON schema.
 
     Raises :class:`ConfigError` listing every problem as ``key.path: message``:
-    the schema's findings and every NaN or infinite number (which the schema's
-    bounds cannot catch, see :func:`non_finite_numbers`).
+    the schema's findings, every NaN or infinite number (which the schema's
+    bounds cannot catch, see :func:`non_finite_numbers`) and a ``results``
+    folder that overlaps a shared one (:func:`results_problems`).
     """
     import jsonschema
 
@@ -73,6 +103,7 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, source:
         f"  {key}: {value!r} is not a finite number (NaN and infinities are never valid here)"
         for key, value in non_finite_numbers(config)
     ]
+    lines += results_problems(config)
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))

@@ -59,6 +59,7 @@ rule benchmark_table:
             f"{RESULTS}/tables/benchmark_{{dataset}}.csv",
             caption="../report/benchmark_table.rst",
             category="Benchmark",
+            labels=lambda wc: {"table": "Benchmark table", "title": wc.dataset},
         ),
         md=f"{RESULTS}/tables/benchmark_{{dataset}}.md",
         tex=f"{RESULTS}/tables/benchmark_{{dataset}}.tex",
@@ -66,11 +67,13 @@ rule benchmark_table:
             f"{RESULTS}/figures/benchmark_{{dataset}}_grid.png",
             caption="../report/benchmark_grid.rst",
             category="Benchmark",
+            labels=lambda wc: {"figure": "Benchmark examples", "title": wc.dataset},
         ),
         kernels=report(
             f"{RESULTS}/figures/benchmark_{{dataset}}_kernels.png",
             caption="../report/benchmark_kernels.rst",
             category="Benchmark",
+            labels=lambda wc: {"figure": "Benchmark kernels", "title": wc.dataset},
         ),
     log:
         f"{RESULTS}/logs/benchmark_table/{{dataset}}.log",

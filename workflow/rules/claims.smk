@@ -16,9 +16,7 @@ rule claims_table:
             for m in BENCHMARK["methods"]
         ],
     output:
-        csv=report(f"{RESULTS}/tables/claims.csv", caption="../report/claims.rst", category="0 Claims"),
-        md=f"{RESULTS}/tables/claims.md",
-        tex=f"{RESULTS}/tables/claims.tex",
+        **table_files("claims", category="0 Claims"),
     log:
         f"{RESULTS}/logs/tables/claims.log",
     threads: 1

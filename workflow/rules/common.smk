@@ -9,7 +9,9 @@ from prior_landscape.config import ConfigError, accuracy, validate_config, theta
 from prior_landscape.io.images import check_photographs
 from prior_landscape.io.downloads import (
     DEFAULT_LOCK_FILE,
+    TRAINING_RESOURCES,
     CatalogueError,
+    configured_resources as _configured_resources,
     load_catalogue_with_mirror,
     resource_location,
     resource_outputs,
@@ -25,7 +27,11 @@ if _image_problems:
         f"{len(_image_problems)} image file(s) of the configuration cannot be used:\n  " + "\n  ".join(_image_problems)
     )
 
-RESULTS = "results"
+# every output of this configuration (config.yaml: results/demo, config/paper.yaml: results/paper):
+# two configurations run in one working directory never share a file, nor Snakemake's metadata of one
+RESULTS = config["results"]
+# its archive (archive.smk): archives/results.tar.gz for `results`, archives/results-demo.tar.gz for results/demo
+ARCHIVE = "archives/" + "-".join(Path(RESULTS).parts)
 # the diffusion models of the landscape part (P §2), whose potential the probability-flow ODE
 # evaluates; patch priors (EPLL) serve the posterior and deblurring parts only
 PRIORS = [p for p, c in config["priors"].items() if c["kind"] != "patch"]
@@ -89,7 +95,7 @@ def prior_config(wildcards):
     return cfg
 
 
-def all_targets():
+def figure_names():
     figures = ["fig05", "fig07"]
     if NATURAL_PRIORS:
         figures += ["fig01", "fig02", "fig03", "fig04", "fig06"]
@@ -97,15 +103,59 @@ def all_targets():
         figures += ["fig08"]
     # P §4–5 and Appendix B: posterior profiles and blind deconvolution (workflow/rules/posterior.smk)
     figures += ["fig09", "fig10", "fig11", "fig12", "fig13", "fig14", "fig15"]
+    return sorted(figures)
+
+
+FIGURES = figure_names()
+
+
+def all_targets():
     return (
-        [f"{RESULTS}/figures/{f}.png" for f in sorted(figures)]
-        + [
-            f"{RESULTS}/tables/tab01.csv",
-            f"{RESULTS}/tables/deblur_metrics.csv",
-            f"{RESULTS}/tables/claims.csv",
-        ]
+        [f"{RESULTS}/figures/{f}.png" for f in FIGURES]
+        + [f"{RESULTS}/tables/tab01.csv", f"{RESULTS}/tables/deblur_metrics.csv", f"{RESULTS}/tables/claims.csv"]
         + benchmark_targets()
+        # the report's entries for the figures: each with its caption beside it (rule report_pages)
+        + [f"{RESULTS}/report/{f}.html" for f in FIGURES]
     )
+
+
+# ------------------------------------------------------------------------- the report
+# Entries titled from their captions (workflow/report/<name>.rst: "Fig. 7", its first sentence);
+# figures as pages with the caption beside them (rule report_pages), tables as CSV files (with
+# their Markdown and LaTeX beside them, not in the report).
+
+REPORT_DIR = Path(workflow.current_basedir.join("../report").get_path_or_uri(secret_free=True))
+REPORT_CATEGORIES = {
+    **dict.fromkeys(["fig01", "fig02", "fig03", "fig04"], "P §2.2 Critical points"),
+    **dict.fromkeys(["fig05", "fig06", "fig07", "fig08"], "P §2.3 Blurry images are more likely"),
+    **dict.fromkeys(["fig09", "fig10"], "P §4 Posterior landscape"),
+    **dict.fromkeys(["fig11", "fig12", "fig13", "fig14", "fig15"], "P §5 Blind deconvolution"),
+}
+
+
+def report_labels(name, kind="figure"):
+    """The labels of a report entry, from its caption (prior_landscape.report.pages.caption_labels)."""
+    from prior_landscape.report.pages import caption_labels
+
+    path = REPORT_DIR / f"{name}.rst"
+    return caption_labels(path.read_text(encoding="utf-8"), kind, source=str(path))
+
+
+def table_files(name, key="csv", category="Tables"):
+    """A table's outputs: ``key`` its CSV, in the report under "Tables" (captioned by
+    workflow/report/<name>.rst, titled from it), ``<key>_md`` and ``<key>_tex`` its Markdown
+    and LaTeX (prior_landscape.report.tables.write_table_files)."""
+    base = f"{RESULTS}/tables/{name}"
+    csv = report(f"{base}.csv", caption=f"../report/{name}.rst", category=category, labels=report_labels(name, "table"))
+    return {key: csv, f"{key}_md": f"{base}.md", f"{key}_tex": f"{base}.tex"}
+
+
+def rendered_captions(wildcards):
+    """Every figure's caption as the report shows it (a param: a caption that changes, or a value
+    of the configuration it quotes, renders its page again)."""
+    from prior_landscape.report.pages import render_caption
+
+    return {f: render_caption((REPORT_DIR / f"{f}.rst").read_text(encoding="utf-8"), config) for f in FIGURES}
 
 
 # ------------------------------------------------------------------ paper-scale resources
@@ -123,8 +173,6 @@ try:
     CATALOGUE = load_catalogue_with_mirror(CATALOGUE_FILE)
 except CatalogueError as err:
     raise ConfigError(f"downloads.catalogue: {err}") from None
-# training data read from a downloaded dataset (the demo's ship with installed packages)
-TRAINING_RESOURCES = {"mnist": "mnist"}
 
 
 def resource_files(rid):
@@ -141,18 +189,9 @@ def resource_path(rid):
 
 def configured_resources():
     """(config key, resource id) of every resource the configuration uses: released priors,
-    their images, downloaded training data, and Fig. 13's DRUNet weights and Köhler shots."""
-    for prior, cfg in config["priors"].items():
-        if "resource" in cfg:
-            yield f"priors.{prior}.resource", cfg["resource"]
-        if "images" in cfg:
-            yield f"priors.{prior}.images.resource", cfg["images"]["resource"]
-        if cfg.get("training_data") in TRAINING_RESOURCES:
-            yield f"priors.{prior}.training_data", TRAINING_RESOURCES[cfg["training_data"]]
-    kohler = config["deblur"]["kohler"]
-    for key in ("denoiser", "data"):
-        if key in kohler:
-            yield f"deblur.kohler.{key}.resource", kohler[key]["resource"]
+    their images, downloaded training data, and Fig. 13's DRUNet weights and Köhler shots
+    (prior_landscape.io.downloads.configured_resources: what its listing says the configuration needs)."""
+    return _configured_resources(config)
 
 
 # a resource id of the configuration that the catalogue lacks stops the run, naming the key
@@ -172,6 +211,15 @@ def inputs_of_prior(prior):
 
 def prior_inputs(wildcards):
     return inputs_of_prior(wildcards.prior)
+
+
+def timing_inputs(wildcards):
+    """Every prior's model file (in PRIORS' order) and (paper scale) the datasets their images come from."""
+    inputs = {"models": [inputs_of_prior(p)["model"] for p in PRIORS]}
+    images = [f for p in PRIORS for f in inputs_of_prior(p).get("images", [])]
+    if images:
+        inputs["images"] = list(dict.fromkeys(images))
+    return inputs
 
 
 def image_source(wildcards):

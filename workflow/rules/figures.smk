@@ -5,11 +5,7 @@ rule fig05_blur_families:
     input:
         f"{RESULTS}/kernels/blur_families.parquet",
     output:
-        png=report(
-            f"{RESULTS}/figures/fig05.png",
-            caption="../report/fig05.rst",
-            category="P §2.3 Blurry images are more likely",
-        ),
+        png=f"{RESULTS}/figures/fig05.png",
         pdf=f"{RESULTS}/figures/fig05.pdf",
     log:
         f"{RESULTS}/logs/figures/fig05.log",
@@ -25,13 +21,9 @@ rule fig07_likelihood_sweeps:
     input:
         expand(f"{RESULTS}/sweeps/{{prior}}.parquet", prior=NATURAL_PRIORS),
     output:
-        png=report(
-            f"{RESULTS}/figures/fig07.png",
-            caption="../report/fig07.rst",
-            category="P §2.3 Blurry images are more likely",
-        ),
+        **table_files("sweep_summary", "summary"),
+        png=f"{RESULTS}/figures/fig07.png",
         pdf=f"{RESULTS}/figures/fig07.pdf",
-        summary=f"{RESULTS}/tables/sweep_summary.csv",
     log:
         f"{RESULTS}/logs/figures/fig07.log",
     threads: 1
@@ -44,14 +36,9 @@ rule fig07_likelihood_sweeps:
 
 rule tab01_priors:
     input:
-        expand(f"{RESULTS}/timing/{{prior}}.parquet", prior=PRIORS),
+        f"{RESULTS}/timing/priors.parquet",
     output:
-        csv=f"{RESULTS}/tables/tab01.csv",
-        html=report(
-            f"{RESULTS}/tables/tab01.html",
-            caption="../report/tab01.rst",
-            category="Tables",
-        ),
+        **table_files("tab01"),
     log:
         f"{RESULTS}/logs/tables/tab01.log",
     threads: 1
@@ -60,7 +47,6 @@ rule tab01_priors:
         runtime=5,
     params:
         priors=config["priors"],
-        crop_size=config["data"]["crop_size"],
     script:
         "../scripts/table_tab01.py"
 
@@ -71,13 +57,13 @@ rule fig01_to_fig03_critical_points:
         trajectory=expand(f"{RESULTS}/critical_points/{{prior}}/trajectory.parquet", prior=NATURAL_PRIORS),
         images=expand(f"{RESULTS}/critical_points/{{prior}}/images.parquet", prior=NATURAL_PRIORS),
     output:
-        fig01=report(f"{RESULTS}/figures/fig01.png", caption="../report/fig01.rst", category="P §2.2 Critical points"),
+        **table_files("critical_points_summary", "summary"),
+        fig01=f"{RESULTS}/figures/fig01.png",
         fig01_pdf=f"{RESULTS}/figures/fig01.pdf",
-        fig02=report(f"{RESULTS}/figures/fig02.png", caption="../report/fig02.rst", category="P §2.2 Critical points"),
+        fig02=f"{RESULTS}/figures/fig02.png",
         fig02_pdf=f"{RESULTS}/figures/fig02.pdf",
-        fig03=report(f"{RESULTS}/figures/fig03.png", caption="../report/fig03.rst", category="P §2.2 Critical points"),
+        fig03=f"{RESULTS}/figures/fig03.png",
         fig03_pdf=f"{RESULTS}/figures/fig03.pdf",
-        summary=f"{RESULTS}/tables/critical_points_summary.csv",
     log:
         f"{RESULTS}/logs/figures/fig01_to_fig03.log",
     threads: 1
@@ -92,7 +78,7 @@ rule fig04_hessian_spectra:
     input:
         expand(f"{RESULTS}/hessian/{{prior}}.parquet", prior=HESSIAN_PRIORS),
     output:
-        png=report(f"{RESULTS}/figures/fig04.png", caption="../report/fig04.rst", category="P §2.2 Critical points"),
+        png=f"{RESULTS}/figures/fig04.png",
         pdf=f"{RESULTS}/figures/fig04.pdf",
     log:
         f"{RESULTS}/logs/figures/fig04.log",
@@ -111,11 +97,7 @@ rule fig06_blurred_image:
     input:
         f"{RESULTS}/sweeps/{NATURAL_PRIORS[0]}.parquet",
     output:
-        png=report(
-            f"{RESULTS}/figures/fig06.png",
-            caption="../report/fig06.rst",
-            category="P §2.3 Blurry images are more likely",
-        ),
+        png=f"{RESULTS}/figures/fig06.png",
         pdf=f"{RESULTS}/figures/fig06.pdf",
     log:
         f"{RESULTS}/logs/figures/fig06.log",
@@ -132,11 +114,7 @@ rule fig08_binary_digits:
         samples=expand(f"{RESULTS}/samples/{{prior}}.parquet", prior=DIGIT_PRIORS),
         sweeps=expand(f"{RESULTS}/sweeps/{{prior}}.parquet", prior=DIGIT_PRIORS),
     output:
-        png=report(
-            f"{RESULTS}/figures/fig08.png",
-            caption="../report/fig08.rst",
-            category="P §2.3 Blurry images are more likely",
-        ),
+        png=f"{RESULTS}/figures/fig08.png",
         pdf=f"{RESULTS}/figures/fig08.pdf",
     log:
         f"{RESULTS}/logs/figures/fig08.log",
@@ -146,3 +124,32 @@ rule fig08_binary_digits:
         runtime=5,
     script:
         "../scripts/plot_fig08.py"
+
+
+# The report's entries for the figures: one page each, the figure with its caption beside it
+# (snakemake --report shows a figure's caption only on request), titled from the caption.
+rule report_pages:
+    input:
+        **{f: f"{RESULTS}/figures/{f}.png" for f in FIGURES},
+    output:
+        **{
+            f: report(
+                f"{RESULTS}/report/{f}.html",
+                caption=f"../report/{f}.rst",
+                category=REPORT_CATEGORIES.get(f, "Figures"),
+                labels=report_labels(f),
+            )
+            for f in FIGURES
+        },
+    log:
+        f"{RESULTS}/logs/report_pages.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        labels={f: report_labels(f) for f in FIGURES},
+        captions=rendered_captions,
+    script:
+        "../scripts/report_pages.py"

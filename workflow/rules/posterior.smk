@@ -1,7 +1,7 @@
 # P §4–5 and Appendix B: the posterior profiles ℓ^opt(θ) (Figs. 9–10) and blind
 # deconvolution by Algorithms 1 and 2 (Figs. 11–15). Config: posterior, deblur.
 #
-#   snakemake --cores 2 results/figures/fig11.png     # one Zernike case and its figure
+#   snakemake --cores 2 results/demo/figures/fig11.png     # one Zernike case and its figure
 #
 # 16×16 problems gain nothing from intra-op threads (they only add contention),
 # so the compute rules run on one thread and Snakemake runs them side by side.
@@ -73,9 +73,9 @@ rule fig09_noiseless_profiles:
     input:
         profiles=expand(f"{RESULTS}/posterior/{{prior}}/noiseless.parquet", prior=POSTERIOR_PRIORS),
     output:
-        png=report(f"{RESULTS}/figures/fig09.png", caption="../report/fig09.rst", category="P §4 Posterior landscape"),
+        **table_files("profile_minima", "summary"),
+        png=f"{RESULTS}/figures/fig09.png",
         pdf=f"{RESULTS}/figures/fig09.pdf",
-        summary=f"{RESULTS}/tables/profile_minima.csv",
     log:
         f"{RESULTS}/logs/figures/fig09.log",
     threads: 1
@@ -90,9 +90,9 @@ rule fig10_noisy_profiles:
     input:
         profiles=expand(f"{RESULTS}/posterior/{{prior}}/noisy.parquet", prior=POSTERIOR_PRIORS),
     output:
-        png=report(f"{RESULTS}/figures/fig10.png", caption="../report/fig10.rst", category="P §4 Posterior landscape"),
+        **table_files("noisy_profile_minima", "summary"),
+        png=f"{RESULTS}/figures/fig10.png",
         pdf=f"{RESULTS}/figures/fig10.pdf",
-        summary=f"{RESULTS}/tables/noisy_profile_minima.csv",
     log:
         f"{RESULTS}/logs/figures/fig10.log",
     threads: 1
@@ -107,7 +107,7 @@ rule fig11_zernike_example:
     input:
         **deblur_artefacts(ZERNIKE_CASES[:1]),
     output:
-        png=report(f"{RESULTS}/figures/fig11.png", caption="../report/fig11.rst", category="P §5 Blind deconvolution"),
+        png=f"{RESULTS}/figures/fig11.png",
         pdf=f"{RESULTS}/figures/fig11.pdf",
     log:
         f"{RESULTS}/logs/figures/fig11.log",
@@ -123,7 +123,7 @@ rule fig12_simplex_initialisations:
     input:
         **deblur_artefacts(["simplex"]),
     output:
-        png=report(f"{RESULTS}/figures/fig12.png", caption="../report/fig12.rst", category="P §5 Blind deconvolution"),
+        png=f"{RESULTS}/figures/fig12.png",
         pdf=f"{RESULTS}/figures/fig12.pdf",
     log:
         f"{RESULTS}/logs/figures/fig12.log",
@@ -139,7 +139,7 @@ rule fig13_kohler:
     input:
         **deblur_artefacts(["kohler"]),
     output:
-        png=report(f"{RESULTS}/figures/fig13.png", caption="../report/fig13.rst", category="P §5 Blind deconvolution"),
+        png=f"{RESULTS}/figures/fig13.png",
         pdf=f"{RESULTS}/figures/fig13.pdf",
     log:
         f"{RESULTS}/logs/figures/fig13.log",
@@ -155,7 +155,7 @@ rule fig14_zernike_cases:
     input:
         **deblur_artefacts(ZERNIKE_CASES, ("metrics", "images")),
     output:
-        png=report(f"{RESULTS}/figures/fig14.png", caption="../report/fig14.rst", category="P §5 Blind deconvolution"),
+        png=f"{RESULTS}/figures/fig14.png",
         pdf=f"{RESULTS}/figures/fig14.pdf",
     log:
         f"{RESULTS}/logs/figures/fig14.log",
@@ -171,7 +171,7 @@ rule fig15_simplex_cases:
     input:
         **deblur_artefacts(["simplex"], ("metrics", "images")),
     output:
-        png=report(f"{RESULTS}/figures/fig15.png", caption="../report/fig15.rst", category="P §5 Blind deconvolution"),
+        png=f"{RESULTS}/figures/fig15.png",
         pdf=f"{RESULTS}/figures/fig15.pdf",
     log:
         f"{RESULTS}/logs/figures/fig15.log",
@@ -187,7 +187,7 @@ rule deblur_metrics_table:
     input:
         [f"{RESULTS}/deblur/{c}/metrics.parquet" for c in DEBLUR_CASES],
     output:
-        f"{RESULTS}/tables/deblur_metrics.csv",
+        **table_files("deblur_metrics"),
     log:
         f"{RESULTS}/logs/tables/deblur_metrics.log",
     threads: 1

@@ -2,13 +2,14 @@
 
 import pandas as pd
 
-from prior_landscape.io.artefacts import atomic_output, read_table
+from prior_landscape.io.artefacts import read_table
 from prior_landscape.report.landscape_figures import (
     plot_critical_point_statistics,
     plot_critical_points,
     plot_descent_potential,
     save_figure,
 )
+from prior_landscape.report.tables import write_table_files
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 load = lambda paths: pd.concat([read_table(p) for p in paths], ignore_index=True)  # noqa: E731
@@ -21,5 +22,6 @@ table = (
     by[["relative_distance", "q_drop", "grad_norm_end", "grad_ratio"]].median().rename(columns=lambda c: f"median {c}")
 )
 table["critical points reached"] = by.converged.sum().astype(int).astype(str) + "/" + by.size().astype(str)
-with atomic_output(sm.output.summary) as tmp:
-    table.to_csv(tmp, float_format="%.4g")
+o = sm.output
+caption = "Critical-point summary (Figs. 1–3)"
+write_table_files(table, o.summary, markdown=o.summary_md, latex=o.summary_tex, caption=caption, index=True)

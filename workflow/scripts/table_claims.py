@@ -2,8 +2,9 @@
 
 import pandas as pd
 
-from prior_landscape.io.artefacts import atomic_output, read_table
+from prior_landscape.io.artefacts import read_table
 from prior_landscape.report.claims import claims_table
+from prior_landscape.report.tables import write_table_files
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 
@@ -18,8 +19,6 @@ table = claims_table(
     noisy=load(sm.input.noisy), deblur=load(sm.input.deblur), benchmark=load(sm.input.benchmark),
     methods=sm.params.methods,
 )  # fmt: skip
-for path, write in ((sm.output.csv, lambda t: table.to_csv(t, index=False)),
-                    (sm.output.md, lambda t: open(t, "w").write(table.to_markdown(index=False))),
-                    (sm.output.tex, lambda t: table.to_latex(t, index=False, longtable=True))):  # fmt: skip
-    with atomic_output(path) as tmp:
-        write(tmp)
+o = sm.output
+caption = "P's findings, as this run measured them"
+write_table_files(table, o.csv, markdown=o.csv_md, latex=o.csv_tex, caption=caption)

@@ -2,10 +2,12 @@
 
 import pandas as pd
 
-from prior_landscape.io.artefacts import atomic_output, read_table
+from prior_landscape.io.artefacts import read_table
 from prior_landscape.report.posterior_figures import deblur_summary
+from prior_landscape.report.tables import write_table_files
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 metrics = pd.concat([read_table(p) for p in sm.input], ignore_index=True)
-with atomic_output(sm.output[0]) as tmp:
-    deblur_summary(metrics).to_csv(tmp, index=False, float_format="%.4g")
+o = sm.output
+caption = "Deblurring metrics (Figs. 11–15)"
+write_table_files(deblur_summary(metrics), o.csv, markdown=o.csv_md, latex=o.csv_tex, caption=caption)

@@ -121,7 +121,10 @@ FIGURE_INPUTS: dict[str, dict[str, list[str]]] = {
         "outputs": ["results/figures/fig08.png"],
         "inputs": ["results/samples/*.parquet", "results/sweeps/*.parquet"],
     },
-    "tab01_priors": {"outputs": ["results/tables/tab01.csv"], "inputs": ["results/timing/*.parquet"]},
+    "tab01_priors": {
+        "outputs": ["results/tables/tab01.csv", "results/tables/tab01.md", "results/tables/tab01.tex"],
+        "inputs": ["results/timing/priors.parquet"],
+    },
     "fig09_noiseless_profiles": {
         "outputs": ["results/figures/fig09.png", "results/tables/profile_minima.csv"],
         "inputs": ["results/posterior/*/noiseless.parquet"],
@@ -151,6 +154,7 @@ FIGURE_INPUTS: dict[str, dict[str, list[str]]] = {
         "outputs": ["results/tables/deblur_metrics.csv"],
         "inputs": ["results/deblur/*/metrics.parquet"],
     },
+    "report_pages": {"outputs": ["results/report/fig*.html"], "inputs": ["results/figures/fig*.png"]},
 }
 
 # Which rule writes which file, for folders without a rule map (first match wins).
@@ -159,7 +163,7 @@ PRODUCERS: list[tuple[str, str]] = [
     ("results/priors/*/fit_summary.parquet", "fit_mixture_prior"),
     ("results/priors/*/training_loss.parquet", "train_score_network"),
     ("results/sweeps/*.parquet", "likelihood_sweep"),
-    ("results/timing/*.parquet", "measure_prior_cost"),
+    ("results/timing/*.parquet", "measure_prior_costs"),
     ("results/critical_points/*/*.parquet", "critical_points"),
     ("results/hessian/*.parquet", "hessian_spectra"),
     ("results/samples/*.parquet", "sample_prior"),
@@ -204,24 +208,41 @@ def _excluded(name: str, exclude: Iterable[str]) -> bool:
     return any(fnmatch.fnmatch(part, pat) for part in PurePosixPath(name).parts for pat in exclude)
 
 
-def collect_files(results_dir: str | Path, exclude: Iterable[str] = EXCLUDE) -> list[str]:
-    """Files under ``results_dir``, as sorted paths relative to its parent (``results/…``)."""
-    results_dir = Path(results_dir)
-    base = results_dir.parent
+def _root(results_dir: str | Path, root: str | None) -> PurePosixPath:
+    """The name of a results folder inside an archive: ``root`` (the configuration's
+    ``results``, e.g. ``results/demo``), by default the folder's own name."""
+    return PurePosixPath(root) if root else PurePosixPath(Path(results_dir).name)
+
+
+def _walk(results_dir: str | Path, exclude: Iterable[str], root: str | None) -> list[tuple[str, Path]]:
+    """(name in the archive, path) of every file under ``results_dir``, sorted by name."""
+    results_dir, prefix = Path(results_dir), _root(results_dir, root)
     out = []
     for path in results_dir.rglob("*"):
         if path.is_file() and not path.is_symlink():
-            rel = path.relative_to(base).as_posix()
-            if not _excluded(path.relative_to(results_dir).as_posix(), exclude):
-                out.append(rel)
+            inner = path.relative_to(results_dir).as_posix()
+            if not _excluded(inner, exclude):
+                out.append(((prefix / inner).as_posix(), path))
     return sorted(out)
 
 
-def classify(rel: str) -> str:
-    """The kind of a file of a run, from its path."""
-    parts = PurePosixPath(rel).parts
-    sub = parts[1] if len(parts) > 2 else ""
-    name = parts[-1]
+def collect_files(results_dir: str | Path, exclude: Iterable[str] = EXCLUDE, root: str | None = None) -> list[str]:
+    """Files under ``results_dir``, as sorted paths under ``root`` (default: the folder's own
+    name, ``results/…``; the archive rule passes the configuration's ``results``)."""
+    return [rel for rel, _ in _walk(results_dir, exclude, root)]
+
+
+def _inner_parts(rel: str, root: str = RESULTS) -> tuple[str, ...]:
+    """The parts of ``rel`` below the results folder ``root`` (below its first part otherwise)."""
+    parts, top = PurePosixPath(rel).parts, PurePosixPath(root).parts
+    return parts[len(top) :] if parts[: len(top)] == top else parts[1:]
+
+
+def classify(rel: str, root: str = RESULTS) -> str:
+    """The kind of a file of a run, from its path under the results folder ``root``."""
+    parts = _inner_parts(rel, root)
+    sub = parts[0] if len(parts) > 1 else ""
+    name = PurePosixPath(rel).name
     if sub == "logs":
         return "log"
     if sub == "benchmarks":
@@ -250,9 +271,10 @@ def software_versions() -> dict:
     return out
 
 
-def _manifest(files: list[dict], config: dict | None, rules: list[dict] | None) -> dict:
+def _manifest(files: list[dict], config: dict | None, rules: list[dict] | None, root: str = RESULTS) -> dict:
     return {
         "format": FORMAT,
+        "results": root,
         "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "host": socket.gethostname(),
         "git_commit": git_commit(),
@@ -268,15 +290,16 @@ def build_manifest(
     config: dict | None = None,
     rules: list[dict] | None = None,
     exclude: Iterable[str] = EXCLUDE,
+    root: str | None = None,
 ) -> dict:
     """The manifest of ``results_dir`` as it is now: checksums, sizes, config, versions, rules."""
-    results_dir = Path(results_dir)
-    base = results_dir.parent
+    name = str(_root(results_dir, root))
     files = []
-    for rel in collect_files(results_dir, exclude):
-        path = base / rel
-        files.append({"path": rel, "size": path.stat().st_size, "sha256": sha256_file(path), "kind": classify(rel)})
-    return _manifest(files, config, rules)
+    for rel, path in _walk(results_dir, exclude, root):
+        files.append(
+            {"path": rel, "size": path.stat().st_size, "sha256": sha256_file(path), "kind": classify(rel, name)}
+        )
+    return _manifest(files, config, rules, name)
 
 
 class _HashingReader:
@@ -306,27 +329,32 @@ def write_archive(
     config: dict | None = None,
     rules: list[dict] | None = None,
     exclude: Iterable[str] = EXCLUDE,
+    root: str | None = None,
 ) -> dict:
     """Pack ``results_dir`` with its manifest and config into the tar.gz ``out`` (atomically).
 
-    Members are ``results/…`` (the folder's own name) in sorted order with their
-    modification times, then ``manifest.json`` and ``config.yaml``. Each file is
-    read once: its checksum is that of the bytes packed. Returns the manifest.
+    Members are ``<root>/…`` (``root``: the configuration's ``results``, e.g.
+    ``results/demo``, so that ``snakemake`` run in the unpacked folder finds them
+    where the configuration puts them; default the folder's own name) in sorted
+    order with their modification times, then ``manifest.json`` (which records
+    ``root`` as ``results``) and ``config.yaml``. Each file is read once: its
+    checksum is that of the bytes packed. Returns the manifest.
     """
-    results_dir = Path(results_dir)
-    base = results_dir.parent
+    name = str(_root(results_dir, root))
     files = []
     with atomic_output(out) as tmp:
         with tarfile.open(tmp, "w:gz", format=tarfile.PAX_FORMAT) as tar:
-            for rel in collect_files(results_dir, exclude):
-                info = tar.gettarinfo(base / rel, arcname=rel)
+            for rel, path in _walk(results_dir, exclude, root):
+                info = tar.gettarinfo(path, arcname=rel)
                 info.uid = info.gid = 0
                 info.uname = info.gname = ""
-                with open(base / rel, "rb") as f:
+                with open(path, "rb") as f:
                     reader = _HashingReader(f)
                     tar.addfile(info, reader)
-                files.append({"path": rel, "size": reader.n, "sha256": reader.h.hexdigest(), "kind": classify(rel)})
-            manifest = _manifest(files, config, rules)
+                files.append(
+                    {"path": rel, "size": reader.n, "sha256": reader.h.hexdigest(), "kind": classify(rel, name)}
+                )
+            manifest = _manifest(files, config, rules, name)
             now = _dt.datetime.now(_dt.UTC).timestamp()
             _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=1, default=str).encode(), now)
             _add_bytes(
@@ -440,6 +468,7 @@ class Review:
     problems: list[str] = field(default_factory=list)
     archive_sha256: str | None = None  # of the archive file (archives only)
     checksum_source: str | None = None  # where the expected archive checksum came from, if any
+    root: str = RESULTS  # the results folder's path in the archive (the manifest's ``results``)
 
     @property
     def unreadable(self) -> list[str]:
@@ -466,6 +495,7 @@ class Review:
             "problems": self.problems,
             "archive_sha256": self.archive_sha256,
             "checksum_source": self.checksum_source,
+            "results": self.root,
         }
 
 
@@ -517,9 +547,9 @@ def _entry(rel: str, size: int, fileobj: IO[bytes]) -> Entry:
     return entry
 
 
-def _file_entry(base: Path, rel: str) -> Entry:
-    """The entry of a file of a folder; one that cannot be opened or read is an entry with an error."""
-    path = base / rel
+def _file_entry(path: Path, rel: str) -> Entry:
+    """The entry of the file ``path`` (``rel`` in the review); one that cannot be opened or read is
+    an entry with an error."""
     try:
         with open(path, "rb") as f:
             return _entry(rel, os.fstat(f.fileno()).st_size, f)
@@ -546,6 +576,9 @@ def _parse_manifest(raw: bytes, where: str) -> tuple[dict | None, list[str]]:
     problems = []
     if manifest.get("format") != FORMAT:
         problems.append(f"{where}: unknown manifest format {manifest.get('format')!r} (expected {FORMAT})")
+    root = manifest.get("results", RESULTS)
+    if not (isinstance(root, str) and _relative_path(root)):
+        problems.append(f"{where}: 'results' {root!r} is not a relative path without '..' (read as {RESULTS!r})")
     files = manifest.get("files")
     if not isinstance(files, list):
         return None, problems + [f"{where} has no list of files: nothing can be verified"]
@@ -630,6 +663,7 @@ def _review_archive(path: Path, rv: Review) -> None:
         rv.problems.append(
             f"the archive could not be read to its end: {path} is damaged or truncated: {type(e).__name__}: {e}"
         )
+    rv.root = _manifest_root(rv.manifest)
     if not manifest_seen:
         rv.problems.append(
             f"no {MANIFEST} in the archive: its files cannot be verified "
@@ -638,8 +672,14 @@ def _review_archive(path: Path, rv: Review) -> None:
     _check_config(rv, config_text, f"{path}: {CONFIG_FILE}")
 
 
+def _manifest_root(manifest) -> str:
+    """The results folder's path recorded in a manifest (``results``; archives made before it: ``results``)."""
+    root = manifest.get("results") if isinstance(manifest, dict) else None
+    return root if isinstance(root, str) and _relative_path(root) else RESULTS
+
+
 def _review_folder(path: Path, rv: Review) -> None:
-    results, mpath = _locate(path)
+    results, mpath, rv.root = _locate(path)
     if mpath is not None:
         try:
             raw = mpath.read_bytes()
@@ -648,24 +688,54 @@ def _review_folder(path: Path, rv: Review) -> None:
         else:
             rv.manifest, problems = _parse_manifest(raw, str(mpath))
             rv.problems.extend(problems)
-        cfg = results.parent / CONFIG_FILE
+        cfg = mpath.parent / CONFIG_FILE
         try:
             _check_config(rv, cfg.read_bytes() if cfg.exists() else None, str(cfg))
         except OSError as e:
             rv.problems.append(f"{cfg} is unreadable ({e})")
-    base = results.parent
-    for rel in collect_files(results):
-        rv.entries.append(_file_entry(base, rel))
+    for rel, file in _walk(results, EXCLUDE, rv.root):
+        rv.entries.append(_file_entry(file, rel))
 
 
-def _locate(path: Path) -> tuple[Path, Path | None]:
-    """For a folder: (its results/ folder, the manifest beside it or None).
+def _peek_root(mpath: Path) -> str:
+    """The ``results`` of the manifest ``mpath``, read leniently (the full check comes later)."""
+    try:
+        return _manifest_root(json.loads(mpath.read_bytes()))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return RESULTS
 
-    ``path`` is either a folder holding ``results/`` (an unpacked archive, a
-    working directory) or the ``results/`` folder itself."""
-    results = path / RESULTS if (path / RESULTS).is_dir() else path
-    manifest = results.parent / MANIFEST
-    return results, manifest if manifest.exists() else None
+
+def _configured_results(path: Path) -> str | None:
+    """The ``results`` of the config.yaml in ``path`` (a working directory), when it names a folder there."""
+    try:
+        root = (yaml.safe_load((path / CONFIG_FILE).read_text()) or {}).get("results")
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        return None
+    return root if isinstance(root, str) and _relative_path(root) and (path / root).is_dir() else None
+
+
+def _locate(path: Path) -> tuple[Path, Path | None, str]:
+    """For a folder: (its results folder, the manifest that describes it or None, the results
+    folder's path in the manifest's terms).
+
+    ``path`` is a folder holding a manifest (an unpacked archive: its results folder is the
+    manifest's ``results``, e.g. ``results/demo``), the results folder itself (the manifest
+    is found that many levels up), or a folder without a manifest: a working directory (its
+    config.yaml's ``results``, else its ``results/``) or a results folder."""
+    if (path / MANIFEST).exists():
+        root = _peek_root(path / MANIFEST)
+        return path / root, path / MANIFEST, root
+    for base in list(path.resolve().parents)[:8]:
+        if (base / MANIFEST).exists():
+            root = _peek_root(base / MANIFEST)
+            if (base / root).resolve() == path.resolve():
+                return path, base / MANIFEST, root
+    configured = _configured_results(path)
+    if configured:
+        return path / configured, None, configured
+    if (path / RESULTS).is_dir():
+        return path / RESULTS, None, RESULTS
+    return path, None, path.resolve().name
 
 
 def _check_detached(path: Path, rv: Review, expected_sha256: str | None) -> None:
@@ -708,10 +778,21 @@ def review(path: str | Path, *, expected_sha256: str | None = None) -> Review:
         if expected_sha256 is not None:
             raise ValueError("a checksum of the archive can only be checked on the archive file, not a folder")
         _review_folder(path, rv)
+    for e in rv.entries:  # the kinds, now that the results folder is known (an archive's manifest comes last)
+        e.kind = classify(e.path, rv.root)
     _attribute_rules(rv)
     _verify(rv)
     _renderability(rv)
     return rv
+
+
+#: the folders of a results folder whose files are rendered from artefacts: figures, tables, report pages
+_RENDERED = ("figures", "tables", "report")
+
+
+def _rebase(pattern: str, root: str) -> str:
+    """A pattern of :data:`FIGURE_INPUTS` or :data:`PRODUCERS` (``results/…``) under the results folder ``root``."""
+    return root + pattern[len(RESULTS) :] if pattern.startswith(f"{RESULTS}/") else pattern
 
 
 def _rules(rv: Review) -> list[dict]:
@@ -730,7 +811,7 @@ def _attribute_rules(rv: Review) -> None:
                 break
         else:
             if not rules:
-                e.rule = next((r for pat, r in PRODUCERS if fnmatch.fnmatch(e.path, pat)), None)
+                e.rule = next((r for pat, r in PRODUCERS if fnmatch.fnmatch(e.path, _rebase(pat, rv.root))), None)
 
 
 def _verify(rv: Review) -> None:
@@ -759,13 +840,14 @@ def _renderability(rv: Review) -> None:
     if rules:
         for r in rules:
             outs = r["outputs"]
-            is_figure = any(o.startswith((f"{RESULTS}/figures/", f"{RESULTS}/tables/")) for o in outs)
+            is_figure = any(o.startswith(tuple(f"{rv.root}/{sub}/" for sub in _RENDERED)) for o in outs)
             if not is_figure or any(_WILDCARD.search(o) for o in outs) or r["rule"] in ("all", "archive"):
                 continue
             targets.append((r["rule"], outs, r["inputs"], r.get("input_functions", False), False))
     else:
         for name, spec in FIGURE_INPUTS.items():
-            targets.append((name, spec["outputs"], spec["inputs"], False, True))
+            outs, inputs = ([_rebase(p, rv.root) for p in spec[k]] for k in ("outputs", "inputs"))
+            targets.append((name, outs, inputs, False, True))
     for name, outs, inputs, has_functions, globbing in targets:
         if globbing:
             missing = [p for p in inputs if not any(fnmatch.fnmatch(x, p) for x in present)]
@@ -826,46 +908,185 @@ def _provenance_line(p: dict) -> str:
 
 
 def format_review(rv: Review, verbose: bool = False) -> str:
-    lines = []
-    m = rv.manifest
-    what = "archive" if rv.source_kind == "archive" else "folder"
-    lines.append(f"Review of {what} {rv.source}")
-    if m:
-        sw = m.get("software") or {}
-        lines.append(
-            f"  manifest {m.get('format')}, made {m.get('created_utc')} on {m.get('host')}, "
-            f"git commit {m.get('git_commit') or 'unknown'}"
-        )
-        lines.append(
-            "  software: "
-            + ", ".join(
-                f"{k} {sw[k]}"
-                for k in ("python", "prior-landscape", "torch", "numpy", "snakemake", "snakemake-executor-plugin-slurm")
-                if k in sw
-            )
-        )
-        cfg = m.get("config") or {}
-        if cfg:
-            priors = cfg.get("priors") or {}
-            lines.append(
-                f"  config: scale {cfg.get('scale')}, device {cfg.get('device')}, seed {cfg.get('seed')}; "
-                f"priors: " + ", ".join(f"{k} ({v.get('kind')})" for k, v in priors.items())
-            )
-    else:
-        lines.append("  no manifest: checksums cannot be verified (make one with `snakemake archive`)")
+    """The review as text: a one-screen summary (what was run, what passed, what is flagged),
+    then the detail (manifest, artefacts, other files, checksums, re-renderable figures and
+    tables) and the verdict as the last line."""
+    lines = [f"Review of {'archive' if rv.source_kind == 'archive' else 'folder'} {rv.source}"]
+    lines += _summary_lines(rv)
+    lines += ["", "Detail", *_manifest_lines(rv)]
+    lines += ["", *_artefact_lines(rv)]
+    lines += ["", *_other_file_lines(rv, verbose)]
+    lines += ["", *_checksum_lines(rv)]
+    lines += ["", *_renderable_lines(rv)]
+    lines += ["", verdict(rv)]
+    return "\n".join(lines)
 
-    artefacts = [e for e in rv.entries if e.kind == "artefact"]
-    commits = sorted({str(e.provenance.get("git_commit")) for e in artefacts if e.provenance})
+
+# ------------------------------------------------------------------ the one-screen summary
+
+
+#: the kinds of files of a run (:func:`classify`), in the order a review lists them
+_KINDS = ("artefact", "model", "figure", "table", "report", "log", "benchmark", "other")
+
+
+def _when(stamp) -> str:
+    """An ISO time stamp as 'YYYY-MM-DD HH:MM UTC' (as given when it is not one)."""
+    try:
+        t = _dt.datetime.fromisoformat(str(stamp))
+    except ValueError:
+        return str(stamp)
+    if t.tzinfo is not None:
+        t = t.astimezone(_dt.UTC)
+    return t.strftime("%Y-%m-%d %H:%M") + " UTC"
+
+
+def _artefacts(rv: Review) -> list[Entry]:
+    return [e for e in rv.entries if e.kind == "artefact"]
+
+
+def _commits(rv: Review) -> list[str]:
+    return sorted({str(e.provenance.get("git_commit")) for e in _artefacts(rv) if e.provenance})
+
+
+def _summary_lines(rv: Review) -> list[str]:
+    """What was run, what passed, what is flagged (with counts), and the verdict: one screen."""
+    lines = ["Summary"]
+    lines += [f"  {k:<9} {v}" for k, v in _what_was_run(rv)]
+    passed, failed, notes = _passed(rv), _failed(rv), _notes(rv)
+    lines.append(f"  passed ({len(passed)})")
+    lines += [f"    ok    {p}" for p in passed] or ["    (nothing)"]
+    lines.append(f"  flagged ({sum(n for n, _ in failed)} failing, {len(notes)} notes)")
+    lines += [f"    FAIL  {n} {what}" for n, what in failed]
+    lines += [f"    note  {note}" for note in notes]
+    if not failed and not notes:
+        lines.append("    (nothing)")
+    lines.append(f"  verdict   {verdict(rv)}")
+    return lines
+
+
+def _what_was_run(rv: Review) -> list[tuple[str, str]]:
+    """(heading, text): configuration and scale, git commit, dates, contents."""
+    m = rv.manifest or {}
+    cfg = m.get("config") or {}
+    if cfg:
+        priors = cfg.get("priors") or {}
+        run = (
+            f"scale {cfg.get('scale')}, results {cfg.get('results', rv.root)}, device {cfg.get('device')}, "
+            f"seed {cfg.get('seed')}; {len(priors)} prior{'' if len(priors) == 1 else 's'}: {', '.join(priors)}"
+        )
+    else:
+        run = f"results {rv.root}; configuration unknown (no manifest)"
+    commits = _commits(rv)
+    commit = _short(m["git_commit"]) + " (manifest)" if m.get("git_commit") else "unknown (no manifest)"
+    if commits:
+        commit += f"; artefacts made at {len(commits)} commit{'' if len(commits) == 1 else 's'}"
+    made = sorted(_when(e.provenance["created_utc"]) for e in _artefacts(rv) if (e.provenance or {}).get("created_utc"))
+    dates = (
+        "artefacts: no dates" if not made else f"artefacts made {made[0]}" + (f" to {made[-1]}" * (made[-1] != made[0]))
+    )
+    if m.get("created_utc"):
+        dates += f"; archived {_when(m['created_utc'])}" + (f" on {m['host']}" if m.get("host") else "")
+    kinds = [(k, sum(e.kind == k for e in rv.entries)) for k in _KINDS]
+    contents = f"{len(rv.entries)} files, {_size(sum(e.size for e in rv.entries))}: " + ", ".join(
+        f"{n} {k}{'' if n == 1 else 's'}" for k, n in kinds if n
+    )
+    return [("run", run), ("commit", commit), ("dates", dates), ("contents", contents)]
+
+
+def _passed(rv: Review) -> list[str]:
+    out = []
+    parquet = [e for e in rv.entries if e.path.endswith(".parquet")]
+    if rv.entries and not rv.unreadable:
+        out.append(f"every file readable ({len(parquet)} Parquet files read whole, their own checksums verified)")
+    if rv.manifest is not None and not (rv.mismatched or rv.missing or rv.extra):
+        out.append(f"all {len(rv.manifest.get('files', []))} files match the manifest (sha256 and size)")
+    if rv.manifest is not None and not rv.problems:
+        where = "archive read to its end; " if rv.source_kind == "archive" else ""
+        out.append(f"{where}manifest well formed; config.yaml is the configuration it records")
+    if rv.checksum_source and not any("sha256" in p for p in rv.problems):
+        out.append(f"archive sha256 matches the checksum {rv.checksum_source}")
+    yes = sum(r["status"] == "yes" for r in rv.renderable)
+    if rv.renderable and yes == len(rv.renderable):
+        out.append(f"all {yes} figure, table and page rules re-renderable from this alone")
+    return out
+
+
+def _failed(rv: Review) -> list[tuple[int, str]]:
+    """(count, what) of everything that fails the verdict (named one by one in the detail)."""
+    counts = [
+        (len(rv.unreadable), "unreadable or damaged (UNREADABLE below)"),
+        (len(rv.mismatched), "changed since the manifest (CHANGED below)"),
+        (len(rv.missing), "missing (MISSING below)"),
+        (len(rv.extra), "not listed in the manifest (NOT LISTED below)"),
+        (len(rv.problems), "other problems (PROBLEM below)"),
+    ]
+    return [(n, what) for n, what in counts if n]
+
+
+def _notes(rv: Review) -> list[str]:
+    """What does not fail the verdict but a reader should know."""
+    notes = []
+    if rv.manifest is None:
+        notes.append("no manifest: files checked for readability only (make one with `snakemake archive`)")
+    elif rv.source_kind == "archive" and not rv.checksum_source:
+        notes.append("no detached checksum: an archive changed with its manifest goes unseen (see --sha256)")
+    commits = _commits(rv)
+    if len(commits) > 1:
+        notes.append(f"artefacts from {len(commits)} git commits: rerun for a single-commit archive")
+    if any(c.endswith("-dirty") for c in commits):
+        notes.append("artefacts made from a working tree with uncommitted changes (-dirty)")
+    torches = sorted({str((e.provenance.get("versions") or {}).get("torch")) for e in _artefacts(rv) if e.provenance})
+    if len(torches) > 1:
+        notes.append(f"artefacts made with torch {', '.join(torches)}")
+    no = [r["rule"] for r in rv.renderable if r["status"] == "no"]
+    if no:
+        which = f" ({', '.join(no)})" if len(no) <= 3 else ""
+        notes.append(
+            f"{len(no)} of {len(rv.renderable)} figure and table rules not re-renderable from this alone{which}"
+        )
+    unknown = sum(r["status"] == "unknown" for r in rv.renderable)
+    if unknown:
+        notes.append(f"{unknown} rules with inputs computed by a function: re-renderability unknown")
+    return notes
+
+
+# ----------------------------------------------------------------------------- the detail
+
+
+def _manifest_lines(rv: Review) -> list[str]:
+    m = rv.manifest
+    if not m:
+        return ["  no manifest: checksums cannot be verified (make one with `snakemake archive`)"]
+    sw = m.get("software") or {}
+    lines = [
+        f"  manifest {m.get('format')}, made {m.get('created_utc')} on {m.get('host')}, "
+        f"git commit {m.get('git_commit') or 'unknown'}",
+        "  software: "
+        + ", ".join(
+            f"{k} {sw[k]}"
+            for k in ("python", "prior-landscape", "torch", "numpy", "snakemake", "snakemake-executor-plugin-slurm")
+            if k in sw
+        ),
+    ]
+    cfg = m.get("config") or {}
+    if cfg:
+        priors = cfg.get("priors") or {}
+        lines.append(
+            f"  config: scale {cfg.get('scale')}, device {cfg.get('device')}, seed {cfg.get('seed')}; "
+            f"priors: " + ", ".join(f"{k} ({v.get('kind')})" for k, v in priors.items())
+        )
+    commits = _commits(rv)
     if len(commits) > 1:
         lines.append(
             f"  note: the artefacts were made at {len(commits)} git commits ({', '.join(_short(c) for c in commits)}); "
             "rerun for a single-commit archive"
         )
-    torches = sorted({str((e.provenance.get("versions") or {}).get("torch")) for e in artefacts if e.provenance})
-    if len(torches) > 1:
-        lines.append(f"  note: the artefacts were made with torch {', '.join(torches)}")
-    lines.append("")
-    lines.append(f"Artefacts ({len(artefacts)})")
+    return lines
+
+
+def _artefact_lines(rv: Review) -> list[str]:
+    artefacts = _artefacts(rv)
+    lines = [f"Artefacts ({len(artefacts)})"]
     for e in artefacts:
         head = f"  {e.path}  {_size(e.size)}"
         if e.rows is not None:
@@ -881,23 +1102,27 @@ def format_review(rv: Review, verbose: bool = False) -> str:
         if e.summary:
             lines.append(f"      summary: {e.summary}")
         lines.append("      provenance: " + (_provenance_line(e.provenance) if e.provenance else "none"))
+    return lines
 
+
+def _other_file_lines(rv: Review, verbose: bool) -> list[str]:
     others: dict[str, list[Entry]] = {}
     for e in rv.entries:
         if e.kind != "artefact":
             others.setdefault(e.kind, []).append(e)
-    lines.append("")
-    lines.append("Other files")
-    for kind in ("model", "figure", "table", "report", "log", "benchmark", "other"):
+    lines = ["Other files"]
+    for kind in _KINDS[1:]:
         group = others.get(kind, [])
         if not group:
             continue
         lines.append(f"  {kind}s: {len(group)}, {_size(sum(e.size for e in group))}")
         if verbose or kind in ("model", "figure", "table", "report"):
-            for e in group:
-                lines.append(f"      {e.path}  {_size(e.size)}" + (f", rule {e.rule}" if e.rule else ""))
+            lines += [f"      {e.path}  {_size(e.size)}" + (f", rule {e.rule}" if e.rule else "") for e in group]
+    return lines
 
-    lines.append("")
+
+def _checksum_lines(rv: Review) -> list[str]:
+    lines = []
     if rv.source_kind == "archive":
         if rv.checksum_source:
             lines.append(f"Archive sha256 {rv.archive_sha256}, checked against {rv.checksum_source}")
@@ -906,6 +1131,7 @@ def format_review(rv: Review, verbose: bool = False) -> str:
                 f"Archive sha256 {rv.archive_sha256}; no detached checksum to check it against (an archive "
                 "changed together with its manifest is detected only that way: see --sha256)"
             )
+    m = rv.manifest
     if m is None:
         lines.append("Checksums: not verified (no usable manifest); every file was read and its own checksums checked")
     else:
@@ -917,20 +1143,16 @@ def format_review(rv: Review, verbose: bool = False) -> str:
                 f"Checksums: FAILED ({len(rv.mismatched)} changed, {len(rv.missing)} missing, "
                 f"{len(rv.extra)} not listed, of {n} files)"
             )
-        for p in rv.mismatched:
-            lines.append(f"  CHANGED  {p}  (sha256 or size differs from the manifest)")
-        for p in rv.missing:
-            lines.append(f"  MISSING  {p}")
-        for p in rv.extra:
-            lines.append(f"  NOT LISTED  {p}  (not in the manifest)")
-    for e in rv.entries:
-        if e.error:
-            lines.append(f"  UNREADABLE  {e.path}: {e.error}")
-    for p in rv.problems:
-        lines.append(f"  PROBLEM  {p}")
+        lines += [f"  CHANGED  {p}  (sha256 or size differs from the manifest)" for p in rv.mismatched]
+        lines += [f"  MISSING  {p}" for p in rv.missing]
+        lines += [f"  NOT LISTED  {p}  (not in the manifest)" for p in rv.extra]
+    lines += [f"  UNREADABLE  {e.path}: {e.error}" for e in rv.entries if e.error]
+    lines += [f"  PROBLEM  {p}" for p in rv.problems]
+    return lines
 
-    lines.append("")
-    lines.append("Figures and tables re-renderable from this alone (snakemake <output>, no recomputation)")
+
+def _renderable_lines(rv: Review) -> list[str]:
+    lines = ["Figures and tables re-renderable from this alone (snakemake <output>, no recomputation)"]
     for r in rv.renderable:
         outs = ", ".join(PurePosixPath(o).name for o in r["outputs"])
         if r["status"] == "yes":
@@ -939,9 +1161,7 @@ def format_review(rv: Review, verbose: bool = False) -> str:
             lines.append(f"  unknown  {r['rule']}: {outs} (inputs computed by a function)")
         else:
             lines.append(f"  no       {r['rule']}: {outs}; missing or damaged: {', '.join(r['missing'][:4])}")
-    lines.append("")
-    lines.append(verdict(rv))
-    return "\n".join(lines)
+    return lines
 
 
 def verdict(rv: Review) -> str:

@@ -1027,33 +1027,168 @@ def load_catalogue_with_mirror(mirror: str | Path | None = None) -> dict[str, di
     return {**packaged, **replaced}
 
 
+# ----------------------------------------------------------------------- what a configuration needs
+
+#: training data read from a downloaded dataset (``priors.<p>.training_data``); the demo's ship with packages
+TRAINING_RESOURCES = {"mnist": "mnist"}
+#: read when in place, never required: the ground-truth kernels of the Köhler shots (Fig. 13)
+OPTIONAL_WITH = {"kohler2012": ["kohler2012-kernels"]}
+
+
+def configured_resources(config: dict) -> list[tuple[str, str]]:
+    """``(config key, resource id)`` of every resource a workflow configuration uses: released
+    priors (``priors.<p>.resource``), their images (``priors.<p>.images.resource``), downloaded
+    training data (``priors.<p>.training_data``), and Fig. 13's DRUNet weights and Köhler shots
+    (``deblur.kohler.denoiser/data.resource``). The workflow's download rules need exactly these."""
+    out = []
+    for prior, cfg in (config.get("priors") or {}).items():
+        if "resource" in cfg:
+            out.append((f"priors.{prior}.resource", cfg["resource"]))
+        if "images" in cfg:
+            out.append((f"priors.{prior}.images.resource", cfg["images"]["resource"]))
+        if cfg.get("training_data") in TRAINING_RESOURCES:
+            out.append((f"priors.{prior}.training_data", TRAINING_RESOURCES[cfg["training_data"]]))
+    kohler = (config.get("deblur") or {}).get("kohler") or {}
+    for key in ("denoiser", "data"):
+        if key in kohler:
+            out.append((f"deblur.kohler.{key}.resource", kohler[key]["resource"]))
+    return out
+
+
+def resource_status(entry: dict, root: str | Path) -> str:
+    """ "present" (every file or folder the resource leaves under ``root`` is there; verified by
+    ``ensure_resource`` when a rule picks it up), "incomplete" (some), "partial download" (none, a
+    ``.part`` to resume) or "absent"."""
+    outputs = [path for path, _ in resource_outputs(entry, root)]
+    there = sum(path.exists() for path in outputs)
+    if there == len(outputs):
+        return "present"
+    if there:
+        return "incomplete"
+    if any(path.with_name(path.name + ".part").exists() for path in outputs):
+        return "partial download"
+    return "absent"
+
+
+def _merged(paths: list[str]) -> dict:
+    """Configuration files merged key by key, later over earlier (as Snakemake merges configfiles)."""
+
+    def merge(a: dict, b: dict) -> dict:
+        out = dict(a)
+        for k, v in b.items():
+            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        return out
+
+    config: dict = {}
+    for path in paths:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} is not a configuration (a YAML mapping)")
+        config = merge(config, data)
+    return config
+
+
+def list_resources(catalogue: dict[str, dict], root: str | Path, needed: dict[str, list[str]] | None = None) -> str:
+    """The listing: every resource of ``catalogue`` (``needed`` None), or those a configuration needs
+    (``needed``: id -> the config keys that name it; an id starting with '?' is optional), each with
+    its kind, status under ``root``, place and (with a configuration) why it is needed."""
+    ids = list(catalogue) if needed is None else list(needed)
+    rows = []
+    for rid in ids:
+        optional, key = rid.startswith("?"), rid.lstrip("?")
+        entry = catalogue[key]
+        why = "optional, read when present" if optional else ", ".join((needed or {}).get(rid, []))
+        status = resource_status(entry, root)
+        rows.append((key, entry["kind"], status, str(resource_location(entry, root)), why))
+    width = max([len(r[0]) for r in rows] + [8])
+    lines = [f"{'resource':{width}s}  {'kind':7s}  {'status':16s}  place" + ("  (needed by)" if needed else "")]
+    for rid, kind, status, place, why in rows:
+        lines.append(f"{rid:{width}s}  {kind:7s}  {status:16s}  {place}" + (f"  ({why})" if why else ""))
+    return "\n".join(lines)
+
+
+def _listing(args, catalogue: dict[str, dict]) -> int:
+    """``main`` without ids: the catalogue, or what ``--config`` needs, marked present or absent."""
+    if not args.config:
+        print(f"The catalogue ({len(catalogue)} resources), under {args.root or 'resources'}:")
+        print(list_resources(catalogue, args.root or "resources"))
+        return 0
+    config = _merged(args.config)
+    downloads = config.get("downloads") or {}
+    root = args.root or downloads.get("root", "resources")
+    needed: dict[str, list[str]] = {}
+    for key, rid in configured_resources(config):
+        if rid not in catalogue:
+            print(f"{key}: unknown resource {rid!r} (known: {', '.join(catalogue)})", file=sys.stderr)
+            return 2
+        needed.setdefault(rid, []).append(key)
+    for rid in list(needed):
+        needed.update({f"?{o}": [] for o in OPTIONAL_WITH.get(rid, []) if o in catalogue})
+    what = " + ".join(args.config)
+    required = [r for r in needed if not r.startswith("?")]
+    if not required:
+        print(f"{what} needs no downloaded resource.")
+        return 0
+    missing = [r for r in required if resource_status(catalogue[r], root) != "present"]
+    print(
+        f"{what} needs {len(required)} resources under {root}: {len(required) - len(missing)} present, "
+        f"{len(missing)} not."
+    )
+    print(list_resources(catalogue, root, needed))
+    if missing:
+        manual = [r for r in missing if catalogue[r]["kind"] == "manual"]
+        print(
+            f"\nTo fetch them: snakemake --configfile {what.replace(' + ', ' ')} downloads"
+            + (f" ({len(manual)} manual: {', '.join(manual)}; the rule says where to put the files)" if manual else "")
+        )
+    return 1 if missing else 0
+
+
 # ----------------------------------------------------------------------------- command line
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 done (a listing: with --config, every needed resource present); 1 a
+    download failed or (--config) a needed resource is not present; 2 a usage error."""
     parser = argparse.ArgumentParser(
         prog="python -m prior_landscape.io.downloads",
-        description="Download and verify the paper's checkpoints and datasets (see resources.yaml).",
+        description="Download and verify the paper's checkpoints and datasets (see resources.yaml). "
+        "Without ids: list the catalogue, or with --config the resources a configuration needs, "
+        "each marked present or absent under --root.",
     )
-    parser.add_argument("ids", nargs="*", help="resource ids (default: list the catalogue)")
-    parser.add_argument("--root", default="resources", help="folder the resources go into (default: resources)")
+    parser.add_argument("ids", nargs="*", help="resource ids to download (default: list, see --config)")
+    parser.add_argument(
+        "--config",
+        nargs="+",
+        metavar="FILE",
+        default=None,
+        help="list what this workflow configuration needs (several: merged in order, as Snakemake merges "
+        "--configfile), with its downloads.root and downloads.catalogue unless --root/--catalogue are given",
+    )
+    parser.add_argument("--root", default=None, help="folder the resources go into (default: resources)")
     parser.add_argument("--lock-file", default=str(DEFAULT_LOCK_FILE), help="lock file of recorded digests")
     parser.add_argument("--catalogue", default=None, help="catalogue file (default: the packaged resources.yaml)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    catalogue = load_catalogue(args.catalogue)
-    if not args.ids:
-        for rid, entry in catalogue.items():
-            print(f"{rid:32s} {entry['kind']:7s} {resource_location(entry, args.root)}")
-        return 0
+    try:
+        mirror = args.catalogue
+        if mirror is None and args.config and not args.ids:
+            mirror = (_merged(args.config).get("downloads") or {}).get("catalogue")
+        catalogue = load_catalogue_with_mirror(mirror)
+        if not args.ids:
+            return _listing(args, catalogue)
+    except (OSError, ValueError, yaml.YAMLError) as err:  # CatalogueError is a ValueError
+        print(f"python -m prior_landscape.io.downloads: {err}", file=sys.stderr)
+        return 2
     status = 0
+    root = args.root or "resources"
     for rid in args.ids:
         if rid not in catalogue:
             print(f"unknown resource {rid!r}; known: {', '.join(catalogue)}", file=sys.stderr)
             status = 2
             continue
         try:
-            print(ensure_resource(catalogue[rid], args.root, args.lock_file))
+            print(ensure_resource(catalogue[rid], root, args.lock_file))
         except (ManualDownloadRequired, DownloadError, ChecksumError, ArchiveError) as err:
             print(f"{type(err).__name__}: {err}", file=sys.stderr)
             status = 1

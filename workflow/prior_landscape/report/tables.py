@@ -11,32 +11,81 @@ from prior_landscape.io.artefacts import atomic_output
 _KIND_SDE = {"ve": "VE SDE", "edm": "EDM"}
 
 
-def prior_table(timing: pd.DataFrame, priors: dict, crop_size: int) -> pd.DataFrame:
-    """P Table 1: train dataset, SDE, resolution, parameters, model-eval and potential-eval seconds per image."""
+def prior_table(timing: pd.DataFrame, priors: dict) -> pd.DataFrame:
+    """P Table 1: train dataset, SDE, resolution, parameters, and the seconds per image of a
+    model evaluation and of a potential evaluation: median and range (min–max) over the
+    repeats of one job (``timing``: the rows of :func:`prior_landscape.landscape.timing.measure_costs`)."""
+    from prior_landscape.landscape.timing import cost_summary
+
+    summary = cost_summary(timing).set_index(["prior", "measurement"])
     rows = []
-    for _, t in timing.iterrows():
-        cfg = priors[t["prior"]]
+    for name, t in timing.groupby("prior", sort=False):
+        cfg = priors[name]
+        model, pot = summary.loc[(name, "model")], summary.loc[(name, "potential")]
         rows.append(
             {
-                "prior": t["prior"],
+                "prior": name,
                 "kind": cfg["kind"],
                 "train dataset": cfg.get("dataset", ""),
                 "SDE/ODE": _KIND_SDE[cfg["schedule"]["kind"]],
-                "resolution": f"{crop_size}×{crop_size}×1",
-                "parameters": int(t["n_parameters"]),
-                "model eval (s/image)": float(t["model_eval_s_per_image"]),
-                "potential eval (s/image)": float(t["potential_eval_s_per_image"]),
-                "potential NFE": float(t["potential_nfe_mean"]),
-                "device": t.get("device", ""),
+                "resolution": t["resolution"].iloc[0],
+                "parameters": int(t["n_parameters"].iloc[0]),
+                "model eval median (s/image)": model["median"],
+                "model eval min (s/image)": model["min"],
+                "model eval max (s/image)": model["max"],
+                "potential eval median (s/image)": pot["median"],
+                "potential eval min (s/image)": pot["min"],
+                "potential eval max (s/image)": pot["max"],
+                "potential NFE": pot["nfe_mean"],
+                "repeats (model, potential)": f"{int(model['repeats'])}, {int(pot['repeats'])}",
+                "device": t["device"].iloc[0] if "device" in t else "",
             }
         )
     return pd.DataFrame(rows)
 
 
-def write_table_files(table: pd.DataFrame, csv: str | Path, html: str | Path, caption: str = "") -> None:
-    """CSV for machines, a small styled HTML for the report; both atomically."""
-    with atomic_output(csv) as tmp:
+_LATEX_SPECIALS = {c: "\\" + c for c in "&%$#_{}"}
+
+
+def _latex_text(text: str) -> str:
+    return "".join(_LATEX_SPECIALS.get(c, c) for c in text)
+
+
+def table_paths(csv: str | Path) -> dict[str, Path]:
+    """The files of one table: ``csv``, and beside it the same name in ``.md`` and ``.tex``."""
+    csv = Path(csv)
+    return {"csv": csv, "markdown": csv.with_suffix(".md"), "latex": csv.with_suffix(".tex")}
+
+
+def write_table_files(
+    table: pd.DataFrame,
+    csv: str | Path,
+    html: str | Path | None = None,
+    caption: str = "",
+    *,
+    markdown: str | Path | None = None,
+    latex: str | Path | None = None,
+    index: bool = False,
+) -> None:
+    """A table of the workflow in CSV (for machines), Markdown and LaTeX (for papers and READMEs;
+    by default beside the CSV: :func:`table_paths`), and optionally a small styled HTML page; all
+    written atomically. ``index``: write the frame's index as the leading column(s)."""
+    paths = table_paths(csv)
+    if index:
+        table = table.reset_index()
+    with atomic_output(paths["csv"]) as tmp:
         table.to_csv(tmp, index=False, float_format="%.4g")
+    md = table.to_markdown(index=False, floatfmt=".4g")
+    with atomic_output(markdown or paths["markdown"]) as tmp:
+        Path(tmp).write_text((f"{caption}\n\n" if caption else "") + md + "\n", encoding="utf-8")
+    label = f"tab:{Path(csv).stem}"
+    tex = table.to_latex(
+        index=False, float_format="%.4g", escape=True, caption=_latex_text(caption) or None, label=label
+    )
+    with atomic_output(latex or paths["latex"]) as tmp:
+        Path(tmp).write_text(tex, encoding="utf-8")
+    if html is None:
+        return
     body = table.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
     page = (
         "<html><head><meta charset='utf-8'><style>"
