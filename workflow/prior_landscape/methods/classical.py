@@ -112,24 +112,10 @@ def _bdot(a, b):
     return (a * b).flatten(1).sum(1).view(-1, *([1] * (a.dim() - 1)))
 
 
-def deconvolve(y: torch.Tensor, k: torch.Tensor, reg: float, boundary: str = "valid", tol: float = 1e-6,
-               max_iter: int = 200, clip: bool = True) -> torch.Tensor:
-    """Non-blind Wiener/Tikhonov deconvolution argmin_x ½‖M(k ∗ x) − y‖² + (reg/2)‖∇x‖², y (B, C, H, W),
-    per-image kernels (B, k, k).
-
-    ``boundary="valid"``: x lives on the (H + 2r)×(W + 2r) extension of y (r the kernel radius), M
-    crops k ∗ x to y's window, ∇ are circular forward differences on the extension (a smooth
-    periodic extension, Liu & Jia 2008); solved by conjugate gradient on the normal equations,
-    preconditioned by the circular Wiener filter (|k̂|² + reg|ĝ|²)⁻¹, until the relative residual
-    is ≤ ``tol``; returns the window of y. Exact for any boundary of the data (circular data are a
-    special case). ``boundary="circular"``: the closed-form circular Wiener filter."""
-    y = y.to(torch.float64)
-    k = k.to(y)
-    if boundary == "circular":
-        x = wiener_deconvolution(y, k, reg)
-        return x.clamp(0, 1) if clip else x
-    if boundary != "valid":
-        raise ValueError(f"boundary must be 'valid' or 'circular', got {boundary!r}")
+def _deconvolve_valid(y: torch.Tensor, k: torch.Tensor, reg: float, tol: float, max_iter: int) -> torch.Tensor:
+    """The minimiser of ½‖M(k ∗ x) − y‖² + (reg/2)‖∇x‖² over the extended image x (B, C, H + 2r, W + 2r),
+    ∇ the circular forward differences there: PCG on the normal equations, preconditioned by the
+    circular Wiener filter (|k̂|² + reg|ĝ|²)⁻¹, until ‖residual‖ ≤ ``tol``·‖Kᵀ Mᵀ y‖."""
     op = _ValidBlur(k, tuple(y.shape[-2:]))
     G2 = gradient_power(op.ext, y.dtype, y.device)
     precond = 1.0 / (op.otf.abs().pow(2) + reg * G2)
@@ -158,7 +144,29 @@ def deconvolve(y: torch.Tensor, k: torch.Tensor, reg: float, boundary: str = "va
         rz_new = _bdot(r, z)
         p = z + (rz_new / rz.clamp_min(1e-300)) * p
         rz = rz_new
-    x = op.crop(x)
+    return x
+
+
+def deconvolve(y: torch.Tensor, k: torch.Tensor, reg: float, boundary: str = "valid", tol: float = 1e-6,
+               max_iter: int = 200, clip: bool = True) -> torch.Tensor:
+    """Non-blind Wiener/Tikhonov deconvolution argmin_x ½‖M(k ∗ x) − y‖² + (reg/2)‖∇x‖², y (B, C, H, W),
+    per-image kernels (B, k, k).
+
+    ``boundary="valid"``: x lives on the (H + 2r)×(W + 2r) extension of y (r the kernel radius), M
+    crops k ∗ x to y's window, ∇ are circular forward differences on the extension (a smooth
+    periodic extension, Liu & Jia 2008); solved by preconditioned conjugate gradient
+    (:func:`_deconvolve_valid`); returns y's window. Exact for any boundary of the data (circular
+    data are a special case). ``boundary="circular"``: the closed-form circular Wiener filter.
+    ``clip``: the estimate clipped to [0, 1] (the range of the images)."""
+    y = y.to(torch.float64)
+    k = k.to(y)
+    if boundary == "circular":
+        x = wiener_deconvolution(y, k, reg)
+    elif boundary == "valid":
+        r = k.shape[-1] // 2
+        x = _deconvolve_valid(y, k, reg, tol, max_iter)[..., r:r + y.shape[-2], r:r + y.shape[-1]]
+    else:
+        raise ValueError(f"boundary must be 'valid' or 'circular', got {boundary!r}")
     return x.clamp(0, 1) if clip else x
 
 
@@ -303,6 +311,15 @@ def levin_quadratic(d_hat: torch.Tensor, mu_hat: torch.Tensor, c: torch.Tensor, 
     return 0.5 * (A + A.transpose(1, 2)), cross.flatten(1)[:, off]
 
 
+def levin_nll(d_hat: torch.Tensor, otf: torch.Tensor, sigma2: float, alpha: float, width: int) -> torch.Tensor:
+    """−log p(d | k) + const per image (B,) for the Gaussian derivative prior: every Fourier coefficient
+    d̂_γ(ω) is CN(0, N(|k̂(ω)|²/α + σ²)), N = HW (``width``: W, for the rfft2 half-plane sums)."""
+    H = d_hat.shape[-2]
+    v = otf.abs().pow(2) / alpha + sigma2
+    t = d_hat.shape[1] * torch.log(v) + d_hat.abs().pow(2).sum(1, keepdim=True) / (H * width * v)
+    return _full_sum(t[:, 0], width)
+
+
 def _gradient_mapping(k, g, L):
     """‖k − Π_Δ(k − g/L)‖ / ‖k‖ per row: 0 exactly at the KKT points of a QP on the simplex."""
     return _relative_change(project_simplex_kernel((k - g / L[:, None])[:, None])[:, 0], k)
@@ -347,7 +364,7 @@ def simplex_qp(A: torch.Tensor, b: torch.Tensor, k0: torch.Tensor, tol: float = 
 SPARSE_PRIOR = ((0.2699, 0.3261, 0.293, 0.1109), (0.00211, 0.00876, 0.04125, 0.15984))
 
 
-def _sparse_e_step(d, k, eta2, mu, w, weights, variances, n_inner, cg_iter=30):
+def _sparse_e_step(d, k, eta2, mu, w, weights, variances, n_inner, cg_iter=10):
     """Levin et al. (2011) §4's E-step with a sparse prior: q(x_γ) = N(μ_γ, diag(c_γ)) (mean-field,
     diagonal covariance) and mixture responsibilities, ``n_inner`` rounds of
     μ ← (KᵀK/η² + W)⁻¹Kᵀd/η² (PCG, Fourier preconditioner), c ← 1/(‖k‖²/η² + w),
@@ -410,9 +427,9 @@ def _gradient_sparsity(x: torch.Tensor) -> torch.Tensor:
 
 @method("levin-map-k")
 def levin_map_k(problem: Problem, context: Context, *, prior: str = "gaussian", alpha: float = 200.0,
-                levels: int = 5, n_em: int = 33, anneal: float = 4.0, em_tol: float = 1e-3, noise_scale: float = 1.0,
-                taper: float = 4.0, qp_tol: float = 1e-6, n_inner: int = 1, reg: float = 1e-2,
-                resolve_flip: bool = True) -> Estimate:
+                levels: int = 5, n_em: int = 33, anneal: float = 4.0, n_final: int = 20, em_tol: float = 5e-3,
+                relax: float = 3.0, noise_scale: float = 1.0, taper: float = 4.0, qp_tol: float = 1e-6,
+                n_inner: int = 1, reg: float = 1e-2, resolve_flip: bool = True) -> Estimate:
     """MAP over the kernel with the image integrated out (Levin et al. 2011; gradient prior, EM in Fourier).
 
     Per level (coarse to fine, kernel side ÷ √2 per level, the first kernel two pixels wide as
@@ -446,7 +463,8 @@ def levin_map_k(problem: Problem, context: Context, *, prior: str = "gaussian", 
         d_hat = torch.fft.rfft2(d)
         if prior == "sparse":
             mu, w = torch.zeros_like(d), torch.full_like(d, alpha)
-        for s2 in schedule:
+        beta = torch.ones(B, 1, 1, dtype=y.dtype, device=y.device)
+        for it, s2 in enumerate(schedule + [sigma2] * n_final):
             if prior == "gaussian":
                 mu_hat, c = levin_e_step(d_hat, kernel_otf(k, shape), s2, alpha)
                 A, b = levin_quadratic(d_hat, mu_hat, c, size, shape)
@@ -456,8 +474,16 @@ def levin_map_k(problem: Problem, context: Context, *, prior: str = "gaussian", 
             k_new, _, n_it = simplex_qp(A, b, k.flatten(1), tol=qp_tol)
             qp_iters += n_it
             k_new = k_new.view(B, size, size)
+            if prior == "gaussian" and relax > 1:  # over-relaxed EM, kept only where it lowers −log p(d | k)
+                k_try = project_simplex_kernel(k + beta * (k_new - k))
+                ok = (levin_nll(d_hat, kernel_otf(k_try, shape), s2, alpha, shape[1])
+                      <= levin_nll(d_hat, kernel_otf(k_new, shape), s2, alpha, shape[1])).view(-1, 1, 1)
+                k_new = torch.where(ok, k_try, k_new)
+                beta = torch.where(ok, (beta * 1.5).clamp(max=relax), torch.ones_like(beta))
             change = _relative_change(k_new, k)
             k = k_new
+            if it >= len(schedule) and bool((change <= em_tol).all()):
+                break
         k = recentre_kernel(k)
     x = deconvolve(problem.y, k, reg)
     flipped = 0
@@ -554,9 +580,9 @@ def _tv_level(y, x, k, lam, eps, n_iter, c_x, c_k, window):
 
 
 @method("tv-alternating")
-def tv_alternating(problem: Problem, context: Context, *, lam: float = 2e-3, lam_growth: float = 1.9,
-                   levels: int = 5, n_iter: int = 300, c_x: float = 1e-2, c_k: float = 3e-3, eps: float = 1e-3,
-                   window: int = 20, tol: float = 1e-2, output: str = "deconvolve", reg: float = 1e-2) -> Estimate:
+def tv_alternating(problem: Problem, context: Context, *, lam: float = 1e-3, lam_growth: float = 1.9,
+                   levels: int = 5, n_iter: int = 400, c_x: float = 3e-2, c_k: float = 3e-3, eps: float = 1e-3,
+                   window: int = 20, tol: float = 1e-2, output: str = "deconvolve", reg: float = 3e-2) -> Estimate:
     """Alternating TV MAP over (x, k) (Chan–Wong 1998; Perrone–Favaro 2014), coarse to fine.
 
     Per level (coarse to fine, kernel side ÷ √2, λ·``lam_growth``^ℓ at level ℓ, 0 = finest, as P–F's
@@ -599,33 +625,49 @@ def tv_alternating(problem: Problem, context: Context, *, lam: float = 2e-3, lam
 
 
 # ------------------------------------------------------------------ blind Richardson–Lucy (deepinv)
+def _edge_taper(y: torch.Tensor, width: int) -> torch.Tensor:
+    """y blended, over ``width`` px at each border (sin² ramp), into its circular blur by a uniform
+    width×width box: nearly periodic, so that a circular model does not see a jump at the border
+    (the role of MATLAB's edgetaper before deconvlucy; the true kernel is unknown here)."""
+    w = _taper_window(tuple(y.shape[-2:]), float(width), y.dtype, y.device)
+    box = torch.full((width | 1, width | 1), 1.0 / (width | 1) ** 2, dtype=y.dtype, device=y.device)
+    smooth = torch.fft.irfft2(torch.fft.rfft2(y) * kernel_otf(box, tuple(y.shape[-2:])), s=tuple(y.shape[-2:]))
+    return w * y + (1 - w) * smooth
+
+
 @method("blind-rl")
-def blind_rl(problem: Problem, context: Context, *, max_iter: int = 100, k_steps: int = 10, x_steps: int = 1,
-             floor: float = 1e-3, pad: bool = True, output: str = "rl", reg: float = 1e-2) -> Estimate:
+def blind_rl(problem: Problem, context: Context, *, max_iter: int = 50, k_steps: int = 20, x_steps: int = 1,
+             floor: float = 1e-3, pad: bool | str = "taper", output: str = "rl", reg: float = 3e-2) -> Estimate:
     """deepinv's blind Richardson–Lucy (multiplicative EM updates of x and k under a Poisson model).
 
     deepinv's BlindRL convolves circularly (true convolution, kernel centre at size // 2, the
-    convention of :func:`prior_landscape.inverse.operators.fft_blur`) and starts from x = y and the
-    uniform kernel; each of its ``max_iter`` iterations makes ``k_steps`` multiplicative kernel updates,
-    then ``x_steps`` image updates (with one kernel update per image update the kernel hardly leaves
-    the uniform start while the image is over-sharpened). y is clamped to ≥ ``floor`` (a Poisson mean must be positive) and, with
-    ``pad``, extended by the kernel radius by reflection (then cropped back) so that the circular
-    model does not wrap the crop's borders. ``output``: BlindRL's own image ("rl") or
+    convention of :func:`prior_landscape.inverse.operators.fft_blur`: checked in the tests) and
+    starts from x = y and the uniform kernel; each of its ``max_iter`` iterations makes ``k_steps``
+    multiplicative kernel updates, then ``x_steps`` image updates (with one kernel update per image
+    update the kernel hardly leaves the uniform start while the image is over-sharpened). y is
+    clamped to [``floor``, 1] (a Poisson mean must be positive). Borders: BlindRL's model is circular,
+    which a crop of a larger blurred scene is not; ``pad="taper"`` blends y's borders into a blur of
+    itself (:func:`_edge_taper`, as MATLAB's edgetaper before deconvlucy), ``pad=True`` extends y by
+    the kernel radius by reflection (then crops back), ``pad=False`` uses y as it is. ``output``: BlindRL's own image ("rl") or
     :func:`deconvolve` with its kernel ("deconvolve", ``reg``)."""
     from deepinv.optim import BlindRL
 
     y = problem.y.to(torch.float64).clamp(floor, 1.0)
     r = problem.kernel_size // 2
-    yp = F.pad(y, (r, r, r, r), mode="reflect") if pad and r else y
-    solver = BlindRL(kernel_size=problem.kernel_size, max_iter=max_iter, k_steps=k_steps, x_steps=x_steps, use_fft=True)
+    if pad == "taper":
+        yp, r = _edge_taper(y, problem.kernel_size), 0
+    else:
+        yp = F.pad(y, (r, r, r, r), mode="reflect") if pad and r else y
+    solver = BlindRL(kernel_size=problem.kernel_size, max_iter=max_iter, k_steps=k_steps, x_steps=x_steps,
+                     use_fft=True)
     with torch.no_grad():
         x, k = solver(yp)
     k = k[:, 0].to(torch.float64)
     if output == "rl":
-        x = x[..., r:r + y.shape[-2], r:r + y.shape[-1]] if pad and r else x
-        x = x.clamp(0, 1)
+        x = (x[..., r:r + y.shape[-2], r:r + y.shape[-1]] if pad and r else x).clamp(0, 1)
     elif output == "deconvolve":
         x = deconvolve(problem.y, k, reg)
     else:
         raise ValueError(f"output must be 'rl' or 'deconvolve', got {output!r}")
-    return Estimate(x.to(problem.y.dtype), k, note=f"{max_iter} iterations × ({k_steps} kernel, {x_steps} image) updates")
+    return Estimate(x.to(problem.y.dtype), k,
+                    note=f"{max_iter} iterations × ({k_steps} kernel, {x_steps} image) updates")
