@@ -1,46 +1,52 @@
 """Classical blind-deblurring methods and the reference points of the benchmark.
 
 * ``levin-map-k`` — MAP over the kernel alone (Levin, Weiss, Durand, Freeman 2011, "Efficient
-  marginal likelihood optimization in blind deconvolution"), Gaussian prior on the image
-  derivatives, the image integrated out by EM. As Levin, k is estimated from the derivative
-  images ∇_γ y = k ⊛ ∇_γ x + n_γ (γ = horizontal, vertical): the derivatives whiten the image
-  spectrum and have no DC. The prior is i.i.d. N(0, 1/α) on every derivative pixel, the noise
-  white N(0, σ²). Under circular convolution every operator is diagonal in Fourier, so the
-  E-step is exact: given k the posterior of ∇_γ x is Gaussian with mean
-  μ̂_γ = conj(k̂) d̂_γ / (|k̂|² + ασ²) and covariance eigenvalues c(ω) = σ² / (|k̂|² + ασ²)
-  (:func:`levin_e_step`). The M-step minimises Σ_γ E‖d_γ − k ⊛ x_γ‖² = kᵀAk − 2bᵀk + const, with
-  A and b built from the autocorrelation of μ_γ, the inverse transform of c and the
-  cross-correlation of d_γ and μ_γ (:func:`levin_quadratic`), over the kernels of the support on
-  the simplex: a k²×k² QP solved by FISTA with adaptive restart to a stated tolerance on its
-  gradient mapping (:func:`simplex_qp`). α is re-estimated at every EM iteration (its own M-step,
-  ML-II, times a fixed factor ``alpha_scale``). Coarse to fine (kernel side ÷ √2 per level) with σ
-  inflated at the coarse levels, as Levin does. Non-periodic borders: the derivative images are
-  tapered to zero near the border (``taper`` px). The sharp image is the non-blind
-  :func:`deconvolve` with the estimated kernel. Written here: no library implements it.
-* ``tv-alternating`` — alternating minimisation of ½‖k ∗ x − y‖² + λ TV_ε(x) (Chan & Wong 1998)
-  with the details of Perrone & Favaro (2014, "Total variation blind deconvolution: the devil is
-  in the details"): the latent image is larger than y by the kernel support ("valid"
-  convolution: no boundary assumption), one normalised gradient step on x then one on k per
-  iteration (x ← x − s_x g_x, s_x = c_x max x / max |g_x|; k ← k − s_k g_k,
-  s_k = c_k max k / max |g_k|, the kernel then clipped at 0 and renormalised — P–F's rule), a
-  coarse-to-fine pyramid with λ multiplied by ``lam_growth`` per coarser level. Criterion: the
-  relative kernel change over the last ``window`` iterations of the finest level ≤ ``tol``.
-  Written here (no library implementation).
-* ``blind-rl`` — deepinv's blind Richardson–Lucy (:class:`deepinv.optim.BlindRL`; circular
-  convolution, uniform initial kernel, y clamped to ≥ ``floor`` for the Poisson model, y padded by
-  reflection so that the circular model does not see the crop's border).
+  marginal likelihood optimization in blind deconvolution"), the image integrated out by EM. As
+  Levin, k is estimated from the derivative images d_γ = ∇_γ y = k ⊛ ∇_γ x + n_γ (γ = horizontal,
+  vertical): the derivatives whiten the image spectrum and have no DC. Gaussian prior (default):
+  x_γ ~ N(0, α⁻¹I), noise N(0, σ²I). Under circular convolution every operator is diagonal in
+  Fourier, so the E-step is exact: the posterior of x_γ has mean μ̂_γ = conj(k̂) d̂_γ / (|k̂|² + ασ²)
+  and circulant covariance of eigenvalues c(ω) = σ² / (|k̂|² + ασ²) (:func:`levin_e_step`). The
+  M-step minimises Σ_γ E‖d_γ − k ⊛ x_γ‖² = kᵀAk − 2bᵀk + const, A and b from the autocorrelation of
+  μ_γ, the inverse transform of c and the cross-correlation of d_γ and μ_γ (:func:`levin_quadratic`),
+  over the kernels of the support on the simplex: a k²×k² QP solved by FISTA with adaptive restart
+  until its gradient mapping is ≤ ``qp_tol`` (:func:`simplex_qp`). As Levin's code: coarse to fine
+  (kernel side ÷ √2 per level, the first kernel two pixels wide), σ annealed from ``anneal``·σ down
+  to σ at every level (EM moves faster at high noise), and — the Gaussian marginal likelihood cannot
+  tell k from its 180° rotation — the rotation whose deconvolution has the sparser gradients is
+  kept. Added here: over-relaxed EM steps, kept only where they lower the exact −log p(d | k)
+  (:func:`levin_nll`), and up to ``n_final`` extra iterations at σ; criterion: the kernel's relative
+  change over the last EM iteration ≤ ``em_tol``. ``prior="sparse"``: Levin's Gaussian scale
+  mixture on the derivatives (fitted to the training photographs) with his diagonal-covariance
+  E-step. Non-periodic borders: the derivative images are tapered to zero over ``taper`` px.
+* ``tv-alternating`` — alternating minimisation of ½‖M(k ∗ x) − y‖² + λ TV_ε(x) over x and the
+  kernels of the simplex (Chan & Wong 1998) with the details of Perrone & Favaro (2014, "Total
+  variation blind deconvolution: the devil is in the details", and their code): the latent image
+  larger than y by the kernel support and M the crop ("valid" convolution: no boundary
+  assumption); per iteration one gradient step on x then one on k, P–F's normalised steps
+  (s_x = c_x max|x| / max|g_x|, s_k = c_k max k / max|g_k|), the kernel clipped at 0 and
+  renormalised; a pyramid with λ·1.9 per coarser level. Criterion: the kernel's relative change
+  over the last ``window`` iterations of the finest level ≤ ``tol``.
+* ``blind-rl`` — deepinv's blind Richardson–Lucy (:class:`deepinv.optim.BlindRL`): circular
+  convolution in fft_blur's convention, uniform initial kernel, ``k_steps`` kernel updates per
+  image update, y clamped to [floor, 1] for the Poisson model and edge-tapered (its model is
+  circular, a crop is not).
 * references (see the true kernel): ``blurry`` (y itself, the floor) and ``wiener`` (non-blind
   deconvolution with the true kernel, the classical ceiling).
 
 Non-blind deconvolution (:func:`deconvolve`) is one solver for every method here: the
-Wiener/Tikhonov estimate argmin_x ½‖M(k ∗ x) − y‖² + (reg/2)‖∇x‖² with x on a domain larger than y
-by the kernel radius and M the crop to y ("valid" model: exact for any boundary of the data,
-circular or not), by preconditioned conjugate gradient with the circular Wiener filter as
-preconditioner; ``boundary="circular"`` is the closed-form circular Wiener filter
-(:func:`wiener_deconvolution`). Estimates are clipped to [0, 1].
+Wiener/Tikhonov estimate argmin_x ½‖M(k ∗ x) − y‖² + (reg/2)‖∇x‖² with x on y's window extended by
+the kernel radius and M the crop to y ("valid" model: exact for data with any boundary, circular
+data included), by conjugate gradient preconditioned by the circular Wiener filter;
+``boundary="circular"`` is the closed-form circular Wiener filter (:func:`wiener_deconvolution`).
+Estimates are clipped to [0, 1] (the images' range). Colour images: the kernel is estimated on
+the luminance and every channel deconvolved with it.
 
-Every method works on grayscale kernels: colour images estimate the kernel on their luminance
-and deconvolve each channel with it. Tuning of the defaults: ``notes/classical/TUNING.md``.
+Hyper-parameter defaults: tuned on crops of the training photographs (never the held-out test
+photographs), 8 crops × {motion, Gaussian, diffraction} kernels on a 15×15 support, σ_y = 0.01,
+the whole photograph blurred then cropped, 12 configurations per method, the configuration with
+the highest median aligned-PSNR gain over the blurry input kept (the table and the script:
+the project's notes, classical/TUNING.md and classical/tune.py).
 """
 
 from __future__ import annotations
@@ -228,6 +234,11 @@ def _relative_change(new, old):
     return ((new - old).flatten(1).norm(dim=1) / old.flatten(1).norm(dim=1).clamp_min(1e-300))
 
 
+def _reg(problem: Problem, deconv_alpha: float) -> float:
+    """The regulariser of the final non-blind step: deconv_alpha·σ_y² (σ_y floored at 1e-3)."""
+    return deconv_alpha * max(problem.sigma_y, 1e-3) ** 2
+
+
 # ------------------------------------------------------------------ references
 @method("blurry", reference=True)
 def blurry(problem: Problem, context: Context) -> Estimate:
@@ -236,9 +247,12 @@ def blurry(problem: Problem, context: Context) -> Estimate:
 
 
 @method("wiener", reference=True)
-def wiener(problem: Problem, context: Context, *, reg: float = 2e-3, boundary: str = "valid") -> Estimate:
-    """Non-blind Wiener/Tikhonov deconvolution with the true kernel (:func:`deconvolve`): the classical ceiling."""
-    x = deconvolve(problem.y, context.true_kernel, reg, boundary)
+def wiener(problem: Problem, context: Context, *, deconv_alpha: float = 100.0, boundary: str = "valid") -> Estimate:
+    """Non-blind Wiener/Tikhonov deconvolution with the true kernel (:func:`deconvolve`): the classical ceiling.
+
+    reg = ``deconv_alpha``·σ_y² (MAP under ∇x ~ N(0, 1/``deconv_alpha``): the Wiener filter's noise
+    to signal ratio scales with the noise variance)."""
+    x = deconvolve(problem.y, context.true_kernel, _reg(problem, deconv_alpha), boundary)
     return Estimate(x.to(problem.y.dtype), context.true_kernel)
 
 
@@ -380,10 +394,10 @@ def _sparse_e_step(d, k, eta2, mu, w, weights, variances, n_inner, cg_iter=10):
         wbar = w.mean((-2, -1), keepdim=True)
         pre = 1.0 / (otf2 / eta2 + wbar)
 
-        def normal(z):
+        def normal(z, w=w):
             return torch.fft.irfft2(otf2 * torch.fft.rfft2(z), s=shape) / eta2 + w * z
 
-        def prec(z):
+        def prec(z, pre=pre):
             return torch.fft.irfft2(pre * torch.fft.rfft2(z), s=shape)
 
         r = rhs - normal(mu)
@@ -427,23 +441,30 @@ def _gradient_sparsity(x: torch.Tensor) -> torch.Tensor:
 
 @method("levin-map-k")
 def levin_map_k(problem: Problem, context: Context, *, prior: str = "gaussian", alpha: float = 200.0,
-                levels: int = 5, n_em: int = 33, anneal: float = 4.0, n_final: int = 20, em_tol: float = 5e-3,
+                levels: int = 5, n_em: int = 33, anneal: float = 8.0, n_final: int = 20, em_tol: float = 5e-3,
                 relax: float = 3.0, noise_scale: float = 1.0, taper: float = 4.0, qp_tol: float = 1e-6,
-                n_inner: int = 1, reg: float = 1e-2, resolve_flip: bool = True) -> Estimate:
+                n_inner: int = 1, deconv_alpha: float = 200.0, resolve_flip: bool = True) -> Estimate:
     """MAP over the kernel with the image integrated out (Levin et al. 2011; gradient prior, EM in Fourier).
 
-    Per level (coarse to fine, kernel side ÷ √2 per level, the first kernel two pixels wide as
-    Levin's code): derivative images d_γ of the resized luminance (tapered over ``taper``·scale px),
-    then ``n_em`` EM iterations — E-step, M-step (the quadratic and :func:`simplex_qp` to ``qp_tol``)
-    — with the noise standard deviation annealed geometrically from ``anneal``·σ to σ (Levin's code:
-    EM moves faster at high noise, which resolves the kernel's low frequencies first),
-    σ² = 2(``noise_scale``·σ_y)², the variance of a difference. ``prior="gaussian"``:
-    x_γ ~ N(0, α⁻¹), exact E-step (:func:`levin_e_step`, :func:`levin_quadratic`); the marginal
-    likelihood cannot tell k from its 180° rotation, so with ``resolve_flip`` the rotation whose
-    deconvolution has the sparser gradients is kept (as Levin's code). ``prior="sparse"``: the
-    Gaussian scale mixture :data:`SPARSE_PRIOR` with Levin's diagonal-covariance E-step (``n_inner``
-    rounds per EM iteration). The sharp image: :func:`deconvolve` with ``reg``. ``converged``: the
-    kernel's relative change over the last EM iteration (at σ) is ≤ ``em_tol`` for every image."""
+    Per level (coarse to fine, kernel side ÷ √2 per level; the first kernel two pixels wide, the
+    next ones the previous estimate resampled and recentred): derivative images d_γ of the resized
+    luminance (tapered to 0 over ``taper``·scale px at the border), then ``n_em`` EM iterations with
+    the noise standard deviation annealed geometrically from ``anneal``·σ down to σ (Levin's code:
+    EM moves faster at high noise, which resolves the kernel's low frequencies first), then up to
+    ``n_final`` more at σ until the kernel's relative change is ≤ ``em_tol``; σ² = 2(``noise_scale``·σ_y)²,
+    the variance of a difference. One EM iteration: E-step, M-step = the simplex QP solved to
+    ``qp_tol`` (:func:`simplex_qp`).
+
+    ``prior="gaussian"``: x_γ ~ N(0, α⁻¹I), exact E-step and quadratic (:func:`levin_e_step`,
+    :func:`levin_quadratic`); with ``relax`` > 1 each EM step is over-relaxed, k ← Π_Δ(k + β(k_EM − k))
+    with β ≤ ``relax`` growing ×1.5 per success, kept only where it lowers the exact −log p(d | k)
+    (:func:`levin_nll`; else β ← 1); the marginal likelihood cannot tell k from its 180° rotation,
+    so with ``resolve_flip`` the rotation whose deconvolution has the sparser gradients is kept
+    (Levin's code). ``prior="sparse"``: the Gaussian scale mixture :data:`SPARSE_PRIOR` with Levin's
+    diagonal-covariance E-step (``n_inner`` rounds per EM iteration), initial weights α.
+
+    The sharp image: :func:`deconvolve` with reg = ``deconv_alpha``·σ_y². ``converged``: the last EM
+    iteration of the finest level changed every kernel by ≤ ``em_tol`` (relative, ℓ²)."""
     if prior not in ("gaussian", "sparse"):
         raise ValueError(f"prior must be 'gaussian' or 'sparse', got {prior!r}")
     y = _luminance(problem.y).to(torch.float64)
@@ -485,6 +506,7 @@ def levin_map_k(problem: Problem, context: Context, *, prior: str = "gaussian", 
             if it >= len(schedule) and bool((change <= em_tol).all()):
                 break
         k = recentre_kernel(k)
+    reg = _reg(problem, deconv_alpha)
     x = deconvolve(problem.y, k, reg)
     flipped = 0
     if prior == "gaussian" and resolve_flip:
@@ -533,8 +555,9 @@ def _dft_otf(size: int, ext: tuple[int, int], dtype, device):
     the ext torus (rfft2 half-plane), for small kernels a cheaper route than wrapping and an FFT."""
     r = size // 2
     u = torch.arange(-r, r + 1, dtype=dtype, device=device)
-    fh = torch.exp(-2j * math.pi * torch.arange(ext[0], dtype=dtype, device=device)[:, None] * u[None] / ext[0])
-    fw = torch.exp(-2j * math.pi * torch.arange(ext[1] // 2 + 1, dtype=dtype, device=device)[:, None] * u[None] / ext[1])
+    fh = torch.arange(ext[0], dtype=dtype, device=device)[:, None] * u[None] / ext[0]
+    fw = torch.arange(ext[1] // 2 + 1, dtype=dtype, device=device)[:, None] * u[None] / ext[1]
+    fh, fw = torch.exp(-2j * math.pi * fh), torch.exp(-2j * math.pi * fw)
     return fh, fw
 
 
@@ -582,20 +605,22 @@ def _tv_level(y, x, k, lam, eps, n_iter, c_x, c_k, window):
 @method("tv-alternating")
 def tv_alternating(problem: Problem, context: Context, *, lam: float = 1e-3, lam_growth: float = 1.9,
                    levels: int = 5, n_iter: int = 400, c_x: float = 3e-2, c_k: float = 3e-3, eps: float = 1e-3,
-                   window: int = 20, tol: float = 1e-2, output: str = "deconvolve", reg: float = 3e-2) -> Estimate:
+                   window: int = 20, tol: float = 1e-2, output: str = "deconvolve",
+                   deconv_alpha: float = 300.0) -> Estimate:
     """Alternating TV MAP over (x, k) (Chan–Wong 1998; Perrone–Favaro 2014), coarse to fine.
 
     Per level (coarse to fine, kernel side ÷ √2, λ·``lam_growth``^ℓ at level ℓ, 0 = finest, as P–F's
     pyramid): ``n_iter`` iterations of P–F's normalised steps (``c_x``, ``c_k``; P–F's code: 5e-3 and
     1e-3 with 1000 iterations per level) with valid convolution (:func:`_tv_level`); the latent
     image starts as y extended by replication, then is carried over (resized) between levels. The
-    sharp image is :func:`deconvolve` with the final kernel (``output="deconvolve"``, ``reg``) or
+    sharp image is :func:`deconvolve` with the final kernel (``output="deconvolve"``, reg =
+    ``deconv_alpha``·σ_y²) or
     the latent TV image itself (``output="latent"``). ``converged``: the relative kernel change over
     the last ``window`` iterations of the finest level is ≤ ``tol`` for every image."""
     y = _luminance(problem.y).to(torch.float64)
     B = len(y)
     lv = pyramid_levels(problem.kernel_size, tuple(y.shape[-2:]), levels)
-    k = x = prev_scale = None
+    k = x = prev_scale = prev_valid = None
     for ell, (scale, size, shape) in enumerate(lv):
         level = len(lv) - 1 - ell
         r = size // 2
@@ -612,7 +637,7 @@ def tv_alternating(problem: Problem, context: Context, *, lam: float = 1e-3, lam
         prev_scale, prev_valid = scale, valid
         x, k, change = _tv_level(ys, x, k, lam * lam_growth**level, eps, n_iter, c_x, c_k, window)
     if output == "deconvolve":
-        xs = deconvolve(problem.y, k, reg)
+        xs = deconvolve(problem.y, k, _reg(problem, deconv_alpha))
     elif output == "latent":
         r = k.shape[-1] // 2
         xs = x[..., r:r + y.shape[-2], r:r + y.shape[-1]].clamp(0, 1).expand_as(problem.y)
@@ -637,7 +662,8 @@ def _edge_taper(y: torch.Tensor, width: int) -> torch.Tensor:
 
 @method("blind-rl")
 def blind_rl(problem: Problem, context: Context, *, max_iter: int = 50, k_steps: int = 20, x_steps: int = 1,
-             floor: float = 1e-3, pad: bool | str = "taper", output: str = "rl", reg: float = 3e-2) -> Estimate:
+             floor: float = 1e-3, pad: bool | str = "taper", output: str = "rl",
+             deconv_alpha: float = 300.0) -> Estimate:
     """deepinv's blind Richardson–Lucy (multiplicative EM updates of x and k under a Poisson model).
 
     deepinv's BlindRL convolves circularly (true convolution, kernel centre at size // 2, the
@@ -648,14 +674,15 @@ def blind_rl(problem: Problem, context: Context, *, max_iter: int = 50, k_steps:
     clamped to [``floor``, 1] (a Poisson mean must be positive). Borders: BlindRL's model is circular,
     which a crop of a larger blurred scene is not; ``pad="taper"`` blends y's borders into a blur of
     itself (:func:`_edge_taper`, as MATLAB's edgetaper before deconvlucy), ``pad=True`` extends y by
-    the kernel radius by reflection (then crops back), ``pad=False`` uses y as it is. ``output``: BlindRL's own image ("rl") or
-    :func:`deconvolve` with its kernel ("deconvolve", ``reg``)."""
+    the kernel radius by reflection (then crops back), ``pad=False`` uses y as it is. ``output``:
+    BlindRL's own image ("rl") or :func:`deconvolve` with its kernel ("deconvolve", reg =
+    ``deconv_alpha``·σ_y²)."""
     from deepinv.optim import BlindRL
 
     y = problem.y.to(torch.float64).clamp(floor, 1.0)
     r = problem.kernel_size // 2
     if pad == "taper":
-        yp, r = _edge_taper(y, problem.kernel_size), 0
+        yp, r = _edge_taper(y, max(r, 1)), 0
     else:
         yp = F.pad(y, (r, r, r, r), mode="reflect") if pad and r else y
     solver = BlindRL(kernel_size=problem.kernel_size, max_iter=max_iter, k_steps=k_steps, x_steps=x_steps,
@@ -666,7 +693,7 @@ def blind_rl(problem: Problem, context: Context, *, max_iter: int = 50, k_steps:
     if output == "rl":
         x = (x[..., r:r + y.shape[-2], r:r + y.shape[-1]] if pad and r else x).clamp(0, 1)
     elif output == "deconvolve":
-        x = deconvolve(problem.y, k, reg)
+        x = deconvolve(problem.y, k, _reg(problem, deconv_alpha))
     else:
         raise ValueError(f"output must be 'rl' or 'deconvolve', got {output!r}")
     return Estimate(x.to(problem.y.dtype), k,
