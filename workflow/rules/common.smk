@@ -28,7 +28,9 @@ if _image_problems:
 RESULTS = "results"
 # the diffusion models of the landscape part (P §2), whose potential the probability-flow ODE
 # evaluates; patch priors (EPLL) serve the posterior and deblurring parts only
-PRIORS = [p for p, c in config["priors"].items() if c["kind"] != "patch"]
+# kernel priors (the learned peers' kernel diffusions: workflow/rules/priors.smk) model kernels, not images
+KERNEL_PRIOR_KINDS = ("kernel_network", "conditional_kernel_network")
+PRIORS = [p for p, c in config["priors"].items() if c["kind"] not in ("patch", *KERNEL_PRIOR_KINDS)]
 
 
 def priors_of_kind(*kinds):
@@ -308,15 +310,15 @@ def archive_rule_map(wildcards):
 # (benchmark.smk; prior_landscape.methods)
 
 BENCHMARK = config.get("benchmark", {"datasets": {}, "methods": {}, "seeds": [0], "collapse_tol": 0.05})
-for _m, _entry in BENCHMARK["methods"].items():
-    from prior_landscape.methods import METHODS as _METHODS
+from prior_landscape.methods import METHODS as _METHODS, PRIOR_KEYS as _PRIOR_KEYS
 
+for _m, _entry in BENCHMARK["methods"].items():
     if _entry["method"] not in _METHODS:
         raise ConfigError(
             f"benchmark.methods.{_m}.method: {_entry['method']!r} is not a registered method "
             f"({', '.join(sorted(_METHODS))})"
         )
-    for _key in ("prior", "denoiser_prior"):
+    for _key in _PRIOR_KEYS:
         if _key in _entry:
             _check_prior(f"benchmark.methods.{_m}.{_key}", _entry[_key])
 
@@ -335,7 +337,7 @@ def benchmark_run_inputs(wildcards):
     """The test set, and the model files of the priors the method's entry names."""
     entry = BENCHMARK["methods"][wildcards.method]
     inputs = {"testset": f"{RESULTS}/benchmark/{wildcards.dataset}/testset.parquet"}
-    for key in ("prior", "denoiser_prior"):
+    for key in _PRIOR_KEYS:
         if key in entry:
             inputs[key] = f"{RESULTS}/priors/{entry[key]}/model.pt"
     return inputs
