@@ -331,3 +331,33 @@ def test_conditional_kernel_prior_training_resumes_bit_for_bit(tmp_path, train_i
     assert torch.load(state, weights_only=True)["k"] == 6
     for (name, a), (_, b) in zip(full.net.state_dict().items(), resumed.net.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_ddpm_network_seen_as_a_ve_prior_is_exact_on_its_grid():
+    """A DDPM ε-network of a Gaussian N(2m − 1, 4C) in [−1, 1] (exact ε) seen by DDPMPrior: its score at
+    the grid's σ_t is the exact VE score −(C + σ_t² I)⁻¹(u − m) of N(m, C) on [0, 1] images."""
+    from prior_landscape.priors.ddpm_prior import DDPMPrior
+
+    m, C = _gaussian(4)
+    ab_all = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)
+
+    class ExactEps(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dummy = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+
+        def forward_diffusion(self, x_t, t):
+            ab = ab_all[t][:, None]
+            mu0, S0 = 2 * m - 1, 4 * C
+            xf = x_t.flatten(1)
+            P = [torch.linalg.inv(a * S0 + (1 - a) * torch.eye(16, dtype=torch.float64)) for a in ab[:, 0]]
+            x0 = torch.stack([mu0 + S0 @ (a.sqrt() * (p @ (x - a.sqrt() * mu0))) for x, a, p in zip(xf, ab, P)])
+            eps = (xf - ab.sqrt() * x0) / (1 - ab).sqrt()
+            return torch.cat([eps, eps], 1).reshape(x_t.shape[0], 2, 4, 4)
+
+    prior = DDPMPrior(ExactEps(), (1, 4, 4))
+    u = torch.rand(3, 1, 4, 4, dtype=torch.float64)
+    for t in (0, 250, 999):
+        sigma = float(prior.sigmas[t])
+        exact = GaussianPrior(m, C, 4).score(u, sigma)
+        torch.testing.assert_close(prior.score(u, sigma), exact, rtol=1e-6, atol=1e-8 / sigma**2)

@@ -28,9 +28,10 @@ if _image_problems:
 RESULTS = "results"
 # the diffusion models of the landscape part (P §2), whose potential the probability-flow ODE
 # evaluates; patch priors (EPLL) serve the posterior and deblurring parts only
-# kernel priors (the learned peers' kernel diffusions: workflow/rules/priors.smk) model kernels, not images
+# priors of the learned peers only (workflow/rules/priors.smk): kernel diffusions, which model kernels,
+# and released DDPM image networks, whose discrete schedule P's landscape analyses do not take
 KERNEL_PRIOR_KINDS = ("kernel_network", "conditional_kernel_network")
-PRIORS = [p for p, c in config["priors"].items() if c["kind"] not in ("patch", *KERNEL_PRIOR_KINDS)]
+PRIORS = [p for p, c in config["priors"].items() if c["kind"] not in ("patch", "ddpm", *KERNEL_PRIOR_KINDS)]
 
 
 def priors_of_kind(*kinds):
@@ -149,12 +150,17 @@ def configured_resources():
             yield f"priors.{prior}.resource", cfg["resource"]
         if "images" in cfg:
             yield f"priors.{prior}.images.resource", cfg["images"]["resource"]
+        if "images" in cfg.get("pairs", {}):  # a conditional kernel prior's training images
+            yield f"priors.{prior}.pairs.images.resource", cfg["pairs"]["images"]["resource"]
         if cfg.get("training_data") in TRAINING_RESOURCES:
             yield f"priors.{prior}.training_data", TRAINING_RESOURCES[cfg["training_data"]]
     kohler = config["deblur"]["kohler"]
     for key in ("denoiser", "data"):
         if key in kohler:
             yield f"deblur.kohler.{key}.resource", kohler[key]["resource"]
+    for name, spec in config.get("benchmark", {}).get("datasets", {}).items():
+        if "images" in spec:
+            yield f"benchmark.datasets.{name}.images.resource", spec["images"]["resource"]
 
 
 # a resource id of the configuration that the catalogue lacks stops the run, naming the key
@@ -321,6 +327,9 @@ for _m, _entry in BENCHMARK["methods"].items():
     for _key in _PRIOR_KEYS:
         if _key in _entry:
             _check_prior(f"benchmark.methods.{_m}.{_key}", _entry[_key])
+    for _d in _entry.get("datasets", []):
+        if _d not in BENCHMARK["datasets"]:
+            raise ConfigError(f"benchmark.methods.{_m}.datasets: {_d!r} is not a dataset of benchmark.datasets")
 
 
 def benchmark_images(wildcards):
@@ -349,6 +358,13 @@ def benchmark_seeds(wildcards):
 
     entry = BENCHMARK["methods"][wildcards.method]
     return list(BENCHMARK["seeds"]) if METHODS[entry["method"]].stochastic else [0]
+
+
+def benchmark_methods(dataset):
+    """The method entries run on ``dataset``: all, except entries whose ``datasets`` list omits it (a
+    method whose prior fits some datasets only, e.g. the peers' face and animal priors at paper scale)."""
+    methods = BENCHMARK["methods"]
+    return {m: e for m, e in methods.items() if dataset in e.get("datasets", BENCHMARK["datasets"])}
 
 
 def benchmark_targets():

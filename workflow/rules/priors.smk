@@ -108,3 +108,24 @@ rule train_kernel_prior:
         resource_root=RESOURCE_ROOT,
     script:
         "../scripts/train_kernel_prior.py"
+
+
+# The peers' image priors at paper scale: released DDPM networks (deepinv DiffUNet weights), converted.
+rule import_ddpm_prior:
+    input:
+        checkpoint=lambda wc: resource_files(config["priors"][wc.prior]["resource"]),
+    output:
+        model=f"{RESULTS}/priors/{{prior}}/model.pt",
+    log:
+        f"{RESULTS}/logs/import_ddpm_prior/{{prior}}.log",
+    wildcard_constraints:
+        prior=priors_of_kind("ddpm"),
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=30,
+    params:
+        prior=prior_config,
+        checkpoint=lambda wc: resource_path(config["priors"][wc.prior]["resource"]),
+    script:
+        "../scripts/import_ddpm_prior.py"

@@ -9,7 +9,7 @@ __all__ = ["METHODS", "PRIOR_KEYS", "Context", "Estimate", "Problem", "method", 
 #: keys naming priors of the configuration (their model files are the run's inputs)
 PRIOR_KEYS = ("prior", "denoiser_prior", "kernel_prior")
 #: keys of a configured method entry that are not hyper-parameters of its function
-ENTRY_KEYS = ("method", *PRIOR_KEYS, "denoiser_sigma")
+ENTRY_KEYS = ("method", *PRIOR_KEYS, "denoiser_sigma", "datasets")
 
 
 def method_context(
