@@ -361,3 +361,74 @@ def test_ddpm_network_seen_as_a_ve_prior_is_exact_on_its_grid():
         sigma = float(prior.sigmas[t])
         exact = GaussianPrior(m, C, 4).score(u, sigma)
         torch.testing.assert_close(prior.score(u, sigma), exact, rtol=1e-6, atol=1e-8 / sigma**2)
+
+
+# ------------------------------------------------------- the paper's rules of the peers, on tiny stand-ins
+@pytest.mark.slow
+def test_peer_paper_rules_run_on_tiny_stand_ins(tmp_path):
+    """config/paper.yaml's peers for real on tiny stand-ins: the kernel priors trained by their rule (the
+    conditional one on BSDS500-layout training images), a BSD100-layout test set, BlindDPS, DPS with the
+    true kernel, Kernel Diffusion and its ablation through the benchmark rules, to the table."""
+    import copy
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+    from PIL import Image
+
+    repo = Path(__file__).resolve().parents[1]
+    paper = yaml.safe_load((repo / "config" / "paper.yaml").read_text())
+    work, rng = tmp_path / "work", np.random.default_rng(0)
+    for folder, n, ext in (("bsds500/BSDS500/BSDS500-master/BSDS500/data/images/train", 4, "jpg"),
+                           ("bsd100/BSD100_HR/BSD100_HR", 2, "png")):  # fmt: skip
+        (work / "resources/datasets" / folder).mkdir(parents=True)
+        for i in range(n):
+            img = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+            Image.fromarray(img).save(work / "resources/datasets" / folder / f"{i}.{ext}")
+    cfg = copy.deepcopy(paper)
+    cfg["device"] = "cpu"
+    cfg["data"].update(crop_size=16, n_train_crops=200)
+    kernels = {"kernel_size": 7, "n": 40, "mix": {"random_walk": 1, "gaussian": 1}}
+    small = {"steps": 3, "batch_size": 4, "lr": 1e-3, "checkpoint_every": 2}
+    cfg["priors"] = {
+        "tiny-natural": {"kind": "score_network", "dataset": "stand-in", "training": small,
+                         "schedule": {"kind": "ve", "sigma_min": 0.01, "sigma_max": 20.0, "t_eps": 1e-3}},
+        "kernels-uncond": {**paper["priors"]["kernels-uncond"], "kernels": kernels, "training": small,
+                           "network": {"base_channels": 8}},
+        "kernels-cond": {**paper["priors"]["kernels-cond"], "kernels": kernels, "training": small,
+                         "network": {"base_channels": 8, "image_channels_enc": 8},
+                         "pairs": {**paper["priors"]["kernels-cond"]["pairs"], "n_images": 4,
+                                   "images": {**paper["priors"]["kernels-cond"]["pairs"]["images"], "size": 32,
+                                              "channels": 1}}},
+    }  # fmt: skip
+    cfg["hessian"]["priors"] = cfg["posterior"]["priors"] = ["tiny-natural"]
+    cfg["deblur"]["prior"] = cfg["deblur"]["kohler"]["prior"] = "tiny-natural"
+    bsd = paper["benchmark"]["datasets"]["bench-bsd100"]
+    fast = {"prior": "tiny-natural", "n_steps": 3}
+    cfg["benchmark"] = {
+        "seeds": [0], "collapse_tol": 0.05,
+        "datasets": {"bench-tiny": {**bsd, "images": {**bsd["images"], "size": 32, "channels": 1}, "n_images": 2,
+                                    "size": 32, "kernel_size": 7}},
+        "methods": {
+            "blurry": {"method": "blurry"},
+            "blind-dps-paper": {**paper["benchmark"]["methods"]["blind-dps-paper"], **fast, "datasets": ["bench-tiny"]},
+            "dps-true-kernel": {**paper["benchmark"]["methods"]["dps-true-kernel"], **fast, "datasets": ["bench-tiny"]},
+            "kernel-diff-paper": {**paper["benchmark"]["methods"]["kernel-diff-paper"], **fast, "stage2_steps": 2},
+            "kernel-diff-ablation": {**paper["benchmark"]["methods"]["kernel-diff-ablation"], **fast,
+                                     "stage2_steps": 2},
+        },
+    }  # fmt: skip
+    (work / "tiny.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+    target = "results/tables/benchmark_bench-tiny.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(work), "--configfile",
+         str(work / "tiny.yaml"), "--replace-workflow-config", "--cores", "2", target],
+        capture_output=True, text=True, timeout=1200, cwd=repo,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    import pandas as pd
+
+    table = pd.read_csv(work / "results/tables/benchmark_bench-tiny.csv")
+    assert {"blind-dps-paper", "kernel-diff-paper", "kernel-diff-ablation", "dps-true-kernel"} <= set(table.method)
+    assert (table.kind == "reported").sum() == len(bsd["reported"])
