@@ -52,8 +52,10 @@ rule benchmark_run:
 rule benchmark_table:
     input:
         testset=f"{RESULTS}/benchmark/{{dataset}}/testset.parquet",
-        runs=lambda wc: [f"{RESULTS}/benchmark/{wc.dataset}/runs/{m}.parquet" for m in BENCHMARK["methods"]],
-        estimates=lambda wc: [f"{RESULTS}/benchmark/{wc.dataset}/estimates/{m}.parquet" for m in BENCHMARK["methods"]],
+        runs=lambda wc: [f"{RESULTS}/benchmark/{wc.dataset}/runs/{m}.parquet" for m in benchmark_methods(wc.dataset)],
+        estimates=lambda wc: [
+            f"{RESULTS}/benchmark/{wc.dataset}/estimates/{m}.parquet" for m in benchmark_methods(wc.dataset)
+        ],
     output:
         csv=report(
             f"{RESULTS}/tables/benchmark_{{dataset}}.csv",
@@ -82,7 +84,7 @@ rule benchmark_table:
         mem_mb=2000,
         runtime=10,
     params:
-        methods=BENCHMARK["methods"],
+        methods=lambda wc: benchmark_methods(wc.dataset),
         reported=lambda wc: BENCHMARK["datasets"][wc.dataset].get("reported", []),
     script:
         "../scripts/benchmark_table.py"

@@ -34,7 +34,10 @@ RESULTS = config["results"]
 ARCHIVE = "archives/" + "-".join(Path(RESULTS).parts)
 # the diffusion models of the landscape part (P §2), whose potential the probability-flow ODE
 # evaluates; patch priors (EPLL) serve the posterior and deblurring parts only
-PRIORS = [p for p, c in config["priors"].items() if c["kind"] != "patch"]
+# priors of the learned peers only (workflow/rules/priors.smk): kernel diffusions, which model kernels,
+# and released DDPM image networks, whose discrete schedule P's landscape analyses do not take
+KERNEL_PRIOR_KINDS = ("kernel_network", "conditional_kernel_network")
+PRIORS = [p for p, c in config["priors"].items() if c["kind"] not in ("patch", "ddpm", *KERNEL_PRIOR_KINDS)]
 
 
 def priors_of_kind(*kinds):
@@ -356,17 +359,20 @@ def archive_rule_map(wildcards):
 # (benchmark.smk; prior_landscape.methods)
 
 BENCHMARK = config.get("benchmark", {"datasets": {}, "methods": {}, "seeds": [0], "collapse_tol": 0.05})
-for _m, _entry in BENCHMARK["methods"].items():
-    from prior_landscape.methods import METHODS as _METHODS
+from prior_landscape.methods import METHODS as _METHODS, PRIOR_KEYS as _PRIOR_KEYS
 
+for _m, _entry in BENCHMARK["methods"].items():
     if _entry["method"] not in _METHODS:
         raise ConfigError(
             f"benchmark.methods.{_m}.method: {_entry['method']!r} is not a registered method "
             f"({', '.join(sorted(_METHODS))})"
         )
-    for _key in ("prior", "denoiser_prior"):
+    for _key in _PRIOR_KEYS:
         if _key in _entry:
             _check_prior(f"benchmark.methods.{_m}.{_key}", _entry[_key])
+    for _d in _entry.get("datasets", []):
+        if _d not in BENCHMARK["datasets"]:
+            raise ConfigError(f"benchmark.methods.{_m}.datasets: {_d!r} is not a dataset of benchmark.datasets")
 
 
 def benchmark_images(wildcards):
@@ -383,7 +389,7 @@ def benchmark_run_inputs(wildcards):
     """The test set, and the model files of the priors the method's entry names."""
     entry = BENCHMARK["methods"][wildcards.method]
     inputs = {"testset": f"{RESULTS}/benchmark/{wildcards.dataset}/testset.parquet"}
-    for key in ("prior", "denoiser_prior"):
+    for key in _PRIOR_KEYS:
         if key in entry:
             inputs[key] = f"{RESULTS}/priors/{entry[key]}/model.pt"
     return inputs
@@ -395,6 +401,13 @@ def benchmark_seeds(wildcards):
 
     entry = BENCHMARK["methods"][wildcards.method]
     return list(BENCHMARK["seeds"]) if METHODS[entry["method"]].stochastic else [0]
+
+
+def benchmark_methods(dataset):
+    """The method entries run on ``dataset``: all, except entries whose ``datasets`` list omits it (a
+    method whose prior fits some datasets only, e.g. the peers' face and animal priors at paper scale)."""
+    methods = BENCHMARK["methods"]
+    return {m: e for m, e in methods.items() if dataset in e.get("datasets", BENCHMARK["datasets"])}
 
 
 def benchmark_targets():

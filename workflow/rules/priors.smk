@@ -69,3 +69,63 @@ rule patch_prior:
         prior=prior_config,
     script:
         "../scripts/patch_prior.py"
+
+
+# The learned peers' kernel priors (issue 15; prior_landscape.priors.kernel_priors): BlindDPS's
+# unconditional kernel diffusion (also Kernel Diffusion's ablation) and Kernel Diffusion's kernel
+# prior conditioned on the blurry image, trained on generated kernels (and training photographs).
+
+
+def kernel_prior_inputs(wildcards):
+    """Paper scale: the dataset the conditional prior's training images come from, else nothing."""
+    pairs = config["priors"][wildcards.prior].get("pairs", {})
+    return {"images": resource_files(pairs["images"]["resource"])} if "images" in pairs else {}
+
+
+rule train_kernel_prior:
+    input:
+        unpack(kernel_prior_inputs),
+    output:
+        model=f"{RESULTS}/priors/{{prior}}/model.pt",
+        loss=f"{RESULTS}/priors/{{prior}}/training_loss.parquet",
+    log:
+        f"{RESULTS}/logs/train_kernel_prior/{{prior}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_kernel_prior/{{prior}}.tsv"
+    wildcard_constraints:
+        prior=priors_of_kind(*KERNEL_PRIOR_KINDS),
+    threads: 1  # small networks: two such jobs in parallel use 2 cores better than one with 2 threads
+    resources:
+        mem_mb=4000,
+        runtime=more_time(120),
+        gpu=1 if config["scale"] == "paper" else 0,
+    params:
+        prior=prior_config,
+        data=config["data"],
+        seed=config["seed"],
+        # resumable state, deliberately not an output: it survives a killed job
+        state=f"{RESULTS}/priors/{{prior}}/training_state.pt",
+        resource_root=RESOURCE_ROOT,
+    script:
+        "../scripts/train_kernel_prior.py"
+
+
+# The peers' image priors at paper scale: released DDPM networks (deepinv DiffUNet weights), converted.
+rule import_ddpm_prior:
+    input:
+        checkpoint=lambda wc: resource_files(config["priors"][wc.prior]["resource"]),
+    output:
+        model=f"{RESULTS}/priors/{{prior}}/model.pt",
+    log:
+        f"{RESULTS}/logs/import_ddpm_prior/{{prior}}.log",
+    wildcard_constraints:
+        prior=priors_of_kind("ddpm"),
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=30,
+    params:
+        prior=prior_config,
+        checkpoint=lambda wc: resource_path(config["priors"][wc.prior]["resource"]),
+    script:
+        "../scripts/import_ddpm_prior.py"

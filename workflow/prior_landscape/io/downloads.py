@@ -1039,19 +1039,26 @@ def configured_resources(config: dict) -> list[tuple[str, str]]:
     """``(config key, resource id)`` of every resource a workflow configuration uses: released
     priors (``priors.<p>.resource``), their images (``priors.<p>.images.resource``), downloaded
     training data (``priors.<p>.training_data``), and Fig. 13's DRUNet weights and Köhler shots
-    (``deblur.kohler.denoiser/data.resource``). The workflow's download rules need exactly these."""
+    (``deblur.kohler.denoiser/data.resource``), a conditional kernel prior's training images
+    (``priors.<p>.pairs.images.resource``) and the benchmark's datasets
+    (``benchmark.datasets.<d>.images.resource``). The workflow's download rules need exactly these."""
     out = []
     for prior, cfg in (config.get("priors") or {}).items():
         if "resource" in cfg:
             out.append((f"priors.{prior}.resource", cfg["resource"]))
         if "images" in cfg:
             out.append((f"priors.{prior}.images.resource", cfg["images"]["resource"]))
+        if "images" in (cfg.get("pairs") or {}):  # a conditional kernel prior's training images
+            out.append((f"priors.{prior}.pairs.images.resource", cfg["pairs"]["images"]["resource"]))
         if cfg.get("training_data") in TRAINING_RESOURCES:
             out.append((f"priors.{prior}.training_data", TRAINING_RESOURCES[cfg["training_data"]]))
     kohler = (config.get("deblur") or {}).get("kohler") or {}
     for key in ("denoiser", "data"):
         if key in kohler:
             out.append((f"deblur.kohler.{key}.resource", kohler[key]["resource"]))
+    for name, spec in ((config.get("benchmark") or {}).get("datasets") or {}).items():
+        if "images" in spec:
+            out.append((f"benchmark.datasets.{name}.images.resource", spec["images"]["resource"]))
     return out
 
 
