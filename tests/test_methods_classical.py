@@ -92,10 +92,15 @@ def test_simplex_qp_matches_slsqp_and_kkt():
     assert float(res[0]) <= 1e-10
 
     An, bn = A[0].numpy(), b[0].numpy()
-    ref = minimize(lambda v: 0.5 * v @ An @ v - bn @ v, np.full(n, 1.0 / n), jac=lambda v: An @ v - bn,
-                   method="SLSQP", bounds=[(0, None)] * n,
-                   constraints=[{"type": "eq", "fun": lambda v: v.sum() - 1, "jac": lambda v: np.ones(n)}],
-                   options={"ftol": 1e-12, "maxiter": 1000})
+    ref = minimize(
+        lambda v: 0.5 * v @ An @ v - bn @ v,
+        np.full(n, 1.0 / n),
+        jac=lambda v: An @ v - bn,
+        method="SLSQP",
+        bounds=[(0, None)] * n,
+        constraints=[{"type": "eq", "fun": lambda v: v.sum() - 1, "jac": lambda v: np.ones(n)}],
+        options={"ftol": 1e-12, "maxiter": 1000},
+    )
     assert ref.success
     assert np.abs(k[0].numpy() - ref.x).max() < 1e-5
     grad = (A[0] @ k[0] - b[0]).numpy()
@@ -119,7 +124,7 @@ def test_deconvolve_solves_the_valid_normal_equations():
     (grad,) = torch.autograd.grad(f, xe)
     assert float(grad.abs().max()) < 1e-9
     # the crop of k ∗ x is exactly deepinv's convolution of the extended image
-    ref = torch.stack([blur(xe[i:i + 1].detach(), k[i], padding="circular")[0] for i in range(2)])[..., 2:22, 2:22]
+    ref = torch.stack([blur(xe[i : i + 1].detach(), k[i], padding="circular")[0] for i in range(2)])[..., 2:22, 2:22]
     assert torch.allclose(C._ValidBlur(k, (20, 20)).A(xe.detach()), ref, atol=1e-12)
     x = C.deconvolve(y, k, reg, tol=1e-12, max_iter=500, clip=False)
     assert torch.allclose(x, xe.detach()[..., 2:22, 2:22], atol=1e-12)
@@ -165,9 +170,15 @@ def test_deepinv_blind_rl_conventions():
     assert torch.allclose(dF.conv_filter_transpose2d_fft(x, r, (7, 7), padding="circular")[:, 0], grad, atol=1e-11)
 
 
-@pytest.mark.parametrize("name,hyper", [("levin-map-k", dict(n_em=3, n_final=0)),
-                                        ("levin-map-k", dict(prior="sparse", n_em=3, n_final=0)),
-                                        ("tv-alternating", dict(n_iter=5)), ("blind-rl", dict(max_iter=2, k_steps=2))])
+@pytest.mark.parametrize(
+    "name,hyper",
+    [
+        ("levin-map-k", dict(n_em=3, n_final=0)),
+        ("levin-map-k", dict(prior="sparse", n_em=3, n_final=0)),
+        ("tv-alternating", dict(n_iter=5)),
+        ("blind-rl", dict(max_iter=2, k_steps=2)),
+    ],
+)
 def test_batches_of_colour_images(name, hyper):
     """A batch of colour images gives one kernel per image on the simplex of the support and an
     estimate of y's shape in [0, 1]."""

@@ -61,8 +61,18 @@ from prior_landscape.inverse.operators import kernel_otf
 from prior_landscape.methods.base import Context, Estimate, Problem, method
 
 __all__ = [
-    "gradient_power", "wiener_deconvolution", "deconvolve", "levin_e_step", "levin_quadratic", "simplex_qp",
-    "levin_map_k", "tv_alternating", "blind_rl", "pyramid_levels", "resample_kernel", "recentre_kernel",
+    "gradient_power",
+    "wiener_deconvolution",
+    "deconvolve",
+    "levin_e_step",
+    "levin_quadratic",
+    "simplex_qp",
+    "levin_map_k",
+    "tv_alternating",
+    "blind_rl",
+    "pyramid_levels",
+    "resample_kernel",
+    "recentre_kernel",
 ]
 
 
@@ -102,7 +112,7 @@ class _ValidBlur:
 
     def crop(self, z):
         r, (H, W) = self.r, self.shape
-        return z[..., r:r + H, r:r + W]
+        return z[..., r : r + H, r : r + W]
 
     def pad(self, z):
         return F.pad(z, (self.r, self.r, self.r, self.r))
@@ -153,8 +163,15 @@ def _deconvolve_valid(y: torch.Tensor, k: torch.Tensor, reg: float, tol: float, 
     return x
 
 
-def deconvolve(y: torch.Tensor, k: torch.Tensor, reg: float, boundary: str = "valid", tol: float = 1e-6,
-               max_iter: int = 200, clip: bool = True) -> torch.Tensor:
+def deconvolve(
+    y: torch.Tensor,
+    k: torch.Tensor,
+    reg: float,
+    boundary: str = "valid",
+    tol: float = 1e-6,
+    max_iter: int = 200,
+    clip: bool = True,
+) -> torch.Tensor:
     """Non-blind Wiener/Tikhonov deconvolution argmin_x ½‖M(k ∗ x) − y‖² + (reg/2)‖∇x‖², y (B, C, H, W),
     per-image kernels (B, k, k).
 
@@ -170,7 +187,7 @@ def deconvolve(y: torch.Tensor, k: torch.Tensor, reg: float, boundary: str = "va
         x = wiener_deconvolution(y, k, reg)
     elif boundary == "valid":
         r = k.shape[-1] // 2
-        x = _deconvolve_valid(y, k, reg, tol, max_iter)[..., r:r + y.shape[-2], r:r + y.shape[-1]]
+        x = _deconvolve_valid(y, k, reg, tol, max_iter)[..., r : r + y.shape[-2], r : r + y.shape[-1]]
     else:
         raise ValueError(f"boundary must be 'valid' or 'circular', got {boundary!r}")
     return x.clamp(0, 1) if clip else x
@@ -231,7 +248,7 @@ def _resize_image(y: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
 
 
 def _relative_change(new, old):
-    return ((new - old).flatten(1).norm(dim=1) / old.flatten(1).norm(dim=1).clamp_min(1e-300))
+    return (new - old).flatten(1).norm(dim=1) / old.flatten(1).norm(dim=1).clamp_min(1e-300)
 
 
 def _reg(problem: Problem, deconv_alpha: float) -> float:
@@ -259,6 +276,7 @@ def wiener(problem: Problem, context: Context, *, deconv_alpha: float = 100.0, b
 # ------------------------------------------------------------------ Levin et al. 2011
 def _taper_window(shape, width: float, dtype, device) -> torch.Tensor:
     """Separable window rising from 0 to 1 as sin² over ``width`` px at each border (1 inside)."""
+
     def ramp(n):
         t = torch.arange(n, dtype=dtype, device=device) + 0.5
         d = torch.minimum(t, n - t) / max(width, 1e-12)
@@ -435,15 +453,31 @@ def _sparse_quadratic(d, mu, c, size):
 
 def _gradient_sparsity(x: torch.Tensor) -> torch.Tensor:
     """Σ |∇x|^½ per image (Levin's criterion to pick a kernel's 180° rotation: the sparser image)."""
-    return ((x[..., :, 1:] - x[..., :, :-1]).abs().sqrt().flatten(1).sum(1)
-            + (x[..., 1:, :] - x[..., :-1, :]).abs().sqrt().flatten(1).sum(1))
+    return (x[..., :, 1:] - x[..., :, :-1]).abs().sqrt().flatten(1).sum(1) + (
+        x[..., 1:, :] - x[..., :-1, :]
+    ).abs().sqrt().flatten(1).sum(1)
 
 
 @method("levin-map-k")
-def levin_map_k(problem: Problem, context: Context, *, prior: str = "gaussian", alpha: float = 200.0,
-                levels: int = 5, n_em: int = 33, anneal: float = 8.0, n_final: int = 20, em_tol: float = 5e-3,
-                relax: float = 3.0, noise_scale: float = 1.0, taper: float = 4.0, qp_tol: float = 1e-6,
-                n_inner: int = 1, deconv_alpha: float = 200.0, resolve_flip: bool = True) -> Estimate:
+def levin_map_k(
+    problem: Problem,
+    context: Context,
+    *,
+    prior: str = "gaussian",
+    alpha: float = 200.0,
+    levels: int = 5,
+    n_em: int = 33,
+    anneal: float = 8.0,
+    n_final: int = 20,
+    em_tol: float = 5e-3,
+    relax: float = 3.0,
+    noise_scale: float = 1.0,
+    taper: float = 4.0,
+    qp_tol: float = 1e-6,
+    n_inner: int = 1,
+    deconv_alpha: float = 200.0,
+    resolve_flip: bool = True,
+) -> Estimate:
     """MAP over the kernel with the image integrated out (Levin et al. 2011; gradient prior, EM in Fourier).
 
     Per level (coarse to fine, kernel side ÷ √2 per level; the first kernel two pixels wide, the
@@ -476,7 +510,7 @@ def levin_map_k(problem: Problem, context: Context, *, prior: str = "gaussian", 
     for scale, size, shape in lv:
         if k is None:  # Levin's initial kernel: two horizontal pixels at the centre
             k = torch.zeros(B, size, size, dtype=y.dtype, device=y.device)
-            k[:, size // 2, size // 2: size // 2 + 2] = 0.5
+            k[:, size // 2, size // 2 : size // 2 + 2] = 0.5
         else:
             k = resample_kernel(k, size, scale / prev_scale)
         prev_scale = scale
@@ -497,8 +531,10 @@ def levin_map_k(problem: Problem, context: Context, *, prior: str = "gaussian", 
             k_new = k_new.view(B, size, size)
             if prior == "gaussian" and relax > 1:  # over-relaxed EM, kept only where it lowers −log p(d | k)
                 k_try = project_simplex_kernel(k + beta * (k_new - k))
-                ok = (levin_nll(d_hat, kernel_otf(k_try, shape), s2, alpha, shape[1])
-                      <= levin_nll(d_hat, kernel_otf(k_new, shape), s2, alpha, shape[1])).view(-1, 1, 1)
+                ok = (
+                    levin_nll(d_hat, kernel_otf(k_try, shape), s2, alpha, shape[1])
+                    <= levin_nll(d_hat, kernel_otf(k_new, shape), s2, alpha, shape[1])
+                ).view(-1, 1, 1)
                 k_new = torch.where(ok, k_try, k_new)
                 beta = torch.where(ok, (beta * 1.5).clamp(max=relax), torch.ones_like(beta))
             change = _relative_change(k_new, k)
@@ -517,10 +553,14 @@ def levin_map_k(problem: Problem, context: Context, *, prior: str = "gaussian", 
         x = torch.where(better.view(-1, 1, 1, 1), xf, x)
         flipped = int(better.sum())
     met = bool((change <= em_tol).all())
-    return Estimate(x.to(problem.y.dtype), k, converged=met,
-                    note=f"{prior} prior, {len(lv)} levels × {n_em} EM iterations; last kernel change "
-                         f"{float(change.max()):.1e} ({'≤' if met else '>'} {em_tol:g}); {qp_iters} QP iterations; "
-                         f"{flipped} kernel(s) rotated by 180°")
+    return Estimate(
+        x.to(problem.y.dtype),
+        k,
+        converged=met,
+        note=f"{prior} prior, {len(lv)} levels × {n_em} EM iterations; last kernel change "
+        f"{float(change.max()):.1e} ({'≤' if met else '>'} {em_tol:g}); {qp_iters} QP iterations; "
+        f"{flipped} kernel(s) rotated by 180°",
+    )
 
 
 # ------------------------------------------------------------------ Chan–Wong / Perrone–Favaro
@@ -583,7 +623,7 @@ def _tv_level(y, x, k, lam, eps, n_iter, c_x, c_k, window):
     def residual_hat(otf, X):  # rfft2 of Mᵀ(M(k ∗ x) − y)
         z = torch.fft.irfft2(otf * X, s=ext)
         res = torch.zeros_like(z)
-        res[..., r:r + H, r:r + W] = z[..., r:r + H, r:r + W] - y
+        res[..., r : r + H, r : r + W] = z[..., r : r + H, r : r + W] - y
         return torch.fft.rfft2(res)
 
     otf, X = otf_of(k), torch.fft.rfft2(x)
@@ -603,10 +643,22 @@ def _tv_level(y, x, k, lam, eps, n_iter, c_x, c_k, window):
 
 
 @method("tv-alternating")
-def tv_alternating(problem: Problem, context: Context, *, lam: float = 1e-3, lam_growth: float = 1.9,
-                   levels: int = 5, n_iter: int = 400, c_x: float = 3e-2, c_k: float = 3e-3, eps: float = 1e-3,
-                   window: int = 20, tol: float = 1e-2, output: str = "deconvolve",
-                   deconv_alpha: float = 300.0) -> Estimate:
+def tv_alternating(
+    problem: Problem,
+    context: Context,
+    *,
+    lam: float = 1e-3,
+    lam_growth: float = 1.9,
+    levels: int = 5,
+    n_iter: int = 400,
+    c_x: float = 3e-2,
+    c_k: float = 3e-3,
+    eps: float = 1e-3,
+    window: int = 20,
+    tol: float = 1e-2,
+    output: str = "deconvolve",
+    deconv_alpha: float = 300.0,
+) -> Estimate:
     """Alternating TV MAP over (x, k) (Chan–Wong 1998; Perrone–Favaro 2014), coarse to fine.
 
     Per level (coarse to fine, kernel side ÷ √2, λ·``lam_growth``^ℓ at level ℓ, 0 = finest, as P–F's
@@ -640,13 +692,17 @@ def tv_alternating(problem: Problem, context: Context, *, lam: float = 1e-3, lam
         xs = deconvolve(problem.y, k, _reg(problem, deconv_alpha))
     elif output == "latent":
         r = k.shape[-1] // 2
-        xs = x[..., r:r + y.shape[-2], r:r + y.shape[-1]].clamp(0, 1).expand_as(problem.y)
+        xs = x[..., r : r + y.shape[-2], r : r + y.shape[-1]].clamp(0, 1).expand_as(problem.y)
     else:
         raise ValueError(f"output must be 'deconvolve' or 'latent', got {output!r}")
     met = bool((change <= tol).all())
-    return Estimate(xs.to(problem.y.dtype), k, converged=met,
-                    note=f"{len(lv)} levels × {n_iter} iterations; kernel change over the last {window} "
-                         f"{float(change.max()):.1e} ({'≤' if met else '>'} {tol:g})")
+    return Estimate(
+        xs.to(problem.y.dtype),
+        k,
+        converged=met,
+        note=f"{len(lv)} levels × {n_iter} iterations; kernel change over the last {window} "
+        f"{float(change.max()):.1e} ({'≤' if met else '>'} {tol:g})",
+    )
 
 
 # ------------------------------------------------------------------ blind Richardson–Lucy (deepinv)
@@ -661,9 +717,18 @@ def _edge_taper(y: torch.Tensor, width: int) -> torch.Tensor:
 
 
 @method("blind-rl")
-def blind_rl(problem: Problem, context: Context, *, max_iter: int = 50, k_steps: int = 20, x_steps: int = 1,
-             floor: float = 1e-3, pad: bool | str = "taper", output: str = "rl",
-             deconv_alpha: float = 300.0) -> Estimate:
+def blind_rl(
+    problem: Problem,
+    context: Context,
+    *,
+    max_iter: int = 50,
+    k_steps: int = 20,
+    x_steps: int = 1,
+    floor: float = 1e-3,
+    pad: bool | str = "taper",
+    output: str = "rl",
+    deconv_alpha: float = 300.0,
+) -> Estimate:
     """deepinv's blind Richardson–Lucy (multiplicative EM updates of x and k under a Poisson model).
 
     deepinv's BlindRL convolves circularly (true convolution, kernel centre at size // 2, the
@@ -685,16 +750,16 @@ def blind_rl(problem: Problem, context: Context, *, max_iter: int = 50, k_steps:
         yp, r = _edge_taper(y, max(r, 1)), 0
     else:
         yp = F.pad(y, (r, r, r, r), mode="reflect") if pad and r else y
-    solver = BlindRL(kernel_size=problem.kernel_size, max_iter=max_iter, k_steps=k_steps, x_steps=x_steps,
-                     use_fft=True)
+    solver = BlindRL(kernel_size=problem.kernel_size, max_iter=max_iter, k_steps=k_steps, x_steps=x_steps, use_fft=True)
     with torch.no_grad():
         x, k = solver(yp)
     k = k[:, 0].to(torch.float64)
     if output == "rl":
-        x = (x[..., r:r + y.shape[-2], r:r + y.shape[-1]] if pad and r else x).clamp(0, 1)
+        x = (x[..., r : r + y.shape[-2], r : r + y.shape[-1]] if pad and r else x).clamp(0, 1)
     elif output == "deconvolve":
         x = deconvolve(problem.y, k, _reg(problem, deconv_alpha))
     else:
         raise ValueError(f"output must be 'rl' or 'deconvolve', got {output!r}")
-    return Estimate(x.to(problem.y.dtype), k,
-                    note=f"{max_iter} iterations × ({k_steps} kernel, {x_steps} image) updates")
+    return Estimate(
+        x.to(problem.y.dtype), k, note=f"{max_iter} iterations × ({k_steps} kernel, {x_steps} image) updates"
+    )
