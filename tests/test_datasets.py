@@ -128,7 +128,7 @@ def test_ffhq_val_is_the_first_images_in_sorted_order(ffhq_root, monkeypatch):
 
 def test_missing_dataset_names_the_path_and_the_resource(tmp_path):
     expected = str(_loc("ffhq", tmp_path))
-    with pytest.raises(FileNotFoundError, match=r"python -m prior_landscape\.downloads ffhq") as err:
+    with pytest.raises(FileNotFoundError, match=r"python -m prior_landscape\.io\.downloads ffhq") as err:
         ds.read_images("ffhq", tmp_path, n=1, size=8)
     assert expected in str(err.value)
     with pytest.raises(FileNotFoundError, match="downloads mnist"):

@@ -155,6 +155,25 @@ FIGURE_INPUTS: dict[str, dict[str, list[str]]] = {
         "inputs": ["results/deblur/*/metrics.parquet"],
     },
     "report_pages": {"outputs": ["results/report/fig*.html"], "inputs": ["results/figures/fig*.png"]},
+    "claims_table": {
+        "outputs": ["results/tables/claims.csv", "results/tables/claims.md", "results/tables/claims.tex"],
+        "inputs": [
+            "results/sweeps/*.parquet",
+            "results/critical_points/*/summary.parquet",
+            "results/hessian/*.parquet",
+            "results/posterior/*/*.parquet",
+            "results/deblur/*/metrics.parquet",
+            "results/benchmark/*/runs/*.parquet",
+        ],
+    },
+    "benchmark_table": {
+        "outputs": ["results/tables/benchmark_*.csv", "results/figures/benchmark_*.png"],
+        "inputs": [
+            "results/benchmark/*/testset.parquet",
+            "results/benchmark/*/runs/*.parquet",
+            "results/benchmark/*/estimates/*.parquet",
+        ],
+    },
 }
 
 # Which rule writes which file, for folders without a rule map (first match wins).
@@ -169,6 +188,9 @@ PRODUCERS: list[tuple[str, str]] = [
     ("results/samples/*.parquet", "sample_prior"),
     ("results/posterior/*/*.parquet", "posterior_profiles"),
     ("results/deblur/*/*.parquet", "deblur_runs"),
+    ("results/benchmark/*/testset.parquet", "benchmark_testset"),
+    ("results/benchmark/*/runs/*.parquet", "benchmark_run"),
+    ("results/benchmark/*/estimates/*.parquet", "benchmark_run"),
 ]
 
 # Columns that index an artefact's rows, with how to name their count in a summary.
