@@ -412,3 +412,9 @@ def benchmark_methods(dataset):
 
 def benchmark_targets():
     return [f"{RESULTS}/tables/benchmark_{d}.csv" for d in BENCHMARK["datasets"]]
+
+
+def kernel_prior_inputs(wildcards):
+    """Paper scale: the dataset the conditional prior's training images come from, else nothing."""
+    pairs = config["priors"][wildcards.prior].get("pairs", {})
+    return {"images": resource_files(pairs["images"]["resource"])} if "images" in pairs else {}

@@ -76,12 +76,6 @@ rule patch_prior:
 # prior conditioned on the blurry image, trained on generated kernels (and training photographs).
 
 
-def kernel_prior_inputs(wildcards):
-    """Paper scale: the dataset the conditional prior's training images come from, else nothing."""
-    pairs = config["priors"][wildcards.prior].get("pairs", {})
-    return {"images": resource_files(pairs["images"]["resource"])} if "images" in pairs else {}
-
-
 rule train_kernel_prior:
     input:
         unpack(kernel_prior_inputs),
