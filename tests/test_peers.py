@@ -388,6 +388,7 @@ def test_peer_paper_rules_run_on_tiny_stand_ins(tmp_path):
             Image.fromarray(img).save(work / "resources/datasets" / folder / f"{i}.{ext}")
     cfg = copy.deepcopy(paper)
     cfg["device"] = "cpu"
+    cfg["results"] = "results"  # the test's own working directory: its paths stay results/…
     cfg["data"].update(crop_size=16, n_train_crops=200)
     kernels = {"kernel_size": 7, "n": 40, "mix": {"random_walk": 1, "gaussian": 1}}
     small = {"steps": 3, "batch_size": 4, "lr": 1e-3, "checkpoint_every": 2}
