@@ -72,7 +72,9 @@ class DiffusionPrior(abc.ABC):
         parts = [cls, self.name, tuple(self.image_shape), self.schedule.to_dict(), self.defining_values()]
         if self.terminal_density != "isotropic":  # P's p_T leaves the fingerprints of before unchanged
             stats = self.data_statistics
-            parts.append({"terminal": self.terminal_density, "mean": stats["mean"], "var": stats["var"]})
+            parts.append(
+                {"terminal": self.terminal_density, **{k: stats[k] for k in ("mean", "var", "cov") if k in stats}}
+            )
         return digest(*parts)
 
     def _set_data_statistics(self, stats: dict | None, source: str = "the prior") -> None:
