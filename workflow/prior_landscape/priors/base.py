@@ -8,7 +8,7 @@ A prior is a diffusion model seen through four things (P §2.1):
 * ``schedule``: σ(t), σ'(t), t_ε and T;
 * ``terminal_log_prob(x)``: log p_T, the density at the terminal time that closes
   the change-of-variables formula (P eq. 7): P's N(0, σ(T)² I) (``terminal_density =
-  "isotropic"``) or the data Gaussian N(μ, diag(v) + σ(T)² I) from the per-pixel statistics
+  "isotropic"``) or the data Gaussian N(μ, C + σ(T)² I) from the data statistics
   stored with a network prior (``"data_gaussian"``, :mod:`prior_landscape.priors.terminal`;
   :meth:`DiffusionPrior.use_terminal` chooses);
 
@@ -50,7 +50,7 @@ class DiffusionPrior(abc.ABC):
     has_exact_potential: bool = False
     #: p_T of :meth:`terminal_log_prob`: "isotropic" (P's N(0, σ_T² I)) or "data_gaussian"
     terminal_density: str = "isotropic"
-    #: per-pixel mean and variance of the data, in the prior's scale ({"mean", "var", "n"}), or None
+    #: mean, variance (and covariance for small d) of the data, prior scale ({"mean", "var", "n", "cov"}), or None
     data_statistics: dict | None = None
 
     @abc.abstractmethod
@@ -84,7 +84,7 @@ class DiffusionPrior(abc.ABC):
 
     def use_terminal(self, kind: str) -> DiffusionPrior:
         """Choose p_T (a prior config's ``terminal`` key): "isotropic", P's N(0, σ_T² I), or
-        "data_gaussian", N(μ, diag(v) + σ_T² I) from the stored data statistics — refused, naming
+        "data_gaussian", N(μ, C + σ_T² I) from the stored data statistics — refused, naming
         the prior, when it has none (a prior saved before they were stored: fit, train or import
         it again, or choose "isotropic"). Returns self."""
         if kind not in _terminal.TERMINAL_DENSITIES:
@@ -139,7 +139,7 @@ class DiffusionPrior(abc.ABC):
 
     def terminal_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log p_T(x) per image, float64 (P eq. 7's last term): p_T ≈ N(0, σ(T)² I) as in score_sde
-        and P ("isotropic"), or N(μ, diag(v) + σ(T)² I) from the data statistics ("data_gaussian")."""
+        and P ("isotropic"), or N(μ, C + σ(T)² I) from the data statistics ("data_gaussian")."""
         sigma_T = float(self.schedule.sigma(self.schedule.T))
         stats = self.data_statistics if self.terminal_density == "data_gaussian" else None
         return _terminal.terminal_log_prob(x, sigma_T, stats)

@@ -161,7 +161,7 @@ class EDMPrior(_NetworkPrior):
         ch = int(self.metadata.get("img_channels", 0)) or _infer_channels(denoiser)
         self.image_shape = (ch, res, res)
         self.name = name
-        # per-pixel mean and variance of its images, in [−1, 1] scale: p_T of P eq. 7 (priors/terminal.py)
+        # mean and (co)variance of its images, in [−1, 1] scale: p_T of P eq. 7 (priors/terminal.py)
         self._set_data_statistics(data_statistics, f"EDM prior {name!r}")
 
     @classmethod
@@ -435,7 +435,7 @@ def convert_pretrained_prior(
     default schedule; ``network`` is a score_sde network configuration (default:
     ``ve/ffhq_256_ncsnpp_continuous``; EDM pickles describe their own network).
     ``images`` (N, C, H, W) in [0, 1]: images of the data the network models (the prior's
-    ``images``), whose per-pixel mean and variance, in the network's scale, are stored for the
+    ``images``), whose mean and (co)variance, in the network's scale, are stored for the
     data-Gaussian terminal density (P eq. 7; :mod:`prior_landscape.priors.terminal`); None: none
     stored (P's N(0, σ_T² I) only). Returns the converted prior (in its own scale)."""
     from prior_landscape.priors.terminal import data_statistics

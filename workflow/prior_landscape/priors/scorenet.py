@@ -326,7 +326,7 @@ class ScoreNetworkPrior(NetworkPrior):
         self.image_shape = tuple(int(s) for s in image_shape)
         self.name = name
         self.metadata = dict(metadata or {})
-        # the training data's per-pixel mean and variance: p_T of P eq. 7 (priors/terminal.py)
+        # the training data's mean and (co)variance: p_T of P eq. 7 (priors/terminal.py)
         self._set_data_statistics(data_statistics, f"score network {name!r}")
 
     def score(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
