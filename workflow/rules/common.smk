@@ -91,11 +91,29 @@ def more_time(minutes):
 
 
 def prior_config(wildcards):
-    """A prior's configuration without its speed-only training settings (they rerun nothing)."""
+    """A prior's configuration without its speed-only training settings and its terminal density
+    (they rerun nothing here: the terminal density is chosen where the prior is used, prior_terminal)."""
     cfg = dict(config["priors"][wildcards.prior])
+    cfg.pop("terminal", None)
     if "training" in cfg:
         cfg["training"] = accuracy(cfg["training"], "training")
     return cfg
+
+
+# the priors whose potential the probability-flow ODE integrates up to p_T (P eq. 7)
+NETWORK_PRIOR_KINDS = ("score_network", "edm", "score_sde")
+
+
+def terminal_of(prior):
+    """A prior's terminal density (its config's ``terminal``, default data_gaussian: priors/terminal.py);
+    None for priors whose p_T is not chosen (the mixture's is exact; patch and peer priors)."""
+    cfg = config["priors"][prior]
+    return cfg.get("terminal", "data_gaussian") if cfg["kind"] in NETWORK_PRIOR_KINDS else None
+
+
+def prior_terminal(wildcards):
+    """A param of the jobs that evaluate q: changing the terminal density reruns them, not the training."""
+    return terminal_of(wildcards.prior)
 
 
 def figure_names():
@@ -228,6 +246,15 @@ def timing_inputs(wildcards):
 def image_source(wildcards):
     """A prior's ``images`` (paper scale: its dataset, read by prior_landscape.io.images.prior_images), or None."""
     return config["priors"][wildcards.prior].get("images")
+
+
+def import_inputs(wildcards):
+    """A released prior's checkpoint, and the dataset of its images (their statistics: its terminal density)."""
+    cfg = config["priors"][wildcards.prior]
+    inputs = {"checkpoint": resource_files(cfg["resource"])}
+    if "images" in cfg:
+        inputs["images"] = resource_files(cfg["images"]["resource"])
+    return inputs
 
 
 def training_inputs(wildcards):

@@ -25,6 +25,7 @@ rule critical_points:
         source=lambda wc: training_data(wc.prior),
         images=image_source,
         resource_root=RESOURCE_ROOT,
+        terminal=prior_terminal,
         # resumable descent state, deliberately not an output: it survives a killed job
         state=f"{RESULTS}/critical_points/{{prior}}/descent_state.pt",
     script:

@@ -32,6 +32,7 @@ rule posterior_profiles:
         data=config["data"],
         images=image_source,
         resource_root=RESOURCE_ROOT,
+        terminal=prior_terminal,
     script:
         "../scripts/posterior_profiles.py"
 

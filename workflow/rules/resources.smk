@@ -40,7 +40,7 @@ rule downloads:
 
 rule import_pretrained_prior:
     input:
-        checkpoint=lambda wc: resource_files(config["priors"][wc.prior]["resource"]),
+        unpack(import_inputs),
     output:
         model=f"{RESULTS}/priors/{{prior}}/model.pt",
     log:
@@ -54,5 +54,6 @@ rule import_pretrained_prior:
     params:
         prior=prior_config,
         checkpoint=lambda wc: resource_path(config["priors"][wc.prior]["resource"]),
+        resource_root=RESOURCE_ROOT,
     script:
         "../scripts/import_pretrained_prior.py"

@@ -41,6 +41,7 @@ rule likelihood_sweep:
         source=lambda wc: training_data(wc.prior),
         images=image_source,
         resource_root=RESOURCE_ROOT,
+        terminal=prior_terminal,
     script:
         "../scripts/likelihood_sweep.py"
 
@@ -69,5 +70,6 @@ rule measure_prior_costs:
         seed=config["seed"],
         images={p: config["priors"][p].get("images") for p in PRIORS},
         resource_root=RESOURCE_ROOT,
+        terminal={p: terminal_of(p) for p in PRIORS},
     script:
         "../scripts/measure_prior_costs.py"

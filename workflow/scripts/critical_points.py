@@ -17,8 +17,12 @@ from prior_landscape.runtime import start_job
 sm = snakemake  # noqa: F821 - injected by Snakemake
 p, prior_name = sm.params, sm.wildcards.prior
 cfg = p.critical_points
-job = start_job(sm, {"critical_points": cfg, "potential": p.potential, "data": p.data}, {"seed": cfg["seed"]})
-prior = load_prior(sm.input.model, job.device)
+job = start_job(
+    sm,
+    {"critical_points": cfg, "potential": p.potential, "data": p.data, "terminal": p.terminal},
+    {"seed": cfg["seed"]},
+)
+prior = load_prior(sm.input.model, job.device, terminal=p.terminal)  # p_T of P eq. 7: the config's
 starts = descent_starts(prior, cfg["n_per_group"], cfg, p.data, p.source, p.seed, p.images, p.resource_root)
 x0 = starts.x.to(job.device)
 # η in P's convention (x ← (1 − η) x + η D_σε(x)), or "auto"; per prior if configured

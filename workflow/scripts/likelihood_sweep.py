@@ -15,10 +15,17 @@ sm = snakemake  # noqa: F821 - injected by Snakemake
 p = sm.params
 job = start_job(
     sm,
-    {"sweep": p.sweep, "blur": p.blur, "potential": p.potential, "data": p.data, "training_data": p.source},
+    {
+        "sweep": p.sweep,
+        "blur": p.blur,
+        "potential": p.potential,
+        "data": p.data,
+        "training_data": p.source,
+        "terminal": p.terminal,
+    },
     {"crops": p.sweep["seed"], "probes": p.sweep["seed"]},
 )
-prior = load_prior(sm.input.model, job.device)
+prior = load_prior(sm.input.model, job.device, terminal=p.terminal)  # p_T of P eq. 7: the config's
 n, size, padding = p.sweep["n_images"], p.data["crop_size"], p.blur["padding"]
 if p.images:
     # paper scale: whole images of the prior's own training set (P Fig. 7), blurred with the

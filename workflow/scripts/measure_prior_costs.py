@@ -10,11 +10,11 @@ from prior_landscape.runtime import start_job
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 p = sm.params
-job = start_job(sm, {"timing": p.timing, "potential": p.potential}, {"seed": p.seed})
+job = start_job(sm, {"timing": p.timing, "potential": p.potential, "terminal": p.terminal}, {"seed": p.seed})
 cases = {}
 for name, model in zip(p.priors, sm.input.models, strict=True):
     x, _ = heldout_images(p.images[name], p.resource_root, p.data, p.timing["n_images"], p.seed)
-    cases[name] = (load_prior(model, job.device), x)
+    cases[name] = (load_prior(model, job.device, terminal=p.terminal[name]), x)
 settings = PotentialSettings.from_config(job.settings(p.potential, "potential"))
 timing = measure_costs(
     cases,

@@ -13,8 +13,10 @@ from prior_landscape.runtime import start_job
 sm = snakemake  # noqa: F821 - injected by Snakemake
 p = sm.params
 cfg = p.posterior
-job = start_job(sm, {"posterior": cfg, "potential": p.potential, "data": p.data}, {"seed": cfg["seed"]})
-prior = load_prior(sm.input.model, job.device)
+job = start_job(
+    sm, {"posterior": cfg, "potential": p.potential, "data": p.data, "terminal": p.terminal}, {"seed": cfg["seed"]}
+)
+prior = load_prior(sm.input.model, job.device, terminal=p.terminal)  # p_T of P eq. 7: the config's
 settings = PotentialSettings.from_config(job.settings(p.potential, "potential"))
 # x̄ from the data: held-out textured crops (paper scale: images of the prior's dataset, P: FFHQ)
 x_data, sources = heldout_images(

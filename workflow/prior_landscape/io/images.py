@@ -348,6 +348,24 @@ def prior_images(
     )
 
 
+#: at most this many images of a released prior's dataset give its data statistics (the terminal
+#: density, prior_landscape.priors.terminal): per-pixel variances to ≈ √(2/1000) ≈ 4.5 %
+STATISTICS_IMAGES = 1000
+
+
+def statistics_images(spec: dict, resource_root: str | Path, seed: int = 0) -> torch.Tensor:
+    """Paper scale: the images of a prior's own dataset (its ``images``) whose per-pixel mean and
+    variance are stored with an imported prior: all of them, or :data:`STATISTICS_IMAGES` chosen by
+    ``seed`` when there are more."""
+    from prior_landscape.io.datasets import list_images
+
+    if spec["dataset"] == "mnist":
+        return prior_images(spec, resource_root, STATISTICS_IMAGES, seed)[0]
+    root = resource_dir(spec["resource"], resource_root)
+    _, ids = list_images(spec["dataset"], root, split=spec.get("split", "train"), classes=spec.get("classes"))
+    return prior_images(spec, resource_root, min(STATISTICS_IMAGES, len(ids)), seed)[0]
+
+
 def heldout_digits(n: int, size: int) -> torch.Tensor:
     """The first n of the held-out 20 % of the binary digits."""
     digits = binary_digits(size)

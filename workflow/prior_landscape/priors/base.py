@@ -7,14 +7,17 @@ A prior is a diffusion model seen through four things (P §2.1):
   the paper differentiates and descends;
 * ``schedule``: σ(t), σ'(t), t_ε and T;
 * ``terminal_log_prob(x)``: log p_T, the density at the terminal time that closes
-  the change-of-variables formula (P eq. 7).
+  the change-of-variables formula (P eq. 7): P's N(0, σ(T)² I) (``terminal_density =
+  "isotropic"``) or the data Gaussian N(μ, C + σ(T)² I) from the data statistics
+  stored with a network prior (``"data_gaussian"``, :mod:`prior_landscape.priors.terminal`;
+  :meth:`DiffusionPrior.use_terminal` chooses);
 
 and declares what else it offers, instead of being probed for it:
 
 * ``fingerprint()``: a digest of everything that defines it (class, name, shape, schedule,
-  every tensor and network weight, a conditional model's class label; a wrapper delegates
-  to what it wraps), so a resumed job can tell its own prior from another one under the
-  same name (:mod:`prior_landscape.runs`);
+  every tensor and network weight, a conditional model's class label, the terminal density
+  and its statistics unless isotropic; a wrapper delegates to what it wraps), so a resumed
+  job can tell its own prior from another one under the same name (:mod:`prior_landscape.runs`);
 * ``has_exact_potential``: whether ``potential(x)`` (and ``hessian_potential(x)``) give q
   exactly (the analytic mixture) — otherwise q comes from the probability-flow engine;
 * ``lipschitz_bound()``: a bound L on the Lipschitz constant of ∇q over all images, or
@@ -31,6 +34,7 @@ import math
 
 import torch
 
+from prior_landscape.priors import terminal as _terminal
 from prior_landscape.priors.schedules import Schedule
 from prior_landscape.runs import digest
 
@@ -44,6 +48,10 @@ class DiffusionPrior(abc.ABC):
     schedule: Schedule
     #: ``potential(x)`` and ``hessian_potential(x)`` are exact (no ODE, no Monte Carlo)
     has_exact_potential: bool = False
+    #: p_T of :meth:`terminal_log_prob`: "isotropic" (P's N(0, σ_T² I)) or "data_gaussian"
+    terminal_density: str = "isotropic"
+    #: mean, variance (and covariance for small d) of the data, prior scale ({"mean", "var", "n", "cov"}), or None
+    data_statistics: dict | None = None
 
     @abc.abstractmethod
     def score(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
@@ -61,7 +69,37 @@ class DiffusionPrior(abc.ABC):
     def fingerprint(self) -> str:
         """A digest of the prior: class, name, image shape, schedule and :meth:`defining_values`."""
         cls = f"{type(self).__module__}.{type(self).__qualname__}"
-        return digest(cls, self.name, tuple(self.image_shape), self.schedule.to_dict(), self.defining_values())
+        parts = [cls, self.name, tuple(self.image_shape), self.schedule.to_dict(), self.defining_values()]
+        if self.terminal_density != "isotropic":  # P's p_T leaves the fingerprints of before unchanged
+            stats = self.data_statistics
+            parts.append(
+                {"terminal": self.terminal_density, **{k: stats[k] for k in ("mean", "var", "cov") if k in stats}}
+            )
+        return digest(*parts)
+
+    def _set_data_statistics(self, stats: dict | None, source: str = "the prior") -> None:
+        """Store the data statistics (checked) and make the data Gaussian p_T when there are any."""
+        self.data_statistics = _terminal.check_statistics(stats, source)
+        self.terminal_density = "isotropic" if self.data_statistics is None else _terminal.DEFAULT_TERMINAL
+
+    def use_terminal(self, kind: str) -> DiffusionPrior:
+        """Choose p_T (a prior config's ``terminal`` key): "isotropic", P's N(0, σ_T² I), or
+        "data_gaussian", N(μ, C + σ_T² I) from the stored data statistics — refused, naming
+        the prior, when it has none (a prior saved before they were stored: fit, train or import
+        it again, or choose "isotropic"). Returns self."""
+        if kind not in _terminal.TERMINAL_DENSITIES:
+            raise ValueError(
+                f"{self.name}: unknown terminal density {kind!r}; "
+                f"choose one of {', '.join(_terminal.TERMINAL_DENSITIES)}"
+            )
+        if kind == "data_gaussian" and self.data_statistics is None:
+            raise ValueError(
+                f"prior {self.name!r} stores no data statistics (saved before they were stored, or never "
+                "given any), so its terminal density cannot be the data Gaussian: fit, train or import it again "
+                "(delete its model.pt), or set its config's terminal: isotropic (P's N(0, σ_T² I))"
+            )
+        self.terminal_density = kind
+        return self
 
     def potential(self, x: torch.Tensor) -> torch.Tensor:
         """Exact q(x) per image, for priors with ``has_exact_potential``."""
@@ -100,11 +138,11 @@ class DiffusionPrior(abc.ABC):
         return -self.score(x, self.sigma_eps)
 
     def terminal_log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """log p_T(x) per image, p_T ≈ N(0, σ(T)² I) as in score_sde (P eq. 7)."""
+        """log p_T(x) per image, float64 (P eq. 7's last term): p_T ≈ N(0, σ(T)² I) as in score_sde
+        and P ("isotropic"), or N(μ, C + σ(T)² I) from the data statistics ("data_gaussian")."""
         sigma_T = float(self.schedule.sigma(self.schedule.T))
-        d = x[0].numel()
-        sq = x.flatten(1).to(torch.float64).pow(2).sum(1)
-        return -0.5 * sq / sigma_T**2 - 0.5 * d * math.log(2 * math.pi * sigma_T**2)
+        stats = self.data_statistics if self.terminal_density == "data_gaussian" else None
+        return _terminal.terminal_log_prob(x, sigma_T, stats)
 
     def to(self, device: torch.device | str) -> DiffusionPrior:
         """Move the prior's tensors to ``device`` (in place); returns self."""

@@ -178,6 +178,16 @@ class GaussianMixturePrior(DiffusionPrior):
         """Exact log p_T: the diffused mixture, not its Gaussian approximation."""
         return self.log_prob(x, float(self.schedule.sigma(self.schedule.T)))
 
+    def use_terminal(self, kind: str) -> GaussianMixturePrior:
+        """The mixture's p_T is exact whatever the configuration asks (the kind is only checked)."""
+        from prior_landscape.priors.terminal import TERMINAL_DENSITIES
+
+        if kind not in TERMINAL_DENSITIES:
+            raise ValueError(
+                f"{self.name}: unknown terminal density {kind!r}; choose one of {', '.join(TERMINAL_DENSITIES)}"
+            )
+        return self
+
     # ----------------------------------------------------------------- others
     def sample(self, n: int, sigma: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw n images from p_σ."""

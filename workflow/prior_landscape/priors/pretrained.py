@@ -142,6 +142,7 @@ class EDMPrior(_NetworkPrior):
         class_label: int | None = None,
         schedule: EDMSchedule | None = None,
         metadata: dict | None = None,
+        data_statistics: dict | None = None,
     ):
         label_dim = denoiser.label_dim
         if label_dim:
@@ -160,6 +161,8 @@ class EDMPrior(_NetworkPrior):
         ch = int(self.metadata.get("img_channels", 0)) or _infer_channels(denoiser)
         self.image_shape = (ch, res, res)
         self.name = name
+        # mean and (co)variance of its images, in [−1, 1] scale: p_T of P eq. 7 (priors/terminal.py)
+        self._set_data_statistics(data_statistics, f"EDM prior {name!r}")
 
     @classmethod
     def from_pickle(
@@ -201,6 +204,7 @@ class EDMPrior(_NetworkPrior):
             "class_label": self.class_label,
             "metadata": self.metadata,
             "state_dict": {k: v.detach().cpu() for k, v in self.net.net.state_dict().items()},
+            "data_statistics": self.data_statistics,
         }
 
     @classmethod
@@ -217,6 +221,7 @@ class EDMPrior(_NetworkPrior):
             class_label=state["class_label"],
             schedule=schedule_from_config(state["schedule"]),
             metadata=meta,
+            data_statistics=state.get("data_statistics"),  # absent before it was stored: P's p_T
         )
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
@@ -246,6 +251,7 @@ class ScoreSDEPrior(_NetworkPrior):
         name: str = "score_sde",
         schedule: VESchedule | None = None,
         metadata: dict | None = None,
+        data_statistics: dict | None = None,
     ):
         cfg = net.config
         self._setup(net)
@@ -255,6 +261,7 @@ class ScoreSDEPrior(_NetworkPrior):
         self.name = name
         self.metadata = dict(metadata or getattr(net, "checkpoint_meta", {}) or {})
         self.metadata.setdefault("config", cfg.to_dict())
+        self._set_data_statistics(data_statistics, f"score_sde prior {name!r}")
 
     @classmethod
     def from_checkpoint(
@@ -287,6 +294,7 @@ class ScoreSDEPrior(_NetworkPrior):
             "config": self.net.config.to_dict(),
             "metadata": self.metadata,
             "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+            "data_statistics": self.data_statistics,
         }
 
     @classmethod
@@ -295,7 +303,11 @@ class ScoreSDEPrior(_NetworkPrior):
         net = ScoreSDENCSNpp(ScoreSDENCSNppConfig.from_mapping(state["config"]))
         net.load_state_dict(state["state_dict"], strict=True)
         return cls(
-            net, name=state["name"], schedule=schedule_from_config(state["schedule"]), metadata=state["metadata"]
+            net,
+            name=state["name"],
+            schedule=schedule_from_config(state["schedule"]),
+            metadata=state["metadata"],
+            data_statistics=state.get("data_statistics"),
         )
 
 
@@ -334,6 +346,19 @@ class UnitScalePrior(DiffusionPrior):
 
     def terminal_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         return self.base.terminal_log_prob(self.base.from_unit(x)) + self.base.unit_log_det
+
+    # p_T is the base's (its statistics live in its scale); the fingerprint holds it through the base
+    def use_terminal(self, kind: str) -> UnitScalePrior:
+        self.base.use_terminal(kind)
+        return self
+
+    @property
+    def data_statistics(self) -> dict | None:
+        return self.base.data_statistics
+
+    @property
+    def terminal_density(self) -> str:
+        return self.base.terminal_density
 
     def num_parameters(self) -> int:
         return self.base.num_parameters()
@@ -402,17 +427,31 @@ def convert_pretrained_prior(
     class_label: int | None = None,
     schedule: dict | None = None,
     network: dict | None = None,
+    images: torch.Tensor | None = None,
 ) -> DiffusionPrior:
     """Read a released checkpoint (EDM ``.pkl`` safely, score_sde ``.pth``) and save it converted.
 
     ``schedule`` (the config's ``{"kind": …, "t_eps": …}``) overrides the release's
     default schedule; ``network`` is a score_sde network configuration (default:
     ``ve/ffhq_256_ncsnpp_continuous``; EDM pickles describe their own network).
-    Returns the converted prior (in its own scale)."""
+    ``images`` (N, C, H, W) in [0, 1]: images of the data the network models (the prior's
+    ``images``), whose mean and (co)variance, in the network's scale, are stored for the
+    data-Gaussian terminal density (P eq. 7; :mod:`prior_landscape.priors.terminal`); None: none
+    stored (P's N(0, σ_T² I) only). Returns the converted prior (in its own scale)."""
+    from prior_landscape.priors.terminal import data_statistics
+
     prior = load_pretrained_prior(checkpoint, name=name, class_label=class_label, config=network)
     prior.name = name
     if schedule is not None:
         prior.schedule = schedule_from_config(schedule)
+    if images is not None:
+        images = torch.as_tensor(images)
+        if tuple(images.shape[1:]) != tuple(prior.image_shape):
+            raise ValueError(
+                f"{name}: the images for its data statistics have shape {tuple(images.shape[1:])}, "
+                f"the network models {tuple(prior.image_shape)}"
+            )
+        prior._set_data_statistics(data_statistics(prior.from_unit(images.double())), f"prior {name!r}")
     prior.save(output)
     return prior
 

@@ -312,6 +312,7 @@ class ScoreNetworkPrior(NetworkPrior):
         image_shape: tuple[int, int, int],
         name: str = "scorenet",
         metadata: dict | None = None,
+        data_statistics: dict | None = None,
     ):
         if len(image_shape) != 3 or image_shape[0] != net.config["in_channels"]:
             raise ValueError(
@@ -325,6 +326,8 @@ class ScoreNetworkPrior(NetworkPrior):
         self.image_shape = tuple(int(s) for s in image_shape)
         self.name = name
         self.metadata = dict(metadata or {})
+        # the training data's mean and (co)variance: p_T of P eq. 7 (priors/terminal.py)
+        self._set_data_statistics(data_statistics, f"score network {name!r}")
 
     def score(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         """s_θ(x, σ) ≈ ∇log p_σ(x); computed in the network's dtype, returned in x's."""
@@ -342,7 +345,9 @@ class ScoreNetworkPrior(NetworkPrior):
         runs a network trained on 16×16 crops on 64×64 images."""
         if tuple(image_shape) == tuple(self.image_shape):
             return self
-        return ScoreNetworkPrior(self.net, self.schedule, image_shape, self.name, self.metadata)
+        other = ScoreNetworkPrior(self.net, self.schedule, image_shape, self.name, self.metadata, self.data_statistics)
+        other.terminal_density = self.terminal_density  # statistics of another shape: pooled per channel
+        return other
 
     def state(self) -> dict:
         """Plain tensors and values: what :meth:`save` writes and :meth:`from_state` reads."""
@@ -354,6 +359,7 @@ class ScoreNetworkPrior(NetworkPrior):
             "image_shape": list(self.image_shape),
             "schedule": self.schedule.to_dict(),
             "metadata": self.metadata,
+            "data_statistics": self.data_statistics,
         }
 
     def save(self, path: str | Path) -> None:
@@ -389,4 +395,5 @@ class ScoreNetworkPrior(NetworkPrior):
             tuple(state["image_shape"]),
             state.get("name", "scorenet"),
             state.get("metadata", {}),
+            state.get("data_statistics"),  # absent from priors saved before it was stored: P's p_T
         )

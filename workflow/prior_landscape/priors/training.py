@@ -29,6 +29,7 @@ import torch
 
 from prior_landscape.priors.schedules import VESchedule
 from prior_landscape.priors.scorenet import DEMO_NET_KWARGS, ScoreNetworkPrior, build_score_network
+from prior_landscape.priors.terminal import data_statistics
 from prior_landscape.runs import RunOptions, digest, drive
 
 __all__ = ["DSMLoss", "train_dsm", "DEMO_TRAIN_KWARGS"]
@@ -207,4 +208,7 @@ def train_dsm(
         "train_wall_s": loop.wall(),
         "torch_threads": torch.get_num_threads(),
     }
-    return ScoreNetworkPrior(loop.ema, schedule, (C, H, W), name=name, metadata=meta), history
+    # the terminal density's statistics (P eq. 7), of the data the network learns (flips included)
+    stats = data_statistics(x_all, hflip=hyper["hflip"])
+    prior = ScoreNetworkPrior(loop.ema, schedule, (C, H, W), name=name, metadata=meta, data_statistics=stats)
+    return prior, history
