@@ -328,10 +328,12 @@ def test_killed_training_job_is_resubmitted_and_resumes_from_its_checkpoint(slur
     calls = re.findall(r"sbatch call: (sbatch .*)", log)
     assert "-t 120" in calls[0] and "--attempt 1" in calls[0]
     assert "-t 240" in calls[1] and "--attempt 2" in calls[1]
-    # the second attempt resumed: its log starts after the checkpoint (no step 50 line)
+    # the second attempt resumed: its log starts at the checkpoint (the state is saved before the
+    # checkpointed step's record, so the resumed run records step 50 itself, then 100; nothing before 50)
     train_log = (work / "results/logs/train_score_network/scorenet-natural.log").read_text()
+    assert "resuming from iteration 50 of 100" in train_log, train_log
     steps = [int(s) for s in re.findall(r"step (\d+)/100", train_log)]
-    assert steps == [100], train_log
+    assert steps == [50, 100], train_log
     assert state_step in (None, 50)
     assert not (work / STATE).exists()
     # and ended exactly where an undisturbed run ends
