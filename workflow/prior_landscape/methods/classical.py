@@ -45,8 +45,8 @@ the luminance and every channel deconvolved with it.
 Hyper-parameter defaults: tuned on crops of the training photographs (never the held-out test
 photographs), 8 crops × {motion, Gaussian, diffraction} kernels on a 15×15 support, σ_y = 0.01,
 the whole photograph blurred then cropped, 12 configurations per method, the configuration with
-the highest median aligned-PSNR gain over the blurry input kept (the table and the script:
-the project's notes, classical/TUNING.md and classical/tune.py).
+the highest median aligned-PSNR gain over the blurry input kept (the protocol and every
+configuration's numbers: docs/tuning_classical.md).
 """
 
 from __future__ import annotations
