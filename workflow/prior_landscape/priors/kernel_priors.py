@@ -30,9 +30,7 @@ sets' boundary (the demo: circular; paper: reflect), plus noise σ_y.
 
 from __future__ import annotations
 
-import copy
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +42,7 @@ from torch import nn
 from prior_landscape.priors.base import NetworkPrior, sigma_batch
 from prior_landscape.priors.schedules import VESchedule, schedule_from_config
 from prior_landscape.priors.scorenet import ScoreNetworkPrior, _ResBlock
+from prior_landscape.priors.training import AdamEMALoop
 from prior_landscape.runs import RunOptions, digest, drive
 
 __all__ = [
@@ -328,7 +327,7 @@ def load_kernel_prior(path: str | Path, device: str = "cpu"):
 
 
 # ================================================== conditional training (resumable)
-class _ConditionalTraining:
+class _ConditionalTraining(AdamEMALoop):
     """Adam on σ²-weighted DSM of s_θ(k̃, σ, y), with EMA, warm-up and clipping (as train_dsm's loop); each
     step draws images, kernels and noise from the loop's generator and blurs them (:func:`blur_pairs`)."""
 
@@ -347,15 +346,10 @@ class _ConditionalTraining:
         sigma_y,
         boundary,
     ):
-        self.data, self.net, self.gen = data, net, gen
+        super().__init__(net, gen, lr=lr, warmup_steps=warmup_steps, ema_decay=ema_decay, grad_clip=grad_clip)
+        self.data, self.batch_size, self.sigma_y, self.boundary = data, batch_size, sigma_y, boundary
         self.t_eps, self.log_ratio = float(schedule.t_eps), math.log(schedule.sigma_max / schedule.sigma_min)
         self.sigma_min = schedule.sigma_min
-        self.ema = copy.deepcopy(net).requires_grad_(False)
-        self.opt = torch.optim.Adam(net.parameters(), lr=lr)
-        self.batch_size, self.lr, self.warmup, self.ema_decay = batch_size, lr, warmup_steps, ema_decay
-        self.grad_clip, self.sigma_y, self.boundary = grad_clip, sigma_y, boundary
-        self.window, self.lr_now, self.wall_before, self.t0 = [], lr, 0.0, time.perf_counter()
-        net.train()
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """A fresh (kernel image, blurry image) batch: random images, kernels and noise."""
@@ -366,26 +360,14 @@ class _ConditionalTraining:
         return self.data["kernel_images"][j], y
 
     def step(self, k: int) -> None:
-        self.lr_now = self.lr * min(1.0, (k + 1) / self.warmup) if self.warmup > 0 else self.lr
-        for group in self.opt.param_groups:
-            group["lr"] = self.lr_now
+        self.warm_up(k)
         k0, y = self.batch()
         t = self.t_eps + (1.0 - self.t_eps) * torch.rand(self.batch_size, generator=self.gen)  # t ~ U(t_ε, 1)
         sigma = self.sigma_min * torch.exp(t * self.log_ratio)  # VE σ(t)
         z = torch.randn(k0.shape, generator=self.gen)
         per_sample = sigma[:, None, None, None] * self.net(k0 + sigma[:, None, None, None] * z, sigma, y) + z
         per_sample = per_sample.pow(2).flatten(1).mean(1)  # ‖σ s_θ(k + σz, σ, y) + z‖² (KD eq. 17, VE form)
-        loss = per_sample.mean()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
-        self.opt.step()
-        decay = min(self.ema_decay, (2.0 + k) / (11.0 + k))
-        with torch.no_grad():
-            for pe, p in zip(self.ema.parameters(), self.net.parameters()):
-                pe.lerp_(p, 1.0 - decay)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"conditional DSM loss became non-finite at step {k + 1}; lower lr (= {self.lr})")
+        self.optimise(k, per_sample.mean(), "conditional DSM loss")
         self.window.append(per_sample.detach())
 
     def record(self, k: int) -> dict | None:
@@ -393,28 +375,6 @@ class _ConditionalTraining:
             return None
         loss, self.window = float(torch.cat(self.window).mean()), []
         return {"step": k, "loss": loss, "lr": self.lr_now, "wall_s": self.wall()}
-
-    def wall(self) -> float:
-        return self.wall_before + time.perf_counter() - self.t0
-
-    def state_dict(self) -> dict:
-        return {
-            "model": self.net.state_dict(),
-            "ema": self.ema.state_dict(),
-            "optimizer": self.opt.state_dict(),
-            "rng": self.gen.get_state(),
-            "window": self.window,
-            "lr_now": self.lr_now,
-            "wall_s": self.wall(),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.net.load_state_dict(state["model"])
-        self.ema.load_state_dict(state["ema"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.gen.set_state(state["rng"])
-        self.window, self.lr_now = list(state["window"]), state["lr_now"]
-        self.wall_before, self.t0 = float(state["wall_s"]), time.perf_counter()
 
 
 def train_conditional_kernel_prior(

@@ -56,29 +56,31 @@ class DSMLoss:
         return (sigma[:, None, None, None] * s + z).pow(2).flatten(1).mean(1), t  # ‖σ s_θ + z‖²
 
 
-class _Training:
-    """Adam on :class:`DSMLoss` with EMA, warm-up, flips and clipping, as a :class:`prior_landscape.runs.Loop`."""
+class AdamEMALoop:
+    """The machinery every training loop of the package shares, as a :class:`prior_landscape.runs.Loop`
+    without its ``step``/``record``: Adam with linear warm-up, gradient clipping, an EMA copy of the
+    network with the (1 + n)/(10 + n) warm-up, the window of per-sample losses since the last record,
+    the wall time across resumes, and the state (model, EMA, optimiser, generator, window) that makes
+    a resumed run continue bit for bit. Subclasses draw a batch, compute the loss and call
+    :meth:`optimise`."""
 
-    def __init__(self, data, net, loss: DSMLoss, gen, *, batch_size, lr, warmup_steps, ema_decay, grad_clip, hflip):
-        self.data, self.net, self.loss, self.gen = data, net, loss, gen
+    def __init__(self, net, gen, *, lr, warmup_steps, ema_decay, grad_clip):
+        self.net, self.gen = net, gen
         self.ema = copy.deepcopy(net).requires_grad_(False)
         self.opt = torch.optim.Adam(net.parameters(), lr=lr)
-        self.batch_size, self.lr, self.warmup, self.ema_decay = batch_size, lr, warmup_steps, ema_decay
-        self.grad_clip, self.hflip = grad_clip, hflip
-        self.window: list[tuple[torch.Tensor, torch.Tensor]] = []  # (per-sample loss, t) since the last record
+        self.lr, self.warmup, self.ema_decay, self.grad_clip = lr, warmup_steps, ema_decay, grad_clip
+        self.window: list = []  # per-sample losses (and their t) since the last record
         self.lr_now, self.wall_before, self.t0 = lr, 0.0, time.perf_counter()
         net.train()
 
-    def step(self, k: int) -> None:
+    def warm_up(self, k: int) -> None:
+        """The learning rate of step k: linear warm-up over ``warmup_steps``, then ``lr``."""
         self.lr_now = self.lr * min(1.0, (k + 1) / self.warmup) if self.warmup > 0 else self.lr
         for group in self.opt.param_groups:
             group["lr"] = self.lr_now
-        x0 = self.data[torch.randint(0, len(self.data), (self.batch_size,), generator=self.gen)]
-        if self.hflip:  # horizontal-flip augmentation
-            flip = torch.rand(self.batch_size, generator=self.gen) < 0.5
-            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-        per_sample, t = self.loss(self.net, x0, self.gen)
-        loss = per_sample.mean()
+
+    def optimise(self, k: int, loss: torch.Tensor, what: str = "DSM loss") -> None:
+        """One Adam step on ``loss`` (clipped), then the EMA update; a non-finite loss stops the run."""
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.grad_clip is not None:
@@ -89,20 +91,7 @@ class _Training:
             for pe, p in zip(self.ema.parameters(), self.net.parameters()):
                 pe.lerp_(p, 1.0 - decay)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"DSM loss became non-finite at step {k + 1}; lower lr (= {self.lr})")
-        self.window.append((per_sample.detach(), t))
-
-    def record(self, k: int) -> dict | None:
-        if not self.window:
-            return None
-        ls, ts = (torch.cat(v) for v in zip(*self.window))
-        self.window = []
-        u = (ts - self.loss.t_eps) / (1.0 - self.loss.t_eps)
-        rec = {"step": k, "loss": float(ls.mean())}
-        for b, key in enumerate(_BINS):  # the loss in three equal bins of t
-            m = (u >= b / 3) & (u < (b + 1) / 3) if b < 2 else u >= 2 / 3
-            rec[key] = float(ls[m].mean()) if m.any() else float("nan")
-        return {**rec, "lr": self.lr_now, "wall_s": self.wall()}
+            raise FloatingPointError(f"{what} became non-finite at step {k + 1}; lower lr (= {self.lr})")
 
     def wall(self) -> float:
         return self.wall_before + time.perf_counter() - self.t0
@@ -125,6 +114,36 @@ class _Training:
         self.gen.set_state(state["rng"])
         self.window, self.lr_now = list(state["window"]), state["lr_now"]
         self.wall_before, self.t0 = float(state["wall_s"]), time.perf_counter()
+
+
+class _Training(AdamEMALoop):
+    """Adam on :class:`DSMLoss` with EMA, warm-up, flips and clipping, as a :class:`prior_landscape.runs.Loop`."""
+
+    def __init__(self, data, net, loss: DSMLoss, gen, *, batch_size, lr, warmup_steps, ema_decay, grad_clip, hflip):
+        super().__init__(net, gen, lr=lr, warmup_steps=warmup_steps, ema_decay=ema_decay, grad_clip=grad_clip)
+        self.data, self.loss, self.batch_size, self.hflip = data, loss, batch_size, hflip
+
+    def step(self, k: int) -> None:
+        self.warm_up(k)
+        x0 = self.data[torch.randint(0, len(self.data), (self.batch_size,), generator=self.gen)]
+        if self.hflip:  # horizontal-flip augmentation
+            flip = torch.rand(self.batch_size, generator=self.gen) < 0.5
+            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+        per_sample, t = self.loss(self.net, x0, self.gen)
+        self.optimise(k, per_sample.mean())
+        self.window.append((per_sample.detach(), t))
+
+    def record(self, k: int) -> dict | None:
+        if not self.window:
+            return None
+        ls, ts = (torch.cat(v) for v in zip(*self.window))
+        self.window = []
+        u = (ts - self.loss.t_eps) / (1.0 - self.loss.t_eps)
+        rec = {"step": k, "loss": float(ls.mean())}
+        for b, key in enumerate(_BINS):  # the loss in three equal bins of t
+            m = (u >= b / 3) & (u < (b + 1) / 3) if b < 2 else u >= 2 / 3
+            rec[key] = float(ls[m].mean()) if m.any() else float("nan")
+        return {**rec, "lr": self.lr_now, "wall_s": self.wall()}
 
 
 def _network_kwargs(net_kwargs: dict | None, data: torch.Tensor) -> dict:
