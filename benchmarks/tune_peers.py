@@ -27,8 +27,9 @@ KP = {k: load_kernel_prior(f"results/priors/{k}/model.pt") for k in ("kernels-un
 GRIDS = {
     "blind-dps-paper": ("blind-dps", "kernels-uncond", dict(variant="paper"),
                         dict(step_scale=[10.0, 30.0, 100.0], lam=[0.1])),
-    "blind-dps-code": ("blind-dps", "kernels-uncond", dict(variant="code", lam=1.0), dict(step_scale=[10.0, 30.0, 100.0])),
-    "dps-true-kernel": ("dps-true-kernel", None, {}, dict(step_scale=[10.0, 30.0, 100.0])),
+    "blind-dps-code": ("blind-dps", "kernels-uncond", dict(variant="code", lam=1.0),
+                       dict(step_scale=[1.0, 3.0, 10.0, 30.0, 100.0])),
+    "dps-true-kernel": ("dps-true-kernel", None, {}, dict(step_scale=[0.3, 1.0, 3.5, 10.0, 30.0, 100.0])),
     # the grids of the reported tuning (docs/tuning_peers.md)
     "kernel-diff-paper": ("kernel-diff", "kernels-cond", dict(variant="paper"),
                           dict(step_scale=[1.0, 10.0], sigma_f=[0.02, 0.04])),
