@@ -9,7 +9,7 @@ step on the norm of the residual of their Tweedie estimates (BlindDPS eqs. 17–
     R  = ‖y − A(k̂₀, x̂₀)‖ (+ λ S(k̂₀))                                  eqs. 19–20, norm not squared
     x_{i−1} = x' − ζ_i ∇_{x_i} R,   k_{i−1} = k' − ζ_i ∇_{k_i} (R + λ S)
 
-The two variants of issue 15 (DESIGN §1.3, every row with file:line of the released code):
+The two variants of issue 15 (docs/peers_design.md §1.3, every row with file:line of the released code):
 
 * ``paper``: constant step ζ_i = 0.3·c (the paper's "static step size times the gradient of the
   norm"), A = true convolution with the test set's boundary, S = ℓ₀.₅ quasi-norm Σ (k̂₀ + 10⁻⁸)^½

@@ -15,7 +15,7 @@ Ancestral step (posterior q(x_{i−1} | x_i, x̂₀), fixed-small variance β̃;
     x_{i−1} = μ + √β̃_i z,    β̃_i = β'_i (1 − ᾱ_{i−1})/(1 − ᾱ_i),   no noise at the last step.
 
 The project's priors are VE score networks on [0, 1] images; the VP state of the papers'
-[−1, 1] range maps exactly onto them (DESIGN §0.2): u = (x_t/√ᾱ_t + 1)/2 is a [0, 1] image
+[−1, 1] range maps exactly onto them (docs/peers_design.md §0.2): u = (x_t/√ᾱ_t + 1)/2 is a [0, 1] image
 with VE noise σ_t = ½ √((1 − ᾱ_t)/ᾱ_t), the VE prior's Tweedie denoiser D(u, σ) = u + σ² s(u, σ)
 gives x̂₀ = 2 D(u, σ_t) − 1. σ_t exceeds the demo networks' σ_max = 20 for t ≥ 853; their EDM
 preconditioning tends to the exact Gaussian score there, so the schedule is not clipped.
@@ -93,7 +93,7 @@ def ve_sigma(alpha_bar: float) -> float:
 
 
 def tweedie_x0(denoise: Denoiser, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
-    """x̂₀(x_t) in [−1, 1] from a VE Tweedie denoiser in [0, 1] units (DESIGN §0.2):
+    """x̂₀(x_t) in [−1, 1] from a VE Tweedie denoiser in [0, 1] units (docs/peers_design.md §0.2):
     u = (x_t/√ᾱ + 1)/2, σ = ½√((1 − ᾱ)/ᾱ), x̂₀ = 2 D(u, σ) − 1. Differentiable in x_t."""
     u = (x_t / math.sqrt(alpha_bar) + 1.0) / 2.0
     sigma = torch.full((x_t.shape[0],), ve_sigma(alpha_bar), dtype=x_t.dtype, device=x_t.device)
@@ -111,7 +111,7 @@ def prior_denoiser(prior) -> Denoiser:
 
 class NoiseSource:
     """Gaussian noise drawn per image from its own generator (seeded by the method, the run's seed
-    and the image's content), so a batch gives each image what a batch of one would (DESIGN §0.5)."""
+    and the image's content), so a batch gives each image what a batch of one would (docs/peers_design.md §0.5)."""
 
     def __init__(self, tag: str, seed: int, images: torch.Tensor):
         self.gens = [torch.Generator().manual_seed(int(digest(tag, int(seed), y)[:15], 16)) for y in images]

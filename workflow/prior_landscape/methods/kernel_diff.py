@@ -10,7 +10,7 @@ gradient descent on k₀ (Stage II):
     Stage II: gradient descent with backtracking on L(k₀) + ℓ₁          (the code: 20 accepted steps)
     return k₀, x₀ = F(y, N(k₀))
 
-Variants (DESIGN §2.3, with file:line of the released code):
+Variants (docs/peers_design.md §2.3, with file:line of the released code):
 
 * ``paper``: the gradient w.r.t. k_t through the network and eq. 19, δ = 0.1 a/L with L the sum of
   squares (eq. 33); the posterior mean from the clamped k̂₀ (as the code's unguided sampler).
@@ -24,7 +24,7 @@ than 10⁻⁶ relative), 20 accepted steps, loss = MSE + 10⁻⁴ mean|k + 1| on
 N(·) of :mod:`~prior_landscape.methods.peer_ops`, applied per image; the benchmark's forward model
 (true convolution, its boundary) for the reblur.
 
-F (DESIGN §2.6): DWDN (Dong et al. 2020) in the paper and code. Its weights are not here, so the
+F (docs/peers_design.md §2.6): DWDN (Dong et al. 2020) in the paper and code. Its weights are not here, so the
 demo uses a substitute, named so in every table: Wiener deconvolution (``nsr``) followed by one
 Tweedie step of the image prior at σ_f, F(y, k) = D(W(y, k), σ_f), differentiable in k.
 

@@ -1,7 +1,7 @@
 """What the two learned peers (BlindDPS, Kernel Diffusion) share besides the DDPM machinery: the
 kernel canvas, the kernel normalisation, their forward models and the Wiener deconvolution.
 
-Kernel canvas (DESIGN §0.3). Both codes diffuse a kernel *image* on an even canvas (64×64) and
+Kernel canvas (docs/peers_design.md §0.3). Both codes diffuse a kernel *image* on an even canvas (64×64) and
 recover the physical kernel by
 
     N(k) = clip((k + 1)/2, 0, ∞) / Σ clip((k + 1)/2, 0, ∞)                              (∗)
@@ -12,7 +12,7 @@ rows/columns 1 … K so that its centre K//2 lands on the canvas centre (K + 1)/
 Diffusion's psf2otf convention. Estimates go back to the benchmark as the K×K window of the
 canvas that holds the most mass, renormalised (:func:`to_kernel_size`).
 
-Forward models (DESIGN §0.4):
+Forward models (docs/peers_design.md §0.4):
 
 * :func:`convolve` — true convolution y = k ⊛ x, kernel centre at c//2 of a c×c canvas (odd or
   even), with the ``circular`` boundary (the demo test set's) or ``reflect`` (mirror without edge
@@ -67,7 +67,7 @@ def normalise_kernel(k: torch.Tensor) -> torch.Tensor:
 
 
 def kernel_image(h: torch.Tensor) -> torch.Tensor:
-    """The [0, 1] image a kernel prior is trained on: h / max h (max-normalised, DESIGN §0.3), (B, 1, c, c)."""
+    """The [0, 1] image a kernel prior is trained on: h / max h (max-normalised, docs/peers_design.md §0.3), (B, 1, c, c)."""
     return (h / h.flatten(1).amax(1)[:, None, None].clamp_min(torch.finfo(h.dtype).tiny))[:, None]
 
 

@@ -3,7 +3,7 @@
 ``diffusion_openai.pt``, BlindDPS's AFHQ-dog-256 model) seen through the project's prior interface.
 
 A DDPM network ε_θ(x_t, t) on the linear schedule (T = 1000) is a VE prior on [0, 1] images at the
-noise levels σ_t = ½ √((1 − ᾱ_t)/ᾱ_t) of its grid (:mod:`prior_landscape.methods.ddpm`, DESIGN §0.2):
+noise levels σ_t = ½ √((1 − ᾱ_t)/ᾱ_t) of its grid (:mod:`prior_landscape.methods.ddpm`, docs/peers_design.md §0.2):
 a [0, 1] image u with VE noise σ_t is the VP state x_t = √ᾱ_t (2u − 1), and Tweedie's estimate gives
 
     x̂₀ = (x_t − √(1 − ᾱ_t) ε_θ(x_t, t))/√ᾱ_t,   D(u, σ_t) = (x̂₀ + 1)/2,   s(u, σ_t) = (D − u)/σ_t².

@@ -1,4 +1,4 @@
-"""Kernel diffusion priors of the two learned peers, trained by the workflow (issue 15, DESIGN §1.5, §2.4–2.5).
+"""Kernel diffusion priors of the two learned peers, trained by the workflow (issue 15, docs/peers_design.md §1.5, §2.4–2.5).
 
 * BlindDPS's unconditional kernel prior s_φ(k, σ) (also Kernel Diffusion's ablation row): a
   :class:`~prior_landscape.priors.scorenet.ScoreNetworkPrior` trained by
@@ -8,7 +8,7 @@
   σ²-weighted denoising score matching on (y, k) pairs (:func:`train_conditional_kernel_prior`,
   resumable through :func:`prior_landscape.runs.drive`).
 
-Kernel images (DESIGN §0.3): a K×K kernel (odd K), centred on its centroid (integer roll), embedded
+Kernel images (docs/peers_design.md §0.3): a K×K kernel (odd K), centred on its centroid (integer roll), embedded
 in the (K + 1)² canvas (:func:`~prior_landscape.methods.peer_ops.embed_kernel`) and max-normalised
 to [0, 1] — one representation for both priors, so the ablation reuses BlindDPS's prior. The
 peers' samplers see them as 2k/max k − 1 ∈ [−1, 1] through the VE → VP map of
@@ -151,7 +151,7 @@ def train_kernel_prior(h: torch.Tensor, schedule: VESchedule, *, name: str = "ke
 
 # ======================================================== the conditional network
 class ConditionalKernelUNet(nn.Module):
-    """s_θ(k, σ, y): Kernel Diffusion's two-encoder design at the demo's sizes (DESIGN §2.4).
+    """s_θ(k, σ, y): Kernel Diffusion's two-encoder design at the demo's sizes (docs/peers_design.md §2.4).
 
     The image y (C×H×W, [0, 1]) is encoded by a stride-2 convolution and residual blocks with
     average pooling to the kernel canvas (H/c = 4 in the demo and in the paper), the kernel image by a
@@ -396,7 +396,7 @@ def train_conditional_kernel_prior(
     options: RunOptions | None = None,
 ) -> tuple[ConditionalKernelPrior, pd.DataFrame]:
     """Kernel Diffusion's conditional prior, trained by σ²-weighted DSM on the VE ``schedule`` (KD eq. 17,
-    ε-prediction ↔ score; DESIGN §2.5) on pairs formed at each step from ``images`` (M, C, H, W) in
+    ε-prediction ↔ score; docs/peers_design.md §2.5) on pairs formed at each step from ``images`` (M, C, H, W) in
     [0, 1] and sum-normalised ``kernels`` (N, K, K) (:func:`blur_pairs`), resumable bit-for-bit through
     ``options.state_path``. Returns the EMA prior and its loss history."""
     if images.dim() != 4 or kernels.dim() != 3 or len(images) < 1 or len(kernels) < 2:
