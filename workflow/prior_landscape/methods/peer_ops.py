@@ -67,7 +67,8 @@ def normalise_kernel(k: torch.Tensor) -> torch.Tensor:
 
 
 def kernel_image(h: torch.Tensor) -> torch.Tensor:
-    """The [0, 1] image a kernel prior is trained on: h / max h (max-normalised, docs/peers_design.md §0.3), (B, 1, c, c)."""
+    """The [0, 1] image a kernel prior is trained on: h / max h (max-normalised, docs/peers_design.md §0.3),
+    shape (B, 1, c, c)."""
     return (h / h.flatten(1).amax(1)[:, None, None].clamp_min(torch.finfo(h.dtype).tiny))[:, None]
 
 

@@ -1,4 +1,5 @@
-"""Kernel diffusion priors of the two learned peers, trained by the workflow (issue 15, docs/peers_design.md §1.5, §2.4–2.5).
+"""Kernel diffusion priors of the two learned peers, trained by the workflow (issue 15; docs/peers_design.md
+§1.5, §2.4–2.5).
 
 * BlindDPS's unconditional kernel prior s_φ(k, σ) (also Kernel Diffusion's ablation row): a
   :class:`~prior_landscape.priors.scorenet.ScoreNetworkPrior` trained by
