@@ -125,6 +125,16 @@ def test_simplex_and_algorithm2_runs(posterior_run):
     assert table.set_index(["case", "init"]).loc[("zernike-0.01", "small"), "no-blur rate"] == 1.0
 
 
+def test_a_case_runs_its_own_number_of_iterations(posterior_run):
+    """deblur.kohler.n_iter (40 in the tiny configuration) is the Köhler case's K; the other cases run
+    deblur.n_iter (60): the case's key is not silently ignored."""
+    k = {c: read_table(posterior_run / f"results/deblur/{c}/metrics.parquet").n_iter.unique().tolist()
+         for c in ("kohler", "simplex", "zernike-0.01")}  # fmt: skip
+    assert k == {"kohler": [40], "simplex": [60], "zernike-0.01": [60]}, k
+    trajectory = read_table(posterior_run / "results/deblur/kohler/trajectory.parquet")
+    assert trajectory.iteration.max() == 40
+
+
 def test_report_has_the_posterior_tables(posterior_run):
     # a report of these figures' rules alone holds their tables; the figures enter the report as
     # pages with their captions (rule report_pages, made for `all`: test_workflow.py checks them)
@@ -136,7 +146,7 @@ def test_report_has_the_posterior_tables(posterior_run):
 
 def test_a_killed_deblur_run_resumes_from_its_state(tmp_path):
     """The state (a param, not an output) survives a killed job; the rerun resumes from it."""
-    long_run = {"deblur.simplex.n_iter": 4000, "deblur.checkpoint_every": 20, "deblur.record_every": 100}
+    long_run = {"deblur.simplex.n_iter": 400, "deblur.checkpoint_every": 20, "deblur.record_every": 100}
     work = _workdir(tmp_path, long_run)
     target = "results/deblur/simplex/metrics.parquet"
     _snakemake(work, "results/priors/gmm-natural/model.pt")

@@ -300,6 +300,10 @@ def deblur_setup(wildcards):
     case = wildcards.case
     # the cadences (record_every, checkpoint_every) are speed-only settings: read by the job, not params
     shared = {k: DEBLUR[k] for k in ("n_iter", "n_inner", "reset_every", "collapse_tol")}
+
+    def own(model):  # a case may set its own budget (K, K_x, reset), else the section's
+        return {**shared, **{k: model[k] for k in ("n_iter", "n_inner", "reset_every") if k in model}}
+
     if case.startswith("zernike-"):
         sigma = DEBLUR["zernike"]["noise_levels"][ZERNIKE_CASES.index(case)]
         return {
@@ -320,7 +324,7 @@ def deblur_setup(wildcards):
             "sigma_y": DEBLUR["simplex"]["sigma_y"],
             "model": DEBLUR["simplex"],
             "zernike": {k: DEBLUR["zernike"][k] for k in ("fc", "pupil_size", "zernike_index")},
-            **shared,
+            **own(DEBLUR["simplex"]),
         }
     return {
         "case": case,
@@ -328,7 +332,7 @@ def deblur_setup(wildcards):
         "prior": KOHLER_PRIOR,
         "sigma_y": KOHLER["sigma_y"],
         "model": KOHLER,
-        **shared,
+        **own(KOHLER),
     }
 
 

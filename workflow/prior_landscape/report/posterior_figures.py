@@ -210,10 +210,22 @@ def _metric_title(r) -> str:
     return f"PSNR {r.psnr:.1f} dB\nKE {r.kernel_error:.3f}, MNC {r.mnc:.2f}"
 
 
+def _psnr_along(ax, trajectory: pd.DataFrame, psnr_blurry: float, by: str = "init") -> None:
+    """PSNR of the image iterate along the iterations (one line per ``by`` group), the blurry input's
+    PSNR drawn as the reference it has to beat."""
+    for name, g in trajectory.groupby(by, sort=False):
+        ax.plot(g.iteration, g.psnr, "-", color=INIT_COLOURS.get(name), label=f"{name}")
+    ax.axhline(psnr_blurry, color="0.4", lw=0.8, ls="--", label="y")
+    ax.set_xlabel("iteration k")
+    ax.set_ylabel("PSNR of x (dB)")
+    ax.legend(frameon=False, fontsize=6)
+
+
 def plot_zernike_example(metrics: pd.DataFrame, images: pd.DataFrame, trajectory: pd.DataFrame, image: int = 0):
     """P Fig. 11: one image blurred by a diffraction PSF: x̄, y, x̂ from the large and the small
     initialisation (top), h̄, the initial and final kernels and the Airy pattern (bottom), and
-    the kernel error and distance to the Airy pattern along the iterations (right)."""
+    along the iterations (right) the kernel error and distance to the Airy pattern (the start's
+    kernel error dashed) and the PSNR of the image iterate (the blurry input's dashed)."""
     runs = _runs(images, metrics)
     runs = runs[runs.image == image].set_index("init")
     names = list(runs.index)
@@ -235,15 +247,17 @@ def plot_zernike_example(metrics: pd.DataFrame, images: pd.DataFrame, trajectory
         _kernel(fig.add_subplot(sub[0]), _arr(r, "h_init"), "h_init")
         flag = " → no blur" if r.no_blur else ""
         _kernel(fig.add_subplot(sub[1]), _arr(r, "h_hat"), f"ĥ{flag}")
-    ax = fig.add_subplot(grid[:, -1])
+    ax = fig.add_subplot(grid[0, -1])
     tr = trajectory[trajectory.image == image]
     for name, g in tr.groupby("init", sort=False):
         c = INIT_COLOURS.get(name)
         ax.plot(g.iteration, g.kernel_error, "-", color=c, label=f"{name}: KE to h̄")
         ax.plot(g.iteration, g.collapse_distance, ":", color=c, label=f"{name}: distance to Airy")
-    ax.set_xlabel("iteration k")
+        ax.axhline(g.kernel_error.iloc[0], color=c, lw=0.5, ls="--")  # the start's kernel error
     ax.set_ylabel("aligned ℓ² distance")
+    ax.tick_params(labelbottom=False)
     ax.legend(frameon=False, fontsize=6)
+    _psnr_along(fig.add_subplot(grid[1, -1], sharex=ax), tr, first.psnr_blurry)
     fig.suptitle(f"Algorithm 1, diffraction-limited blur ({first.case}, image {image})", y=1.12)
     return fig
 
@@ -357,13 +371,14 @@ def plot_kohler(
     metrics: pd.DataFrame, images: pd.DataFrame, trajectory: pd.DataFrame, n_show: int = 8, title: str | None = None
 ):
     """P Fig. 13: blurry images and true kernels (top), deblurred images and estimated kernels
-    (middle), the estimated kernel along the iterations (bottom rows). Grey or colour images;
+    (middle), the estimated kernel along the iterations, then the kernel error and the PSNR of the
+    image iterate along the iterations (dashed: the start's kernel error and y's PSNR). Grey or colour images;
     without ground-truth kernels (real shots, kohler2012-kernels absent) h̄ is left blank and
     no MNC is shown."""
     runs = _runs(images, metrics).sort_values("image")
     n = len(runs)
-    fig = plt.figure(figsize=(max(2.6 * n, 0.8 * n_show), 3.5 + 0.85 * n))
-    top, bottom = fig.subfigures(2, 1, height_ratios=[3.5, 0.85 * n])
+    fig = plt.figure(figsize=(max(2.6 * n, 0.8 * n_show), 3.5 + 0.85 * n + 1.8))
+    top, bottom, curves = fig.subfigures(3, 1, height_ratios=[3.5, 0.85 * n, 1.8])
     axes = top.subplots(2, 2 * n, gridspec_kw={"width_ratios": [2, 1] * n})
     for j, (_, r) in enumerate(runs.iterrows()):
         _show(
@@ -394,6 +409,16 @@ def plot_kohler(
             else:
                 ax.axis("off")
         strip_axes[i, 0].set_ylabel(f"image {int(r.image)}", fontsize=7)
+    ke_ax, psnr_ax = curves.subplots(1, 2)
+    for _, r in runs.iterrows():  # along the iterations, per image: the start's and y's values dashed
+        g = trajectory[trajectory.run == r.run]
+        (line,) = ke_ax.plot(g.iteration, g.kernel_error, "-", lw=1, label=f"image {int(r.image)}")
+        ke_ax.axhline(g.kernel_error.iloc[0], color=line.get_color(), lw=0.5, ls="--")
+        psnr_ax.plot(g.iteration, g.psnr, "-", lw=1, color=line.get_color())
+        psnr_ax.axhline(r.psnr_blurry, color=line.get_color(), lw=0.5, ls="--")
+    ke_ax.set(xlabel="iteration k", ylabel="kernel error")
+    psnr_ax.set(xlabel="iteration k", ylabel="PSNR of x (dB)")
+    ke_ax.legend(frameon=False, fontsize=6)
     top.suptitle(
         title or "Algorithm 2 (Douglas–Rachford, Tweedie denoiser) on photographs blurred by camera-shake kernels",
         fontsize=8,
