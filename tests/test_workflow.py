@@ -148,7 +148,10 @@ def test_every_table_in_csv_markdown_and_latex(finished_run):
     for csv in tables:
         df = pd.read_csv(csv)
         md, tex = csv.with_suffix(".md").read_text(), csv.with_suffix(".tex").read_text()
-        assert all(str(c) in md for c in df.columns), csv.name
+        if csv.stem.startswith("benchmark_"):  # Markdown and LaTeX render value ± std ★ per method
+            assert all(str(m) in md and str(m) in tex for m in df.method), csv.name
+        else:
+            assert all(str(c) in md for c in df.columns), csv.name
         assert "\\begin{tabular}" in tex and "\\bottomrule" in tex and f"\\label{{tab:{csv.stem}}}" in tex
         assert md.count("\n|") == len(df) + 2 - md.startswith("|"), csv.name  # header, rule, one row each
 
@@ -221,7 +224,9 @@ def test_report_is_generated_with_titled_entries_captions_and_tables(finished_ru
     entries = {Path(path).name: r for path, r in results.items()}
     figures = sorted(p.stem for p in (finished_run / "results/figures").glob("fig*.png"))
     tables = sorted(p.name for p in (finished_run / "results/tables").glob("*.csv"))
-    assert set(entries) == {f"{f}.html" for f in figures} | set(tables), sorted(entries)
+    bench = sorted(p.name for p in (finished_run / "results/figures").glob("benchmark_*.png"))
+    assert len(bench) == 2, bench  # the benchmark's grid and kernel figures, entries of their own
+    assert set(entries) == {f"{f}.html" for f in figures} | set(tables) | set(bench), sorted(entries)
     for f in figures:  # a page per figure, titled "Fig. N", its caption beside the figure
         r = entries[f"{f}.html"]
         assert r["labels"]["figure"] == f"Fig. {int(f[3:])}" and len(r["labels"]["title"]) > 10, r["labels"]
@@ -231,9 +236,12 @@ def test_report_is_generated_with_titled_entries_captions_and_tables(finished_ru
     assert entries["fig07.html"]["labels"]["title"] == "Potential of blurred images relative to the sharp image"
     for t in tables:  # every CSV table, titled, its caption showing the table itself
         r = entries[t]
-        assert category[t] == "Tables" and r["labels"]["table"] and r["labels"]["title"], (t, r["labels"])
+        expected = "0 Claims" if t == "claims.csv" else "Benchmark" if t.startswith("benchmark_") else "Tables"
+        assert category[t] == expected and r["labels"]["table"] and r["labels"]["title"], (t, r["labels"])
         assert "<table" in r["caption"], t
     assert entries["tab01.csv"]["labels"] == {"table": "Table 1", "title": "The priors of this run"}
+    for b in bench:
+        assert category[b] == "Benchmark" and entries[b]["labels"]["title"] == "demo-photographs", entries[b]
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from prior_landscape.io.artefacts import atomic_output, read_table
+from prior_landscape.io.artefacts import read_table
 from prior_landscape.report.benchmark_figures import (
     benchmark_table,
     format_table,
@@ -10,6 +10,7 @@ from prior_landscape.report.benchmark_figures import (
     plot_benchmark_kernels,
 )
 from prior_landscape.report.landscape_figures import save_figure
+from prior_landscape.report.tables import write_table_files
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 methods = sm.params.methods
@@ -17,12 +18,8 @@ testset = read_table(sm.input.testset)
 runs = pd.concat([read_table(p) for p in sm.input.runs], ignore_index=True)
 estimates = pd.concat([read_table(p) for p in sm.input.estimates], ignore_index=True)
 table = benchmark_table(runs, methods, sm.params.reported)
-readable = format_table(table)
-with atomic_output(sm.output.csv) as tmp:
-    table.to_csv(tmp, index=False, float_format="%.5g")
-with atomic_output(sm.output.md) as tmp:
-    tmp.write_text(readable.to_markdown(index=False))
-with atomic_output(sm.output.tex) as tmp:
-    readable.to_latex(tmp, index=False)
+o = sm.output
+caption = f"Benchmark, {sm.wildcards.dataset}: medians over the cases (mean ± std over seeds), ★ best blind method"
+write_table_files(format_table(table), o.csv, markdown=o.md, latex=o.tex, caption=caption, data=table)
 save_figure(plot_benchmark_grid(testset, estimates, runs, methods), sm.output.grid, None)
 save_figure(plot_benchmark_kernels(testset, runs, methods), sm.output.kernels, None)

@@ -66,15 +66,20 @@ def write_table_files(
     markdown: str | Path | None = None,
     latex: str | Path | None = None,
     index: bool = False,
+    data: pd.DataFrame | None = None,
 ) -> None:
     """A table of the workflow in CSV (for machines), Markdown and LaTeX (for papers and READMEs;
     by default beside the CSV: :func:`table_paths`), and optionally a small styled HTML page; all
-    written atomically. ``index``: write the frame's index as the leading column(s)."""
+    written atomically. ``index``: write the frame's index as the leading column(s). ``data``: the
+    machine-readable frame for the CSV where ``table`` is a rendering of it for reading (the
+    benchmark's "value ± std ★" cells), one row per row of ``table``."""
     paths = table_paths(csv)
     if index:
         table = table.reset_index()
+    if data is not None and len(data) != len(table):
+        raise ValueError(f"{csv}: the CSV's frame has {len(data)} rows, its rendering {len(table)}")
     with atomic_output(paths["csv"]) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.4g")
+        (table if data is None else data).to_csv(tmp, index=False, float_format="%.5g" if data is not None else "%.4g")
     md = table.to_markdown(index=False, floatfmt=".4g")
     with atomic_output(markdown or paths["markdown"]) as tmp:
         Path(tmp).write_text((f"{caption}\n\n" if caption else "") + md + "\n", encoding="utf-8")
