@@ -139,6 +139,11 @@ def plot_benchmark_kernels(testset: pd.DataFrame, runs: pd.DataFrame, methods: d
     ax.legend(frameon=False, fontsize=6, ncol=2)
     rates = [runs[runs.method == m].no_blur.mean() for m in blind]
     ax2.barh(blind, rates, color=[f"C{i % 10}" for i in range(len(blind))])
+    for j, (m, rate) in enumerate(zip(blind, rates)):  # the value, readable when it is 0
+        n = int(runs[runs.method == m].no_blur.notna().sum())
+        ax2.annotate(
+            f"{rate:.0%} of {n}", (rate, j), xytext=(3, 0), textcoords="offset points", va="center", fontsize=6
+        )
     ax2.set_xlim(0, 1)
     ax2.set_xlabel("no-blur rate (ĥ at the Dirac)")
     ax2.tick_params(axis="y", labelsize=6)
