@@ -1,7 +1,9 @@
 """Tuning and cost of the learned peers on the demo (issue 15): each configured hyper-parameter grid on a
 *tuning* set (the demo dataset's specification with another seed: other crops of the held-out
 photographs, other kernels), one seed, median PSNR and kernel error per setting; and the seconds per
-step of each method on the 12 test cases (the budget rule of DESIGN §8.1).
+step of each method on the test cases (the budget rule of docs/peers_design.md §8.1). It reads the
+priors of a finished demo run (`make demo`: results/demo/priors); the reported tuning is
+docs/tuning_peers.md.
 
     PYTHONPATH=workflow .venv/bin/python benchmarks/tune_peers.py cost
     PYTHONPATH=workflow .venv/bin/python benchmarks/tune_peers.py tune blind-dps-paper
@@ -21,8 +23,9 @@ from prior_landscape.priors.kernel_priors import load_kernel_prior
 
 torch.set_num_threads(1)
 CFG = yaml.safe_load(open("config.yaml"))
-PRIOR = load_prior("results/priors/scorenet-natural/model.pt").at_shape((1, 64, 64))
-KP = {k: load_kernel_prior(f"results/priors/{k}/model.pt") for k in ("kernels-uncond", "kernels-cond")}
+PRIORS = f"{CFG['results']}/priors"  # the demo's: results/demo/priors
+PRIOR = load_prior(f"{PRIORS}/scorenet-natural/model.pt").at_shape((1, 64, 64))
+KP = {k: load_kernel_prior(f"{PRIORS}/{k}/model.pt") for k in ("kernels-uncond", "kernels-cond")}
 #: name → (registered method, kernel prior, fixed hyper-parameters, grid)
 GRIDS = {
     "blind-dps-paper": ("blind-dps", "kernels-uncond", dict(variant="paper"),
