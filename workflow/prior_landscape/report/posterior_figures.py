@@ -410,15 +410,24 @@ def plot_kohler(
                 ax.axis("off")
         strip_axes[i, 0].set_ylabel(f"image {int(r.image)}", fontsize=7)
     ke_ax, psnr_ax = curves.subplots(1, 2)
-    for _, r in runs.iterrows():  # along the iterations, per image: the start's and y's values dashed
-        g = trajectory[trajectory.run == r.run]
-        (line,) = ke_ax.plot(g.iteration, g.kernel_error, "-", lw=1, label=f"image {int(r.image)}")
-        ke_ax.axhline(g.kernel_error.iloc[0], color=line.get_color(), lw=0.5, ls="--")
-        psnr_ax.plot(g.iteration, g.psnr, "-", lw=1, color=line.get_color())
-        psnr_ax.axhline(r.psnr_blurry, color=line.get_color(), lw=0.5, ls="--")
-    ke_ax.set(xlabel="iteration k", ylabel="kernel error")
-    psnr_ax.set(xlabel="iteration k", ylabel="PSNR of x (dB)")
-    ke_ax.legend(frameon=False, fontsize=6)
+    # along the iterations, per image, with the start's kernel error and y's PSNR dashed; a real shot
+    # without its ground-truth kernel (or sharp frame) records neither, and its panel says so
+    for ax, col, ref, label in (
+        (ke_ax, "kernel_error", None, "kernel error"),
+        (psnr_ax, "psnr", "psnr_blurry", "PSNR of x (dB)"),
+    ):
+        if col not in trajectory or not trajectory[col].notna().any():
+            ax.axis("off")
+            ax.text(
+                0.5, 0.5, f"no {label}: no ground truth", ha="center", va="center", fontsize=7, transform=ax.transAxes
+            )
+            continue
+        for i, (_, r) in enumerate(runs.iterrows()):
+            g = trajectory[trajectory.run == r.run]
+            ax.plot(g.iteration, g[col], "-", lw=1, color=f"C{i}", label=f"image {int(r.image)}")
+            ax.axhline(g[col].iloc[0] if ref is None else r[ref], color=f"C{i}", lw=0.5, ls="--")
+        ax.set(xlabel="iteration k", ylabel=label)
+        ax.legend(frameon=False, fontsize=6)
     top.suptitle(
         title or "Algorithm 2 (Douglas–Rachford, Tweedie denoiser) on photographs blurred by camera-shake kernels",
         fontsize=8,
