@@ -171,6 +171,8 @@ def _used_resources() -> list[str]:
     ids += [kohler[key]["resource"] for key in ("denoiser", "data") if key in kohler]
     # the benchmark's datasets (issue 14/15)
     ids += [d["images"]["resource"] for d in PAPER.get("benchmark", {}).get("datasets", {}).values() if "images" in d]
+    perceptual = PAPER.get("benchmark", {}).get("perceptual", {})  # LPIPS backbones and FID's Inception
+    ids += list(perceptual.get("lpips", {}).values()) + ([perceptual["fid"]["resource"]] if "fid" in perceptual else [])
     return list(dict.fromkeys(ids))
 
 

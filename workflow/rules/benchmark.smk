@@ -49,8 +49,28 @@ rule benchmark_run:
         "../scripts/benchmark_run.py"
 
 
+rule benchmark_perceptual:
+    # paper scale (benchmark.perceptual): LPIPS per case and FID per seed of one method's estimates
+    input:
+        unpack(benchmark_perceptual_inputs),
+    output:
+        f"{RESULTS}/benchmark/{{dataset}}/perceptual/{{method}}.parquet",
+    log:
+        f"{RESULTS}/logs/benchmark_perceptual/{{dataset}}/{{method}}.log",
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=more_time(60),
+        gpu=1 if config["scale"] == "paper" else 0,
+    params:
+        min_images=BENCHMARK.get("perceptual", {}).get("fid", {}).get("min_images", 1000),
+    script:
+        "../scripts/benchmark_perceptual.py"
+
+
 rule benchmark_table:
     input:
+        unpack(benchmark_perceptual_tables),
         testset=f"{RESULTS}/benchmark/{{dataset}}/testset.parquet",
         runs=lambda wc: [f"{RESULTS}/benchmark/{wc.dataset}/runs/{m}.parquet" for m in benchmark_methods(wc.dataset)],
         estimates=lambda wc: [

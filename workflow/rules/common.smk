@@ -426,6 +426,29 @@ def benchmark_run_inputs(wildcards):
     return inputs
 
 
+def benchmark_perceptual_inputs(wildcards):
+    """One method's estimates, the test set, and the weights of the configured perceptual metrics."""
+    d, m = wildcards.dataset, wildcards.method
+    spec = BENCHMARK.get("perceptual", {})
+    inputs = {
+        "testset": f"{RESULTS}/benchmark/{d}/testset.parquet",
+        "estimates": f"{RESULTS}/benchmark/{d}/estimates/{m}.parquet",
+    }
+    for net, rid in spec.get("lpips", {}).items():
+        inputs[f"lpips_{net}"] = resource_files(rid)[0]
+    if "fid" in spec:
+        inputs["fid"] = resource_files(spec["fid"]["resource"])[0]
+    return inputs
+
+
+def benchmark_perceptual_tables(wildcards):
+    """The perceptual scores of every method of a dataset, when the configuration asks for them."""
+    if not BENCHMARK.get("perceptual"):
+        return {}
+    methods = benchmark_methods(wildcards.dataset)
+    return {"perceptual": [f"{RESULTS}/benchmark/{wildcards.dataset}/perceptual/{m}.parquet" for m in methods]}
+
+
 def benchmark_seeds(wildcards):
     """Stochastic methods run with every configured seed, the others once."""
     from prior_landscape.methods import METHODS

@@ -16,6 +16,9 @@ sm = snakemake  # noqa: F821 - injected by Snakemake
 methods = sm.params.methods
 testset = read_table(sm.input.testset)
 runs = pd.concat([read_table(p) for p in sm.input.runs], ignore_index=True)
+if "perceptual" in sm.input.keys():  # paper scale: LPIPS per case, FID per seed
+    scores = pd.concat([read_table(p) for p in sm.input.perceptual], ignore_index=True)
+    runs = runs.merge(scores.drop(columns=["fid_images"], errors="ignore"), on=["case", "method", "seed"], how="left")
 estimates = pd.concat([read_table(p) for p in sm.input.estimates], ignore_index=True)
 table = benchmark_table(runs, methods, sm.params.reported)
 o = sm.output

@@ -1041,7 +1041,9 @@ def configured_resources(config: dict) -> list[tuple[str, str]]:
     training data (``priors.<p>.training_data``), and Fig. 13's DRUNet weights and Köhler shots
     (``deblur.kohler.denoiser/data.resource``), a conditional kernel prior's training images
     (``priors.<p>.pairs.images.resource``) and the benchmark's datasets
-    (``benchmark.datasets.<d>.images.resource``). The workflow's download rules need exactly these."""
+    (``benchmark.datasets.<d>.images.resource``), and the perceptual metrics' weights
+    (``benchmark.perceptual.lpips.<net>``, ``benchmark.perceptual.fid.resource``). The workflow's download
+    rules need exactly these."""
     out = []
     for prior, cfg in (config.get("priors") or {}).items():
         if "resource" in cfg:
@@ -1056,9 +1058,15 @@ def configured_resources(config: dict) -> list[tuple[str, str]]:
     for key in ("denoiser", "data"):
         if key in kohler:
             out.append((f"deblur.kohler.{key}.resource", kohler[key]["resource"]))
-    for name, spec in ((config.get("benchmark") or {}).get("datasets") or {}).items():
+    bench = config.get("benchmark") or {}
+    for name, spec in (bench.get("datasets") or {}).items():
         if "images" in spec:
             out.append((f"benchmark.datasets.{name}.images.resource", spec["images"]["resource"]))
+    perceptual = bench.get("perceptual") or {}
+    for net, rid in (perceptual.get("lpips") or {}).items():  # the LPIPS backbones' and FID's weights
+        out.append((f"benchmark.perceptual.lpips.{net}", rid))
+    if "fid" in perceptual:
+        out.append(("benchmark.perceptual.fid.resource", perceptual["fid"]["resource"]))
     return out
 
 

@@ -11,7 +11,9 @@
   within the kernel's half-size, on the interior (blind estimates are defined up to a shift;
   borders carry the boundary mismatch); HaarPSI (deepinv, no weights); for kernel estimates the
   kernel MSE (on the true kernel's support, after alignment), the aligned ℓ² kernel error, MNC,
-  and the no-blur flag (the estimate within ``collapse_tol`` of the Dirac).
+  and the no-blur flag (the estimate within ``collapse_tol`` of the Dirac). At paper scale
+  :func:`perceptual_scores` adds LPIPS (AlexNet and VGG backbones, labelled) per case and FID per
+  seed (``prior_landscape.perceptual``; weights from the download rules).
 
 Kernel generators of a dataset's ``kernels`` entries: ``motion`` (deepinv's Gaussian-process
 camera shake), ``random_walk`` (the peers' trajectory model), ``gaussian`` (FWHM θ, the landscape
@@ -28,7 +30,7 @@ from prior_landscape.inverse.operators import blurred_crops, fft_blur
 from prior_landscape.methods.base import Context, Problem, run_method
 from prior_landscape.metrics import aligned_psnr, collapse_distance, kernel_error, mnc, ssim
 
-__all__ = ["make_kernel", "make_testset", "evaluate", "run_on_testset", "testset_tensors"]
+__all__ = ["make_kernel", "make_testset", "evaluate", "align", "perceptual_scores", "run_on_testset", "testset_tensors"]
 
 DT = torch.float64
 
@@ -100,23 +102,58 @@ def _kernel_mse(k_hat: torch.Tensor, k: torch.Tensor) -> np.ndarray:
     return (kernel_error(k_hat, k).pow(2) / k[0].numel()).cpu().numpy()
 
 
+def align(x_hat: torch.Tensor, x: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each estimate at the circular shift within ±m px that maximises its PSNR (the alignment of
+    ``aligned_psnr``), and the sharp images, both cropped by m px: what SSIM, HaarPSI and LPIPS compare."""
+    H, W = x.shape[-2:]
+    interior = (slice(None), slice(None), slice(m, H - m), slice(m, W - m))
+    shifts = [(i, j) for i in range(-m, m + 1) for j in range(-m, m + 1)]
+    best = []
+    for b in range(len(x)):
+        cand = [torch.roll(x_hat[b : b + 1], (i, j), (-2, -1)) for i, j in shifts]
+        errs = [float((c[interior] - x[b : b + 1][interior]).pow(2).mean()) for c in cand]
+        best.append(cand[int(np.argmin(errs))])
+    return torch.cat(best)[interior], x[interior]
+
+
+def perceptual_scores(testset: pd.DataFrame, estimates: pd.DataFrame, lpips: dict, inception=None,
+                      min_images: int = 1000) -> pd.DataFrame:  # fmt: skip
+    """Paper scale: LPIPS per case and seed (``lpips``: backbone → :class:`~prior_landscape.perceptual.LPIPS`,
+    after the alignment of :func:`align`), and FID per seed between the estimates and the sharp images
+    (:class:`~prior_landscape.perceptual.InceptionFeatures`, whole images). FID from fewer than
+    ``min_images`` images is not comparable with the seeds' (their 1000 or more): its value is NaN and
+    ``fid_images`` says how many there were."""
+    from prior_landscape.perceptual import frechet_distance
+
+    x, _, h = testset_tensors(testset)
+    m = h.shape[-1] // 2
+    by_case = {c: i for i, c in enumerate(testset.case.to_numpy())}
+    rows = []
+    sharp_features = inception(x) if inception is not None else None
+    for seed, est in estimates.groupby("seed", sort=True):
+        idx = np.array([by_case[c] for c in est.case])
+        x_hat = torch.as_tensor(np.stack(est.estimate.to_numpy())).reshape(len(idx), *x.shape[1:]).to(x)
+        out = pd.DataFrame({"case": est.case.to_numpy(), "method": est.method.to_numpy(), "seed": seed})
+        aligned, sharp = align(x_hat, x[idx], m)
+        for net, metric in lpips.items():
+            out[f"lpips_{net}"] = metric(aligned, sharp)
+        if inception is not None:
+            n = len(idx)
+            fid = frechet_distance(inception(x_hat), sharp_features[idx]) if n >= min_images else np.nan
+            out["fid"], out["fid_images"] = fid, n
+        rows.append(out)
+    return pd.concat(rows, ignore_index=True)
+
+
 def evaluate(x_hat, k_hat, x, h, collapse_tol: float = 0.05) -> pd.DataFrame:
     """One row of metrics per case (module docstring); kernel metrics NaN where no kernel was estimated."""
     from deepinv.loss.metric import HaarPSI
 
     m = h.shape[-1] // 2
-    H, W = x.shape[-2:]
-    interior = (slice(None), slice(None), slice(m, H - m), slice(m, W - m))
     out = {"psnr": aligned_psnr(x_hat, x, m)}
-    shifts = [(i, j) for i in range(-m, m + 1) for j in range(-m, m + 1)]
-    best = []
-    for b in range(len(x)):  # SSIM at the shift that maximises PSNR (the same alignment)
-        cand = [torch.roll(x_hat[b : b + 1], (i, j), (-2, -1)) for i, j in shifts]
-        errs = [float((c[interior] - x[b : b + 1][interior]).pow(2).mean()) for c in cand]
-        best.append(cand[int(np.argmin(errs))])
-    aligned = torch.cat(best)[interior]
-    out["ssim"] = ssim(aligned.clamp(0, 1), x[interior]).cpu().numpy()
-    out["haarpsi"] = HaarPSI(norm_inputs="clip")(aligned.float(), x[interior].float()).cpu().numpy()
+    aligned, sharp = align(x_hat, x, m)
+    out["ssim"] = ssim(aligned.clamp(0, 1), sharp).cpu().numpy()
+    out["haarpsi"] = HaarPSI(norm_inputs="clip")(aligned.float(), sharp.float()).cpu().numpy()
     if k_hat is None:
         nan = np.full(len(x), np.nan)
         out.update(kernel_mse=nan, kernel_error=nan, mnc=nan, no_blur=np.zeros(len(x), dtype=bool))

@@ -18,6 +18,9 @@ METRICS = {
     "psnr": ("PSNR (dB)", True),
     "ssim": ("SSIM", True),
     "haarpsi": ("HaarPSI", True),
+    "lpips_alex": ("LPIPS-Alex", False),  # paper scale (benchmark.perceptual)
+    "lpips_vgg": ("LPIPS-VGG", False),
+    "fid": ("FID", False),
     "kernel_error": ("kernel error", False),
     "mnc": ("MNC", True),
     "no_blur": ("no-blur rate", False),
@@ -37,12 +40,13 @@ def benchmark_table(runs: pd.DataFrame, methods: dict, reported: list[dict] | No
     The numbers the source papers report are appended as rows labelled "reported", never mixed with
     measured ones."""
     rows = []
+    metrics = [c for c in METRICS if c in runs]  # LPIPS and FID only where computed (paper scale)
     for name, entry in methods.items():
         r = runs[runs.method == name]
         # the median over cases; the no-blur flags' share of cases (a rate, as in the figure and the claims)
-        per_seed = r.groupby("seed")[list(METRICS)].agg({c: "mean" if c == "no_blur" else "median" for c in METRICS})
+        per_seed = r.groupby("seed")[metrics].agg({c: "mean" if c == "no_blur" else "median" for c in metrics})
         row = {"method": name, "kind": _kind(entry), "runs": len(r), "seeds": len(per_seed)}
-        for col in METRICS:
+        for col in metrics:
             mean, std = per_seed[col].mean(), per_seed[col].std(ddof=1) if len(per_seed) > 1 else np.nan
             row[col], row[f"{col}_std"] = mean, std
         row["converged"] = "" if r.converged.isna().all() else f"{int(r.converged.fillna(False).sum())}/{len(r)}"
@@ -50,7 +54,12 @@ def benchmark_table(runs: pd.DataFrame, methods: dict, reported: list[dict] | No
     table = pd.DataFrame(rows)
     blind = table.kind == "blind"
     for col, (_, higher) in METRICS.items():
-        if col in ("wall_s", "nfe", "no_blur") or not blind.any() or table.loc[blind, col].isna().all():
+        if (
+            col not in table
+            or col in ("wall_s", "nfe", "no_blur")
+            or not blind.any()
+            or table.loc[blind, col].isna().all()
+        ):
             continue
         values = table.loc[blind, col]
         best = values.idxmax() if higher else values.idxmin()
@@ -65,6 +74,8 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
     """The table for reading (Markdown, LaTeX): value ± std, ★ on the best blind method."""
     out = table[["method", "kind"]].copy()
     for col, (label, _) in METRICS.items():
+        if col not in table:
+            continue
         cells = []
         for _, r in table.iterrows():
             v = r.get(col)
