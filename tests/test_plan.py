@@ -86,6 +86,9 @@ def test_gpu_hours_of_a_small_configuration_are_exact(setup):
     stages = build_plan(config, [1], gpu_check_path=check, stages=True)
     assert sum(r.gpu_hours for r in stages.rows) == pytest.approx(TOTAL / 3600, rel=1e-12)
     assert {(r.stage, r.part) for r in stages.rows} == {(r.stage, r.part) for r in plan.rows}
+    timing = [r for r in stages.rows if r.stage == "measure_prior_costs"]  # one job timing every prior in turn
+    assert [r.jobs for r in timing] == [1, 1]
+    assert sum(r.wall_hours[1] for r in timing) == pytest.approx(88.5 / 3600, rel=1e-12)
 
 
 def test_shards_split_a_stage_into_at_most_that_many_jobs(tmp_path, setup):

@@ -661,11 +661,13 @@ class Row:
     gpu_hours: float
     jobs: int
     wall_hours: dict[int, float] = field(default_factory=dict)
-    durations: list[float] = field(default_factory=list, repr=False)  # its jobs' seconds (not in JSON)
+    durations: list[float] = field(default_factory=list, repr=False)  # its shards' seconds (not in JSON)
+    job: str = field(default="", repr=False)  # the job it is part of ("stage:key"; not in JSON)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d.pop("durations")
+        d.pop("job")
         return d
 
 
@@ -714,7 +716,7 @@ def _rows(jobs: Sequence[Job], gpus: Sequence[int]) -> list[Row]:
             rows.append(
                 Row(c.stage, c.part, c.key, c.items, c.item_name, c.units, c.unit, [c.cost.seconds], c.cost.source,
                     c.cost.basis, c.seconds / 3600, job.shards, {n: wall_time(per_shard, n) / 3600 for n in gpus},
-                    per_shard)
+                    per_shard, job.name)
             )  # fmt: skip
     return rows
 
@@ -728,12 +730,15 @@ def by_stage(rows: Sequence[Row], gpus: Sequence[int]) -> list[Row]:
     out = []
     for (stage, part), rs in groups.items():
         costs = [c for r in rs for c in r.s_per_unit]
-        durations = [d for r in rs for d in r.durations]
+        per_job: dict[str, list[float]] = {}  # parts of one job (the timing job's priors) add up shard by shard
+        for r in rs:
+            per_job[r.job] = [a + b for a, b in zip(per_job.get(r.job, [0.0] * len(r.durations)), r.durations)]
+        durations = [d for ds in per_job.values() for d in ds]
         out.append(
-            Row(stage, part, ", ".join(r.key for r in rs) if len(rs) <= 2 else f"{len(rs)} priors/cases",
+            Row(stage, part, ", ".join(r.key for r in rs) if len(rs) <= 2 else f"{len(rs)} priors or cases",
                 sum(r.items for r in rs), rs[0].item_name, sum(r.units for r in rs), rs[0].unit,
                 sorted({min(costs), max(costs)}), "; ".join(dict.fromkeys(r.source for r in rs)), "",
-                sum(r.gpu_hours for r in rs), sum(r.jobs for r in rs),
+                sum(r.gpu_hours for r in rs), len(durations),
                 {n: wall_time(durations, n) / 3600 for n in gpus}, durations)
         )  # fmt: skip
     return out
