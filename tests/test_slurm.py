@@ -2,7 +2,9 @@
 slurm_cluster.py) with profiles/slurm: every job goes through sbatch and its
 artefacts equal those of a local run; a training job killed after its first
 checkpoint is resubmitted, resumes from the checkpoint and ends with the same
-artefacts as an undisturbed run.
+artefacts as an undisturbed run; the profile's `cores: 8`, more than the 2-CPU node has, is capped
+to the node (the figures group completes instead of pending), and a request no node can meet stops
+the run before any sbatch.
 
 To stay within minutes on 2 cores the runs target the likelihood-sweep branch of
 the tiny configuration (kernels, the analytic and the trained natural prior,
@@ -13,6 +15,7 @@ window, so a resumed run's loss history equals an uninterrupted one's).
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -341,3 +344,59 @@ def test_killed_training_job_is_resubmitted_and_resumes_from_its_checkpoint(slur
     _assert_same_model(local_run, work, "results/priors/scorenet-natural/model.pt")
     loss = read_table(work / "results/priors/scorenet-natural/training_loss.parquet")
     assert list(loss.step) == [50, 100]
+
+
+def _node_cpus() -> int:
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%c"], capture_output=True, text=True, timeout=30).stdout
+    return max(int(c.rstrip("+")) for c in out.split())
+
+
+def test_profile_cores_beyond_the_node_are_capped_and_what_no_node_has_fails_before_sbatch(
+    slurm_cluster,  # noqa: F811
+    local_run,
+    tmp_path,
+):
+    """The README's command with the profile's `cores: 8` on the 2-CPU node: the figures group of three
+    members (Figs. 5, 6, 7, their inputs already computed) asked for 3 CPUs and pended forever (reason
+    PartitionConfig); now `cores` is capped to the node and the group completes. A rule asking for more
+    memory than the node has stops the run before any sbatch, naming rule, setting and node."""
+    work = tmp_path / "work"
+    shutil.copytree(local_run, work, symlinks=True)  # artefacts and Snakemake's records: only figures run
+    shutil.rmtree(work / "results/figures")
+    figures = ["results/figures/fig05.png", "results/figures/fig06.png", "results/figures/fig07.png"]
+    t0 = time.perf_counter()
+    run = _Snakemake(_slurm_cmd(work, None, *figures), tmp_path / "capped.out", _env(slurm_cluster), timeout=400)
+    try:
+        rc = run.wait()
+    finally:
+        run.stop()
+    print(f"SLURM run, cores capped: {time.perf_counter() - t0:.0f} s")
+    log = run.log()
+    assert rc == 0, log[-6000:]
+    cpus = _node_cpus()
+    calls = re.findall(r"sbatch call: (sbatch .*)", log)
+    assert len(calls) == 1 and all(f"fig0{i}_" in calls[0] for i in (5, 6, 7)), calls
+    assert f"--cpus-per-task={min(3, cpus)}" in calls[0]  # three 1-thread members, at most the node's CPUs
+    if cpus < 8:
+        assert f"is 8, more than any node of partition 'debug' has ({cpus} CPUs): capped to {cpus}" in log
+        assert f"--cores {cpus} " in calls[0]
+    for rel in figures:
+        assert (work / rel).stat().st_size > 0
+
+    # a request no node can meet: refused within seconds, nothing submitted
+    huge = 1000 * 1000 * 1000
+    extra = tmp_path / "huge-profile"
+    extra.mkdir()
+    (extra / "config.yaml").write_text(yaml.safe_dump({"set-resources": {"fig05_blur_families": {"mem_mb": huge}}}))
+    shutil.rmtree(work / "results/figures")
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        _slurm_cmd(work, extra, *figures), capture_output=True, text=True, env=_env(slurm_cluster), timeout=120
+    )
+    took = time.perf_counter() - t0
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and took < 60, (took, out[-4000:])
+    assert "sbatch call" not in out and "nothing was submitted" in out, out[-4000:]
+    assert f"rule fig05_blur_families (in group figures): mem_mb={huge}" in out, out[-4000:]
+    assert "but partition 'debug': largest node" in out and "MB" in out
+    assert not (work / "results/figures").exists()

@@ -1,6 +1,14 @@
 """The ``prior-landscape`` command.
 
     prior-landscape review PATH [--json] [--verbose] [--sha256 HEX] [--require-manifest]
+    prior-landscape plan --gpus N[,N…] [--config config/paper.yaml] [--timing PATH] [--gpu-check PATH]
+                         [--by-stage] [--json | --markdown]
+
+``plan`` prints what a configuration costs on GPUs: per stage the work units, the seconds per
+unit and where that number comes from (measured, a GPU-check record, P Table 1), the GPU-hours
+and the wall time on N GPUs (prior_landscape.plan). Exit status 2 when an input cannot be used
+(the message names the file and key), and nothing is printed on stdout.
+
 
 PATH is an archive made by ``snakemake archive`` (``archives/results-demo.tar.gz``),
 an unpacked archive, a results folder (``results/demo``) or a working directory
@@ -54,6 +62,35 @@ def _review(args) -> int:
     return 0 if rv.ok else 1
 
 
+def _gpu_counts(text: str) -> list[int]:
+    try:
+        counts = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: GPU counts are integers, e.g. 8 or 1,8,32") from None
+    if not counts or any(n < 1 for n in counts):
+        raise argparse.ArgumentTypeError(f"{text!r}: every GPU count must be at least 1")
+    return counts
+
+
+def _plan(args) -> int:
+    from prior_landscape.plan import PlanError, build_plan, format_markdown, format_text
+
+    try:
+        plan = build_plan(
+            args.config, args.gpus, timing_path=args.timing, gpu_check_path=args.gpu_check, stages=args.by_stage
+        )
+    except PlanError as e:
+        print(f"prior-landscape plan: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=1))
+    elif args.markdown:
+        print(format_markdown(plan))
+    else:
+        print(format_text(plan))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="prior-landscape", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +114,27 @@ def main(argv: list[str] | None = None) -> int:
         help="fail when there is no manifest (a folder without one is otherwise only checked for readability)",
     )
     p.set_defaults(func=_review)
+    p = sub.add_parser(
+        "plan",
+        help="GPU-hours and wall time of a configuration's stages on N GPUs, each cost with its source",
+    )
+    p.add_argument("--gpus", type=_gpu_counts, required=True, metavar="N[,N…]", help="GPU counts, e.g. 8 or 1,8,32")
+    p.add_argument("--config", default="config/paper.yaml", help="the configuration (default: config/paper.yaml)")
+    p.add_argument(
+        "--timing",
+        default=None,
+        help="measure_prior_costs' artefact (default: {results}/timing/priors.parquet when it exists)",
+    )
+    p.add_argument(
+        "--gpu-check",
+        default=None,
+        help="a GPU-check record (JSON; default: the newest docs/gpu_check/*.json, if any)",
+    )
+    p.add_argument("--by-stage", action="store_true", help="one row per stage instead of one per prior or case")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print the plan as JSON")
+    fmt.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    p.set_defaults(func=_plan)
     args = parser.parse_args(argv)
     return args.func(args)
 

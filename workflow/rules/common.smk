@@ -2,8 +2,12 @@
 # names it refers to, prior lookups, target lists, the resources of the paper scale, the
 # posterior and deblurring cases, the archive's rule map.
 
+import os
 import re
+import sys
 from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
 
 from prior_landscape.config import ConfigError, accuracy, validate_config, theta_grid
 from prior_landscape.io.images import check_photographs
@@ -472,3 +476,18 @@ def kernel_prior_inputs(wildcards):
     """Paper scale: the dataset the conditional prior's training images come from, else nothing."""
     pairs = config["priors"][wildcards.prior].get("pairs", {})
     return {"images": resource_files(pairs["images"]["resource"])} if "images" in pairs else {}
+
+
+# ------------------------------------------------------------------------- SLURM resources
+# Under the SLURM executor, before the first sbatch: the partition's node sizes from sinfo; the cores
+# setting capped to the largest node, and a job no node can run (memory, GPUs, time) refused, naming
+# the rule, the setting and the node (prior_landscape.slurm_resources). Other executors: nothing.
+
+
+onstart:
+    from prior_landscape.slurm_resources import SlurmResourceError, preflight
+
+    try:
+        preflight(workflow, os.environ, log=lambda msg: print(msg, file=sys.stderr))
+    except SlurmResourceError as err:
+        raise WorkflowError(str(err)) from None
