@@ -109,3 +109,23 @@ def test_the_batched_peer_schemes_meet_the_exact_potential(demo_mixture, heldout
         assert np.all(np.abs(r.q - exact) <= 3 * r.stderr + 1e-3 * np.abs(exact)), scheme.__name__
         # the same probes: per probe, the peers and the engine differ by the solver tolerance only
         assert np.allclose(r.per_probe, eng.per_probe, rtol=0, atol=0.05 + 1e-3 * np.abs(exact).max())
+
+
+def test_the_plan_reads_the_check_it_writes(record, capsys):
+    """`prior-landscape plan` takes its costs from the record: a potential evaluation from one ODE
+    right-hand side × the stated NFE, the 64-px Hessian for both priors of that architecture."""
+    from prior_landscape.cli import main
+    from prior_landscape.plan import RHS_PER_POTENTIAL, read_gpu_check
+
+    rec, out = record
+    read = read_gpu_check(out)
+    rhs = _rows(rec, "potential_rhs")["ffhq64"]["seconds_per_image"]
+    pot = {r["network"]: r for r in read["rows"] if r["what"] == "potential"}
+    assert pot["ffhq64"]["seconds_per_image"] == pytest.approx(rhs * RHS_PER_POTENTIAL)
+    assert pot["afhq64"]["seconds_per_image"] == pot["ffhq64"]["seconds_per_image"]  # same architecture
+    assert main(["plan", "--gpus", "1,8", "--gpu-check", str(out), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    sweeps = {r["key"]: r for r in plan["rows"] if r["stage"] == "likelihood_sweep"}
+    label = f"gpu-check {rec['date']} {rec['device']}"
+    assert sweeps["ffhq64"]["source"] == sweeps["afhq64"]["source"] == label
+    assert sweeps["ffhq64"]["s_per_unit"] == [pytest.approx(rhs * RHS_PER_POTENTIAL)]

@@ -95,6 +95,13 @@ DERIVED = {
 }
 #: what a GPU-check row may time
 GPU_CHECK_WHATS = ("model", "potential", "hessian", "algorithm1_iteration", "method_step")
+#: rows of benchmarks/gpu_check.py the plan reads no cost from (a right-hand side of the ODE becomes a
+#: potential evaluation below; the spectra and the engine comparison are for reading)
+GPU_CHECK_OTHER = ("potential_rhs", "spectrum_eigvalsh", "spectrum_svdvals", "engine_vs_peers")
+#: right-hand sides of the probability-flow ODE per potential evaluation where a GPU check times one
+#: right-hand side (random weights say nothing about the NFE): the demo score network's measured
+#: 134 per image at atol = rtol = 1e-5 with 4 probes (benchmarks/potential_engine.py)
+RHS_PER_POTENTIAL = 134
 GPU_CHECK_FITS = ("16", "40", "80")
 #: stages never split, whatever ``shards`` says
 UNSHARDABLE = ("train_score_network", "train_kernel_prior", "measure_prior_costs", "sample_prior")
@@ -157,28 +164,47 @@ def read_gpu_check(path) -> dict:
         where = f"rows[{i}]"
         if not isinstance(row, dict):
             raise _fail(path, where, f"{row!r} is not an object")
+        if "error" in row:  # an item the check could not measure (or did not reach): it says so, no cost
+            if not isinstance(row["error"], str):
+                raise _fail(path, f"{where}.error", f"{row['error']!r} is not a string")
+            continue
+        if row.get("what") in GPU_CHECK_OTHER and row.get("what") != "potential_rhs":
+            continue
         for key in ("network", "what", "batch", "seconds_per_image", "peak_gb", "fits"):
             if key not in row:
                 raise _fail(path, f"{where}.{key}", "missing")
         if not isinstance(row["network"], str) or not row["network"]:
             raise _fail(path, f"{where}.network", f"{row['network']!r} is not a non-empty string")
-        if row["what"] not in GPU_CHECK_WHATS:
-            raise _fail(path, f"{where}.what", f"{row['what']!r} is not one of {', '.join(GPU_CHECK_WHATS)}")
+        if row["what"] not in (*GPU_CHECK_WHATS, "potential_rhs"):
+            known = ", ".join((*GPU_CHECK_WHATS, *GPU_CHECK_OTHER))
+            raise _fail(path, f"{where}.what", f"{row['what']!r} is not one of {known}")
         if isinstance(row["batch"], bool) or not isinstance(row["batch"], int) or row["batch"] < 1:
             raise _fail(path, f"{where}.batch", f"{row['batch']!r} is not a positive integer")
         seconds = _positive_number(row["seconds_per_image"], path, f"{where}.seconds_per_image")
-        _positive_number(row["peak_gb"], path, f"{where}.peak_gb", allow_zero=True)
+        if row["peak_gb"] is not None:  # None: not measured (a CPU run)
+            _positive_number(row["peak_gb"], path, f"{where}.peak_gb", allow_zero=True)
         fits = row["fits"]
         if not isinstance(fits, dict):
             raise _fail(path, f"{where}.fits", f"{fits!r} is not an object")
-        for gb in GPU_CHECK_FITS:
+        for gb in GPU_CHECK_FITS if row["peak_gb"] is not None else ():
             if gb not in fits:
                 raise _fail(path, f"{where}.fits.{gb}", "missing")
             if not isinstance(fits[gb], bool):
                 raise _fail(path, f"{where}.fits.{gb}", f"{fits[gb]!r} is not true or false")
         if "method" in row and not isinstance(row["method"], str):
             raise _fail(path, f"{where}.method", f"{row['method']!r} is not a string")
-        rows.append({**row, "seconds_per_image": seconds})
+        same = row.get("same_as", [])
+        if not isinstance(same, list) or not all(isinstance(n, str) and n for n in same):
+            raise _fail(path, f"{where}.same_as", f"{same!r} is not a list of network names")
+        for name in (row["network"], *same):  # one architecture timed for several priors
+            if row["what"] == "potential_rhs":
+                derived = f"one ODE right-hand side × {RHS_PER_POTENTIAL} NFE"
+                rows.append({**row, "network": name, "what": "potential", "derived": derived,
+                             "seconds_per_image": seconds * RHS_PER_POTENTIAL})  # fmt: skip
+            else:
+                rows.append({**row, "network": name, "seconds_per_image": seconds})
+    if not rows:
+        raise _fail(path, "rows", "no row with a cost (every item failed or was skipped)")
     return {**record, "rows": rows, "path": str(path)}
 
 
@@ -231,7 +257,8 @@ class CostBook:
             ]
             if rows:  # the fastest batch it measured
                 best = min(rows, key=lambda r: r["seconds_per_image"])
-                return Cost(best["seconds_per_image"], self.gpu_label, f"batch {best['batch']}")
+                basis = f"batch {best['batch']}" + (f"; {best['derived']}" if "derived" in best else "")
+                return Cost(best["seconds_per_image"], self.gpu_label, basis)
         for name in names:
             if what in P_TABLE1.get(name, {}):
                 return Cost(P_TABLE1[name][what], "P Table 1")
