@@ -168,6 +168,21 @@ def compare(n_images=16, n_probes=4, tol=1e-5, device="cpu", scorenet=None, quic
         "torchdiffeq": lambda p, x: potential_torchdiffeq(p, x, settings),
         "scipy_batch": lambda p, x: potential_scipy_batch(p, x, settings),
     }
+    if str(device).startswith("cuda"):  # which way the P probes' products go on a GPU (potential.BATCHED_VJP)
+        from prior_landscape.landscape import potential as engine
+
+        def with_vjp(batched):
+            def run(p, x):
+                old, engine.BATCHED_VJP = engine.BATCHED_VJP, batched
+                try:
+                    return potential(p, x, settings)
+                finally:
+                    engine.BATCHED_VJP = old
+
+            return run
+
+        schemes["engine_vjp_loop"] = with_vjp(False)
+        schemes["engine_vjp_batched"] = with_vjp(True)
     rows = []
     for prior, note in _priors(crops, scorenet, steps=20 if quick else 400):
         prior.to(device)
@@ -208,7 +223,7 @@ def main(argv=None) -> int:
         f"device {args.device}, torch threads {torch.get_num_threads()}"
     )
     rows = compare(args.images, args.probes, args.tol, args.device, args.scorenet)
-    names = ("engine", "p_scheme", "torchdiffeq", "scipy_batch")
+    names = [k.removesuffix("_s") for k in rows[0] if k.endswith("_s")]
     print()
     print(f"{'prior':<18}{'scheme':<13}{'seconds':>9}{'NFE/img':>9}{'× engine':>10}{'agree':>7}")
     for r in rows:

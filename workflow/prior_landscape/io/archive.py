@@ -81,7 +81,8 @@ EXCLUDE = ("*.part", ".*", "*_state.pt", "state.pt")
 _EXTRA_PACKAGES = (
     "snakemake-executor-plugin-slurm",
     "snakemake-executor-plugin-slurm-jobstep",
-    "torchode",
+    "torchmetrics",
+    "torch-fidelity",
     "matplotlib",
     "pyyaml",
 )
