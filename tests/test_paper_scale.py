@@ -185,7 +185,11 @@ def test_paper_dag_starts_with_the_downloads_when_resources_are_missing(tmp_path
     assert jobs["import_pretrained_prior"] == 4 and jobs["train_score_network"] == 1
     # the landscape priors: not the learned peers' (kernel priors, released DDPMs: benchmark only)
     peers = ("kernel_network", "conditional_kernel_network", "ddpm")
-    assert jobs["likelihood_sweep"] == sum(c["kind"] not in peers for c in PAPER["priors"].values()), jobs
+    landscape = sum(c["kind"] not in peers for c in PAPER["priors"].values())
+    # the long stages in shards, one SLURM job each, gathered into one artefact per prior (issue 16)
+    sweep_shards = min(PAPER["shards"]["likelihood_sweep"], PAPER["sweep"]["n_images"])
+    assert sweep_shards > 1 and jobs["likelihood_sweep"] == landscape * sweep_shards, jobs
+    assert jobs["likelihood_sweep_gather"] == landscape, jobs
     # the downloads come first: every job that reads a resource waits for them
     dag = _dag_edges(work)
     assert downloads <= {r for r, deps in dag.items() if not deps}

@@ -84,6 +84,44 @@ for _p in config["critical_points"].get("step_by_prior", {}):
     _check_prior(f"critical_points.step_by_prior.{_p}", _p)
 
 
+# ------------------------------------------------------------------------- shards
+# Scatter-gather of the long stages (config `shards`, prior_landscape.shards): a stage with a
+# count n > 1 runs as n jobs of its rule, each with a {shard} wildcard writing a shard file
+# (temporary: deleted once gathered), and a gather rule writes the stage's artefact; with n = 1
+# the rule writes the artefact itself, as without the key.
+
+from prior_landscape.shards import STAGES as SHARDED_STAGES
+
+SHARDS = {stage: 1 for stage in SHARDED_STAGES} | config.get("shards", {})
+
+
+def shard_count(stage, n_units):
+    """The number of shards of ``stage`` for ``n_units`` units: the configured count, at most n_units."""
+    return max(1, min(int(SHARDS[stage]), int(n_units)))
+
+
+def shard_file(stage, key, count, name="table"):
+    """Shard {shard} of ``count`` of output ``name`` of ``stage`` for the wildcards ``key`` (e.g. "{prior}")."""
+    return f"{RESULTS}/shards/{stage}/{key}/{name}.{{shard}}-of-{count}.parquet"
+
+
+def shard_output(stage, key, count, artefact, name="table"):
+    """A stage rule's output: its artefact when unsharded, else its (temporary) shard file."""
+    return artefact if count == 1 else temp(shard_file(stage, key, count, name))
+
+
+def per_shard(path, count):
+    """A stage rule's log or benchmark file: one per shard when sharded ("x.log" -> "x.{shard}-of-n.log")."""
+    stem, dot, ext = path.rpartition(".")
+    return path if count == 1 else f"{stem}.{{shard}}-of-{count}{dot}{ext}"
+
+
+def shard_inputs(stage, key, count, name="table"):
+    """The gather's inputs of output ``name``: every shard file, in shard order."""
+    pattern = shard_file(stage, key, count, name)
+    return lambda wildcards: [pattern.format(**dict(wildcards.items()), shard=i) for i in range(count)]
+
+
 def more_time(minutes):
     """A runtime that grows with the attempt (profiles/slurm retries failed jobs): the long jobs
     resume from their saved state, so a job killed at its time limit finishes on the next try."""

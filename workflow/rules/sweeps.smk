@@ -18,18 +18,25 @@ rule blur_kernels:
         "../scripts/blur_kernels.py"
 
 
+# a sweep's images split into shards (config shards.likelihood_sweep; 1: one job per prior)
+SWEEP_SHARDS = shard_count("likelihood_sweep", config["sweep"]["n_images"])
+
+
 rule likelihood_sweep:
     input:
         unpack(prior_inputs),
     output:
-        f"{RESULTS}/sweeps/{{prior}}.parquet",
+        shard_output("likelihood_sweep", "{prior}", SWEEP_SHARDS, f"{RESULTS}/sweeps/{{prior}}.parquet"),
     log:
-        f"{RESULTS}/logs/likelihood_sweep/{{prior}}.log",
+        per_shard(f"{RESULTS}/logs/likelihood_sweep/{{prior}}.log", SWEEP_SHARDS),
     benchmark:
-        f"{RESULTS}/benchmarks/likelihood_sweep/{{prior}}.tsv"
+        per_shard(f"{RESULTS}/benchmarks/likelihood_sweep/{{prior}}.tsv", SWEEP_SHARDS)
+    wildcard_constraints:
+        shard=r"\d+",
     threads: 2
     resources:
-        # every blurred image is held at once (paper: 100 × 4 × 11 images of 3×256×256, ≈ 3.5 GB, twice)
+        # every blurred image of the job is held at once (paper: 100 × 4 × 11 images of 3×256×256,
+        # ≈ 3.5 GB, twice)
         mem_mb=32000 if config["scale"] == "paper" else 4000,
         runtime=more_time(240),  # minutes × attempt: a retry after a time-out gets more
         gpu=1 if config["scale"] == "paper" else 0,
@@ -42,8 +49,29 @@ rule likelihood_sweep:
         images=image_source,
         resource_root=RESOURCE_ROOT,
         terminal=prior_terminal,
+        shards=SWEEP_SHARDS,
     script:
         "../scripts/likelihood_sweep.py"
+
+
+if SWEEP_SHARDS > 1:
+
+    rule likelihood_sweep_gather:
+        input:
+            table=shard_inputs("likelihood_sweep", "{prior}", SWEEP_SHARDS),
+        output:
+            table=f"{RESULTS}/sweeps/{{prior}}.parquet",
+        log:
+            f"{RESULTS}/logs/likelihood_sweep/{{prior}}.gather.log",
+        threads: 1
+        resources:
+            mem_mb=8000 if config["scale"] == "paper" else 1000,
+            runtime=10,
+        params:
+            stage="likelihood_sweep",
+            categories={"family": config["sweep"]["families"]},
+        script:
+            "../scripts/gather_shards.py"
 
 
 rule measure_prior_costs:

@@ -96,7 +96,7 @@ class PotentialResult:
 
     q: np.ndarray  # (B,) mean over probes
     stderr: np.ndarray  # (B,) standard error of the mean over probes, std(ddof=1)/sqrt(P)
-    nfe: np.ndarray  # (B,) function evaluations of the ODE right-hand side
+    nfe: np.ndarray  # (B,) function evaluations of the ODE right-hand side by each image's own solve
     per_probe: np.ndarray  # (B, P) one estimate per probe
     terminal_nll: np.ndarray  # (B,) −log p_T(x_T)
     wall_time_s: float = 0.0
@@ -231,11 +231,24 @@ def potential(
     return PotentialResult(
         q=q,
         stderr=stderr,
-        nfe=sol.stats["n_f_evals"].cpu().numpy().astype(np.int64),
+        nfe=_per_sample_nfe(sol.stats),
         per_probe=per_probe,
         terminal_nll=terminal_nll.cpu().numpy(),
         wall_time_s=time.perf_counter() - t_start,
     )
+
+
+#: new function evaluations per Dormand–Prince step, accepted or rejected (7 stages, first same as last)
+_DOPRI5_EVALS_PER_STEP = 6
+
+
+def _per_sample_nfe(stats: dict) -> np.ndarray:
+    """Each image's own function evaluations: torchode evaluates the whole batch until its last solve
+    ends and counts every evaluation for every image (``n_f_evals``, the same for all); an image's own
+    solve took ``n_steps`` of them, the rest after its end. Independent of the batch it was solved in."""
+    n_f = stats["n_f_evals"].cpu().numpy().astype(np.int64)
+    steps = stats["n_steps"].cpu().numpy().astype(np.int64)
+    return n_f - _DOPRI5_EVALS_PER_STEP * (steps.max(initial=0) - steps)
 
 
 def potential_batched(

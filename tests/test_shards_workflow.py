@@ -1,0 +1,68 @@
+"""Sharded stages in the workflow (config ``shards``, prior_landscape.shards): on the tiny
+configuration a stage run as shards and gathered gives the artefact of the unsharded job.
+
+Tolerance: the potential engine solves a batch of images at once with per-image adaptive steps and
+probes keyed by image, but float32 arithmetic on a batch of another size rounds differently
+(BLAS blocking), so q and its spread may differ in the last digits between the unsharded job's
+batches and a shard's (as between two ``potential.batch_size``, tests/test_potential.py): q,
+q_stderr and q_ci95_halfwidth (the spread of per-probe estimates of q's size) are compared to
+1e-4·|q| (a few thousandths of a nat at the tiny configuration's |q| ≈ 300), everything else exactly."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from test_paper_scale import _job_counts
+from test_workflow import _snakemake, _workdir
+
+from prior_landscape.io.artefacts import read_table
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+#: the potential engine's outputs: equal up to float32 batch effects (module docstring)
+ENGINE_COLUMNS = ("q", "q_stderr", "q_ci95_halfwidth")
+
+
+def _set_shards(work, stage: str, count: int) -> None:
+    tiny = yaml.safe_load((work / "tiny.yaml").read_text())
+    tiny["shards"] = {stage: count}
+    (work / "tiny.yaml").write_text(yaml.safe_dump(tiny))
+
+
+def _assert_same_artefact(whole: pd.DataFrame, gathered: pd.DataFrame) -> None:
+    assert list(gathered.columns) == list(whole.columns)
+    assert (gathered.dtypes == whole.dtypes).all(), (gathered.dtypes, whole.dtypes)
+    assert len(gathered) == len(whole)
+    for col in whole.columns:
+        if col in ENGINE_COLUMNS:
+            np.testing.assert_array_less(np.abs(gathered[col] - whole[col]), 1e-4 * np.abs(whole.q), err_msg=col)
+        elif whole[col].dtype == object:  # arrays (pixels) or None
+            for a, b in zip(gathered[col], whole[col]):
+                assert (a is None and b is None) or np.array_equal(a, b), col
+        else:
+            pd.testing.assert_series_equal(gathered[col], whole[col], check_exact=True)
+    pw, pg = whole.attrs["provenance"], gathered.attrs["provenance"]
+    for key in ("config", "seeds", "versions", "git_commit", "device", "host"):
+        assert pg[key] == pw[key], key
+
+
+def test_sharded_likelihood_sweep_equals_the_unsharded_one(tmp_path):
+    work = _workdir(tmp_path)
+    target = "results/sweeps/gmm-natural.parquet"
+    _snakemake(work, target)
+    whole = read_table(work / target)
+    shutil.move(work / target, tmp_path / "whole.parquet")
+
+    _set_shards(work, "likelihood_sweep", 3)  # more shards than the sweep's 2 images: lowered to 2
+    out = _snakemake(work, target)
+    jobs = _job_counts(out.stdout + out.stderr)
+    assert jobs == {"likelihood_sweep": 2, "likelihood_sweep_gather": 1}, jobs  # the prior is not refitted
+    gathered = read_table(work / target)
+    _assert_same_artefact(whole, gathered)
+    assert gathered.attrs["provenance"]["shards"]["count"] == 2
+    logs = sorted(p.name for p in (work / "results/logs/likelihood_sweep").iterdir())
+    assert logs == ["gmm-natural.0-of-2.log", "gmm-natural.1-of-2.log", "gmm-natural.gather.log", "gmm-natural.log"]
+    # the shard files are temporary: gone once gathered, so the results folder (and its archive) is as before
+    assert not list((work / "results").rglob("*-of-2.parquet"))
