@@ -117,3 +117,30 @@ def test_gather_refuses_a_shard_holding_units_not_its_own(tmp_path):
     write_table(df[df.image_id == 1], paths[1], prov)
     with pytest.raises(ShardError, match=r"s\.1-of-2\.parquet lacks unit\(s\) \[3\]"):
         gather_tables(paths, "likelihood_sweep", "table", {"family": FAMILIES})
+
+
+def test_gather_of_benchmark_runs_keeps_the_configured_seed_order_and_the_blocks(tmp_path):
+    """Benchmark units are blocks of cases (the batches a method sees); rows seed × case, seeds in the
+    configured order (here 2 before 0), not sorted."""
+    seeds, n_cases, block = [2, 0], 5, 2
+    runs = pd.DataFrame(
+        {
+            "case": np.tile(np.arange(n_cases), len(seeds)),
+            "sigma_y": 0.01,
+            "seed": np.repeat(seeds, n_cases),
+            "psnr": np.arange(2 * n_cases, dtype=float),
+        }
+    )
+    paths = []
+    for i in range(2):
+        shard = Shard("benchmark", i, 2, n_cases, block)
+        np.testing.assert_array_equal(shard.units, [[0, 1, 4], [2, 3]][i])  # blocks {0, 1}, {2, 3}, {4}
+        part = runs[runs.case.isin(shard.units)].reset_index(drop=True)
+        prov = provenance({"benchmark": 1}, {"seeds": seeds}, "cpu", 1.0, **shard.provenance())
+        paths.append(write_table(part, tmp_path / f"runs.{i}-of-2.parquet", prov))
+    table, _ = gather_tables(paths, "benchmark", "runs", {"seed": seeds})
+    pd.testing.assert_frame_equal(table, runs)
+    assert Shard.of_job("benchmark", {"shard": "1", "shards": "3"}, n_cases, block).units.tolist() == [2, 3]
+    assert Shard.of_job("benchmark", {}, n_cases, block).units.tolist() == list(range(n_cases))  # unsharded
+    with pytest.raises(ValueError, match="4 shards of 3 block"):
+        Shard.of_job("benchmark", {"shard": "0", "shards": "4"}, n_cases, block)

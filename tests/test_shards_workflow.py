@@ -31,11 +31,15 @@ def _set_shards(work, stage: str, count: int) -> None:
     (work / "tiny.yaml").write_text(yaml.safe_dump(tiny))
 
 
-def _assert_same_artefact(whole: pd.DataFrame, gathered: pd.DataFrame) -> None:
+def _assert_same_artefact(whole: pd.DataFrame, gathered: pd.DataFrame, measured=()) -> None:
+    """The same columns, types, rows and values (``measured``: a job's own measurements, e.g. its
+    wall time, compared in type only) and the same provenance of what defines the result."""
     assert list(gathered.columns) == list(whole.columns)
     assert (gathered.dtypes == whole.dtypes).all(), (gathered.dtypes, whole.dtypes)
     assert len(gathered) == len(whole)
     for col in whole.columns:
+        if col in measured:
+            continue
         if col in ENGINE_COLUMNS:
             np.testing.assert_array_less(np.abs(gathered[col] - whole[col]), 1e-4 * np.abs(whole.q), err_msg=col)
         elif whole[col].dtype == object:  # arrays (pixels) or None
@@ -66,3 +70,37 @@ def test_sharded_likelihood_sweep_equals_the_unsharded_one(tmp_path):
     assert logs == ["gmm-natural.0-of-2.log", "gmm-natural.1-of-2.log", "gmm-natural.gather.log", "gmm-natural.log"]
     # the shard files are temporary: gone once gathered, so the results folder (and its archive) is as before
     assert not list((work / "results").rglob("*-of-2.parquet"))
+
+
+# classical methods, whose results depend on their batch (they stop when all of it has converged);
+# the stochastic methods' seed order: tests/test_shards.py
+BENCH_METHODS = ["levin-map-k", "tv-alternating"]
+BENCH_MEASURED = ("wall_s", "peak_memory_mb")
+
+
+def test_sharded_benchmark_runs_equal_the_unsharded_ones(tmp_path):
+    """Units are blocks of benchmark.batch_size cases, the batches a method sees (a classical method
+    stops when all of its batch have converged): 3 cases in blocks of 2, shards of 2 cases and 1."""
+    edits = {
+        "benchmark.batch_size": 2,
+        "benchmark.datasets.demo-photographs.n_images": 3,
+    }
+    work = _workdir(tmp_path, edits)
+    runs = [
+        f"results/benchmark/demo-photographs/{kind}/{m}.parquet"
+        for m in BENCH_METHODS
+        for kind in ("runs", "estimates")
+    ]
+    _snakemake(work, *runs)
+    whole = {rel: read_table(work / rel) for rel in runs}
+    for rel in runs:
+        (work / rel).unlink()
+
+    _set_shards(work, "benchmark", 4)  # more shards than the 2 blocks: lowered to 2
+    out = _snakemake(work, *runs)
+    jobs = _job_counts(out.stdout + out.stderr)
+    assert jobs == {"benchmark_run": 2 * len(BENCH_METHODS), "benchmark_run_gather": len(BENCH_METHODS)}, jobs
+    for rel in runs:
+        _assert_same_artefact(whole[rel], read_table(work / rel), BENCH_MEASURED)
+    assert list(read_table(work / runs[0]).case) == [0, 1, 2]
+    assert not list((work / "results").rglob("*-of-2.parquet")) and not list((work / "results").rglob("*.pt.*"))

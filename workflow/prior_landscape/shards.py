@@ -8,7 +8,10 @@ the shard files into the artefact the unsharded job writes, row for row:
 - **assignment** (:func:`shard_units`): unit u (0 ≤ u < n_units) belongs to shard ``u mod count``
   (strided, deterministic: the units of a stage are often ordered by kind, e.g. training crops
   before white noise, so that every shard gets a share of each kind; ``count > n_units`` leaves
-  the last shards empty);
+  the last shards empty); with ``block = b``, blocks of b consecutive units are dealt out so
+  (unit u in shard ``(u // b) mod count``), for stages whose units are computed in batches that
+  couple them (a benchmark method stops when every image of its batch has converged): the
+  batches are then the same whether the stage is sharded or not;
 - **gather** (:func:`gather_tables`): every shard present once, written for this stage, shard
   count and number of units; every unit present in its own shard and nowhere else; every shard
   made with the same configuration, seeds, package versions and code (its provenance); then the
@@ -30,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["STAGES", "Shard", "ShardError", "gather_tables", "shard_units"]
+__all__ = ["STAGES", "Shard", "ShardError", "gather_tables", "n_blocks", "shard_units"]
 
 #: the provenance key of a shard file's shard record (absent from a gathered or unsharded artefact)
 SHARD_KEY = "shard"
@@ -56,16 +59,27 @@ class StageOrder:
 STAGES: dict[str, dict[str, StageOrder]] = {
     # rows: family × θ × image (prior_landscape.landscape.sweeps.likelihood_sweep)
     "likelihood_sweep": {"table": StageOrder(unit="image_id", order=("family", "theta", "image_id"))},
+    # one method on one dataset's cases: rows seed × σ_y × case (prior_landscape.methods.benchmark.run_on_testset)
+    "benchmark": {
+        "runs": StageOrder(unit="case", order=("seed", "sigma_y", "case")),
+        "estimates": StageOrder(unit="case", order=("seed", "case")),
+    },
 }
 
 
-def shard_units(n_units: int, index: int, count: int) -> np.ndarray:
-    """The units of shard ``index`` of ``count``: u ∈ [0, n_units) with u ≡ index (mod count), ascending."""
+def shard_units(n_units: int, index: int, count: int, block: int = 1) -> np.ndarray:
+    """The units of shard ``index`` of ``count``: u ∈ [0, n_units) with u // block ≡ index (mod count), ascending."""
     if count < 1 or not 0 <= index < count:
         raise ValueError(f"shard {index} of {count}: the index must be in [0, {count}) and the count ≥ 1")
-    if n_units < 0:
-        raise ValueError(f"n_units must be ≥ 0, got {n_units}")
-    return np.arange(index, n_units, count)
+    if n_units < 0 or block < 1:
+        raise ValueError(f"n_units must be ≥ 0 and block ≥ 1, got {n_units} and {block}")
+    units = np.arange(n_units)
+    return units[(units // block) % count == index]
+
+
+def n_blocks(n_units: int, block: int = 1) -> int:
+    """How many blocks of ``block`` consecutive units ``n_units`` units make (the most shards that are not empty)."""
+    return -(-int(n_units) // int(block))
 
 
 @dataclass(frozen=True)
@@ -77,23 +91,28 @@ class Shard:
     index: int
     count: int
     n_units: int
+    block: int = 1
 
     def __post_init__(self):
-        shard_units(self.n_units, self.index, self.count)  # checks the numbers
+        shard_units(self.n_units, self.index, self.count, self.block)  # checks the numbers
 
     @classmethod
-    def of_job(cls, stage: str, wildcard: str | None, count: int, n_units: int) -> Shard:
-        """The shard of a job whose rule has the ``{shard}`` wildcard (``wildcard``) when the stage
-        is sharded, and none (``wildcard`` None: the whole stage) when it is not."""
+    def of_job(cls, stage: str, wildcards: Mapping, n_units: int, block: int = 1) -> Shard:
+        """The shard of a job: its rule's ``{shard}`` and ``{shards}`` wildcards when the stage is
+        sharded, the whole stage when it has none. ``{shards}`` must be the shard count the workflow
+        computed (at most the number of blocks: a job never writes a shard that no gather expects)."""
         if stage not in STAGES:
             raise ValueError(f"{stage!r} is not a sharded stage ({', '.join(STAGES)})")
-        if wildcard is None:
-            return cls(stage, 0, 1, n_units)
-        return cls(stage, int(wildcard), int(count), n_units)
+        if wildcards.get("shard") is None:
+            return cls(stage, 0, 1, n_units, block)
+        index, count = int(wildcards.get("shard")), int(wildcards.get("shards"))
+        if count > max(n_blocks(n_units, block), 1):
+            raise ValueError(f"{stage}: {count} shards of {n_blocks(n_units, block)} block(s) of units: too many")
+        return cls(stage, index, count, n_units, block)
 
     @property
     def units(self) -> np.ndarray:
-        return shard_units(self.n_units, self.index, self.count)
+        return shard_units(self.n_units, self.index, self.count, self.block)
 
     @property
     def sharded(self) -> bool:
@@ -104,6 +123,7 @@ class Shard:
         if not self.sharded:
             return {}
         record = {"stage": self.stage, "index": self.index, "count": self.count, "n_units": self.n_units}
+        record |= {"block": self.block} if self.block > 1 else {}
         return {SHARD_KEY: record}
 
 
@@ -188,15 +208,18 @@ def gather_tables(
     if count < 1:
         raise ShardError(f"no shard files to gather for {stage} ({output})")
     frames, provs, owner, seen = [], [], {}, {}
-    n_units = None
+    n_units = block = None
     for index, path in enumerate(paths):
         df = read_table(path)
         prov = df.attrs["provenance"]
         record = _check_record(path, prov, stage, index, count, seen)
         if n_units is None:
-            n_units = record.get("n_units")
-        elif record.get("n_units") != n_units:
-            raise ShardError(f"{path} is a shard of {record.get('n_units')} units, {paths[0]} of {n_units}")
+            n_units, block = record.get("n_units"), record.get("block", 1)
+        elif (record.get("n_units"), record.get("block", 1)) != (n_units, block):
+            raise ShardError(
+                f"{path} is a shard of {record.get('n_units')} units in blocks of {record.get('block', 1)}, "
+                f"{paths[0]} of {n_units} in blocks of {block}"
+            )
         for key in DEFINING:
             if provs and prov.get(key) != provs[0].get(key):
                 raise ShardError(
@@ -205,7 +228,7 @@ def gather_tables(
                 )
         if spec.unit not in df.columns:
             raise ShardError(f"{path} has no unit column {spec.unit!r}")
-        _check_units(path, df[spec.unit].to_numpy(), shard_units(n_units, index, count), owner)
+        _check_units(path, df[spec.unit].to_numpy(), shard_units(n_units, index, count, block), owner)
         frames.append(df)
         provs.append(prov)
     nonempty = [f for f in frames if len(f)] or frames[:1]

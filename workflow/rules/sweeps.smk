@@ -18,21 +18,19 @@ rule blur_kernels:
         "../scripts/blur_kernels.py"
 
 
-# a sweep's images split into shards (config shards.likelihood_sweep; 1: one job per prior)
-SWEEP_SHARDS = shard_count("likelihood_sweep", config["sweep"]["n_images"])
-
-
 rule likelihood_sweep:
+    # sharded by image (config shards.likelihood_sweep; rule likelihood_sweep_gather)
     input:
         unpack(prior_inputs),
     output:
-        shard_output("likelihood_sweep", "{prior}", SWEEP_SHARDS, f"{RESULTS}/sweeps/{{prior}}.parquet"),
+        shard_output("likelihood_sweep", "{prior}", f"{RESULTS}/sweeps/{{prior}}.parquet"),
     log:
-        per_shard(f"{RESULTS}/logs/likelihood_sweep/{{prior}}.log", SWEEP_SHARDS),
+        per_shard("likelihood_sweep", f"{RESULTS}/logs/likelihood_sweep/{{prior}}.log"),
     benchmark:
-        per_shard(f"{RESULTS}/benchmarks/likelihood_sweep/{{prior}}.tsv", SWEEP_SHARDS)
+        per_shard("likelihood_sweep", f"{RESULTS}/benchmarks/likelihood_sweep/{{prior}}.tsv")
     wildcard_constraints:
         shard=r"\d+",
+        shards=r"\d+",
     threads: 2
     resources:
         # every blurred image of the job is held at once (paper: 100 × 4 × 11 images of 3×256×256,
@@ -49,16 +47,15 @@ rule likelihood_sweep:
         images=image_source,
         resource_root=RESOURCE_ROOT,
         terminal=prior_terminal,
-        shards=SWEEP_SHARDS,
     script:
         "../scripts/likelihood_sweep.py"
 
 
-if SWEEP_SHARDS > 1:
+if sharded("likelihood_sweep"):
 
     rule likelihood_sweep_gather:
         input:
-            table=shard_inputs("likelihood_sweep", "{prior}", SWEEP_SHARDS),
+            table=shard_inputs("likelihood_sweep", "{prior}", lambda wc: config["sweep"]["n_images"]),
         output:
             table=f"{RESULTS}/sweeps/{{prior}}.parquet",
         log:

@@ -45,7 +45,7 @@ else:
     # held-out binary digits: black background, so the whole image is blurred
     x = heldout_digits(n, size)
     table = pd.DataFrame({"image": [f"digit-{i}" for i in range(n)], "row": 0, "col": 0})
-shard = Shard.of_job("likelihood_sweep", sm.wildcards.get("shard"), p.shards, len(table))
+shard = Shard.of_job("likelihood_sweep", sm.wildcards, len(table))
 units = shard.units  # the sweep's images this job computes (all when unsharded)
 job.log.info("shard %d of %d: images %s", shard.index, shard.count, units.tolist())
 if x is None:  # crops of the photographs
