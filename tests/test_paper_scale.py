@@ -190,6 +190,14 @@ def test_paper_dag_starts_with_the_downloads_when_resources_are_missing(tmp_path
     sweep_shards = min(PAPER["shards"]["likelihood_sweep"], PAPER["sweep"]["n_images"])
     assert sweep_shards > 1 and jobs["likelihood_sweep"] == landscape * sweep_shards, jobs
     assert jobs["likelihood_sweep_gather"] == landscape, jobs
+    natural = sum(
+        c.get("training_data", "photographs") == "photographs"
+        for c in PAPER["priors"].values()
+        if c["kind"] not in peers
+    )
+    descent_shards = min(PAPER["shards"]["critical_points"], 3 * PAPER["critical_points"]["n_per_group"])
+    assert descent_shards > 1 and jobs["critical_points"] == natural * descent_shards, jobs
+    assert jobs["critical_points_gather"] == natural, jobs
     # benchmark runs: every method on its datasets (the claims table: every method on the first),
     # each in min(shards.benchmark, blocks of batch_size cases) shards
     bench = PAPER["benchmark"]

@@ -59,6 +59,13 @@ class StageOrder:
 STAGES: dict[str, dict[str, StageOrder]] = {
     # rows: family × θ × image (prior_landscape.landscape.sweeps.likelihood_sweep)
     "likelihood_sweep": {"table": StageOrder(unit="image_id", order=("family", "theta", "image_id"))},
+    # P's descent from each start: summary and images one row per start, the trajectory start × step
+    # (prior_landscape.landscape.critical_points.critical_point_tables)
+    "critical_points": {
+        "summary": StageOrder(unit="image", order=("image",)),
+        "trajectory": StageOrder(unit="image", order=("image", "step")),
+        "images": StageOrder(unit="image", order=("image",)),
+    },
     # one method on one dataset's cases: rows seed × σ_y × case (prior_landscape.methods.benchmark.run_on_testset)
     "benchmark": {
         "runs": StageOrder(unit="case", order=("seed", "sigma_y", "case")),

@@ -133,6 +133,11 @@ def shard_inputs(stage, key, n_units, name="table"):
     return files
 
 
+def critical_point_starts(wildcards):
+    """The number of a descent's starts (its units when sharded): n_per_group in each of three groups."""
+    return 3 * config["critical_points"]["n_per_group"]
+
+
 def more_time(minutes):
     """A runtime that grows with the attempt (profiles/slurm retries failed jobs): the long jobs
     resume from their saved state, so a job killed at its time limit finishes on the next try."""
