@@ -46,6 +46,15 @@ def test_default_config_is_valid(config):
             lambda c: c["priors"]["scorenet-natural"]["training"].update(step=3),
             r"priors\.scorenet-natural\.training: Additional properties",
         ),
+        (
+            lambda c: c["shards"].update(likelihood_sweep=0),
+            r"shards\.likelihood_sweep: 0 is less than the minimum of 1",
+        ),
+        (
+            lambda c: c["shards"].update(likelihood_sweep=2.5),
+            r"shards\.likelihood_sweep: 2\.5 is not of type 'integer'",
+        ),
+        (lambda c: c["shards"].update(sweeps=4), r"shards: Additional properties are not allowed \('sweeps'"),
     ],
 )
 def test_bad_values_are_named(config, edit, message):

@@ -30,8 +30,10 @@ def test_snakefmt():
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
 
 
-def test_snakemake_lint_has_only_the_justified_finding():
-    proc = _run(sys.executable, "-m", "snakemake", "--lint")
+# the demo's rules, and the paper configuration's (its sharded stages add gather rules)
+@pytest.mark.parametrize("config", [(), ("--configfile", "config/paper.yaml")], ids=["demo", "paper"])
+def test_snakemake_lint_has_only_the_justified_finding(config):
+    proc = _run(sys.executable, "-m", "snakemake", *config, "--lint")
     findings = set(re.findall(r"^\s+\* (.+?):$", proc.stdout + proc.stderr, re.M))
     assert findings <= JUSTIFIED, findings - JUSTIFIED
     assert "Lints for snakefile" not in proc.stdout + proc.stderr  # no finding about a whole file

@@ -187,7 +187,28 @@ def test_paper_dag_starts_with_the_downloads_when_resources_are_missing(tmp_path
     assert jobs["import_pretrained_prior"] == 4 and jobs["train_score_network"] == 1
     # the landscape priors: not the learned peers' (kernel priors, released DDPMs: benchmark only)
     peers = ("kernel_network", "conditional_kernel_network", "ddpm")
-    assert jobs["likelihood_sweep"] == sum(c["kind"] not in peers for c in PAPER["priors"].values()), jobs
+    landscape = sum(c["kind"] not in peers for c in PAPER["priors"].values())
+    # the long stages in shards, one SLURM job each, gathered into one artefact per prior (issue 16)
+    sweep_shards = min(PAPER["shards"]["likelihood_sweep"], PAPER["sweep"]["n_images"])
+    assert sweep_shards > 1 and jobs["likelihood_sweep"] == landscape * sweep_shards, jobs
+    assert jobs["likelihood_sweep_gather"] == landscape, jobs
+    natural = sum(
+        c.get("training_data", "photographs") == "photographs"
+        for c in PAPER["priors"].values()
+        if c["kind"] not in peers
+    )
+    descent_shards = min(PAPER["shards"]["critical_points"], 3 * PAPER["critical_points"]["n_per_group"])
+    assert descent_shards > 1 and jobs["critical_points"] == natural * descent_shards, jobs
+    assert jobs["critical_points_gather"] == natural, jobs
+    # benchmark runs: every method on its datasets (the claims table: every method on the first),
+    # each in min(shards.benchmark, blocks of batch_size cases) shards
+    bench = PAPER["benchmark"]
+    runs = {(d, m) for m, e in bench["methods"].items() for d in e.get("datasets", bench["datasets"])}
+    runs |= {(next(iter(bench["datasets"])), m) for m in bench["methods"]}
+    cases = {n: d["n_images"] * len(d["kernels"]) for n, d in bench["datasets"].items()}
+    shards = sum(min(PAPER["shards"]["benchmark"], -(-cases[d] // bench["batch_size"])) for d, _ in runs)
+    assert shards > len(runs) and jobs["benchmark_run"] == shards, jobs
+    assert jobs["benchmark_run_gather"] == len(runs), jobs
     # the downloads come first: every job that reads a resource waits for them
     dag = _dag_edges(work)
     assert downloads <= {r for r, deps in dag.items() if not deps}

@@ -56,6 +56,19 @@ def test_results_do_not_depend_on_batching(demo_mixture):
     np.testing.assert_allclose(whole.q, split.q, rtol=1e-4)
 
 
+def test_nfe_is_each_images_own_whatever_its_batch(demo_mixture):
+    """An image's NFE counts its own solve's evaluations, not those of the batch's slowest image
+    (torchode counts every evaluation of the batch for every image): the same alone or batched."""
+    g = torch.Generator().manual_seed(6)
+    x = torch.cat([demo_mixture.sample(2, generator=g).float(), 2 * torch.rand(2, 1, 16, 16, generator=g)])
+    settings = PotentialSettings(n_probes=2, atol=1e-4, rtol=1e-4)
+    batched = potential(demo_mixture, x, settings, probe_keys=range(4))
+    alone = [potential(demo_mixture, x[i : i + 1], settings, probe_keys=[i]) for i in range(4)]
+    np.testing.assert_array_equal(batched.nfe, [a.nfe[0] for a in alone])
+    assert len(set(batched.nfe.tolist())) > 1, batched.nfe  # the images' solves differ in length
+    np.testing.assert_allclose(batched.q, [a.q[0] for a in alone], rtol=1e-4)
+
+
 def test_reference_scheme_agrees(demo_mixture):
     x = demo_mixture.sample(2, sigma=demo_mixture.sigma_eps, generator=torch.Generator().manual_seed(7)).float()
     exact = demo_mixture.potential(x.double()).numpy()

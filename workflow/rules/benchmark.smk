@@ -25,15 +25,26 @@ rule benchmark_testset:
 
 
 rule benchmark_run:
+    # sharded by blocks of benchmark.batch_size cases (config shards.benchmark; rule benchmark_run_gather)
     input:
         unpack(benchmark_run_inputs),
     output:
-        runs=f"{RESULTS}/benchmark/{{dataset}}/runs/{{method}}.parquet",
-        estimates=f"{RESULTS}/benchmark/{{dataset}}/estimates/{{method}}.parquet",
+        runs=shard_output(
+            "benchmark", "{dataset}/{method}", f"{RESULTS}/benchmark/{{dataset}}/runs/{{method}}.parquet", "runs"
+        ),
+        estimates=shard_output(
+            "benchmark",
+            "{dataset}/{method}",
+            f"{RESULTS}/benchmark/{{dataset}}/estimates/{{method}}.parquet",
+            "estimates",
+        ),
     log:
-        f"{RESULTS}/logs/benchmark_run/{{dataset}}/{{method}}.log",
+        per_shard("benchmark", f"{RESULTS}/logs/benchmark_run/{{dataset}}/{{method}}.log"),
     benchmark:
-        f"{RESULTS}/benchmarks/benchmark_run/{{dataset}}/{{method}}.tsv"
+        per_shard("benchmark", f"{RESULTS}/benchmarks/benchmark_run/{{dataset}}/{{method}}.tsv")
+    wildcard_constraints:
+        shard=r"\d+",
+        shards=r"\d+",
     threads: 1
     resources:
         mem_mb=4000,
@@ -43,8 +54,9 @@ rule benchmark_run:
         entry=lambda wc: BENCHMARK["methods"][wc.method],
         seeds=benchmark_seeds,
         collapse_tol=BENCHMARK["collapse_tol"],
-        # resumable state of long methods, deliberately not an output: it survives a killed job
-        state=f"{RESULTS}/benchmark/{{dataset}}/runs/{{method}}.state.pt",
+        batch_size=BENCHMARK.get("batch_size"),
+        # resumable state of long methods (one per shard), deliberately not an output: it survives a killed job
+        state=per_shard("benchmark", f"{RESULTS}/benchmark/{{dataset}}/runs/{{method}}.state.pt"),
     script:
         "../scripts/benchmark_run.py"
 
@@ -66,6 +78,27 @@ rule benchmark_perceptual:
         min_images=BENCHMARK.get("perceptual", {}).get("fid", {}).get("min_images", 1000),
     script:
         "../scripts/benchmark_perceptual.py"
+
+if sharded("benchmark"):
+
+    rule benchmark_run_gather:
+        input:
+            runs=shard_inputs("benchmark", "{dataset}/{method}", benchmark_blocks, "runs"),
+            estimates=shard_inputs("benchmark", "{dataset}/{method}", benchmark_blocks, "estimates"),
+        output:
+            runs=f"{RESULTS}/benchmark/{{dataset}}/runs/{{method}}.parquet",
+            estimates=f"{RESULTS}/benchmark/{{dataset}}/estimates/{{method}}.parquet",
+        log:
+            f"{RESULTS}/logs/benchmark_run/{{dataset}}/{{method}}.gather.log",
+        threads: 1
+        resources:
+            mem_mb=4000 if config["scale"] == "paper" else 1000,
+            runtime=10,
+        params:
+            stage="benchmark",
+            categories=lambda wc: {"seed": benchmark_seeds(wc)},
+        script:
+            "../scripts/gather_shards.py"
 
 
 rule benchmark_table:

@@ -88,6 +88,60 @@ for _p in config["critical_points"].get("step_by_prior", {}):
     _check_prior(f"critical_points.step_by_prior.{_p}", _p)
 
 
+# ------------------------------------------------------------------------- shards
+# Scatter-gather of the long stages (config `shards`, prior_landscape.shards): a stage with a
+# count n > 1 runs as jobs of its rule with the wildcards {shard} and {shards} (the number of
+# shards, n lowered to the number of units), each writing a shard file (temporary: deleted once
+# gathered), and a gather rule writes the stage's artefact; with n = 1 the rule writes the
+# artefact itself, as without the key.
+
+from prior_landscape.shards import STAGES as SHARDED_STAGES
+
+SHARDS = {stage: 1 for stage in SHARDED_STAGES} | config.get("shards", {})
+
+
+def sharded(stage):
+    return SHARDS[stage] > 1
+
+
+def shard_count(stage, n_units):
+    """The number of shards of ``stage`` for ``n_units`` units: the configured count, at most n_units."""
+    return max(1, min(int(SHARDS[stage]), int(n_units)))
+
+
+def _shard_file(stage, key, name):
+    return f"{RESULTS}/shards/{stage}/{key}/{name}.{{shard}}-of-{{shards}}.parquet"
+
+
+def shard_output(stage, key, artefact, name="table"):
+    """A stage rule's output ``name``: its artefact when unsharded, else its (temporary) shard file
+    under <results>/shards/<stage>/ (``key``: the artefact's wildcards, e.g. "{prior}")."""
+    return temp(_shard_file(stage, key, name)) if sharded(stage) else artefact
+
+
+def per_shard(stage, path):
+    """A stage rule's log, benchmark or state file: one per shard when sharded ("x.log" -> "x.{shard}-of-{shards}.log")."""
+    stem, dot, ext = path.rpartition(".")
+    return f"{stem}.{{shard}}-of-{{shards}}{dot}{ext}" if sharded(stage) else path
+
+
+def shard_inputs(stage, key, n_units, name="table"):
+    """The gather's inputs of output ``name``: every shard file, in shard order (``n_units(wildcards)``:
+    the number of the stage's units, or of its blocks of units)."""
+    pattern = _shard_file(stage, key, name)
+
+    def files(wildcards):
+        count = shard_count(stage, n_units(wildcards))
+        return [pattern.format(**dict(wildcards.items()), shard=i, shards=count) for i in range(count)]
+
+    return files
+
+
+def critical_point_starts(wildcards):
+    """The number of a descent's starts (its units when sharded): n_per_group in each of three groups."""
+    return 3 * config["critical_points"]["n_per_group"]
+
+
 def more_time(minutes):
     """A runtime that grows with the attempt (profiles/slurm retries failed jobs): the long jobs
     resume from their saved state, so a job killed at its time limit finishes on the next try."""
@@ -459,6 +513,16 @@ def benchmark_seeds(wildcards):
 
     entry = BENCHMARK["methods"][wildcards.method]
     return list(BENCHMARK["seeds"]) if METHODS[entry["method"]].stochastic else [0]
+
+
+def benchmark_blocks(wildcards):
+    """The number of a dataset's blocks of benchmark.batch_size cases (its units when sharded; one without
+    a batch size); its cases are every image with every kernel entry."""
+    from prior_landscape.shards import n_blocks
+
+    spec = BENCHMARK["datasets"][wildcards.dataset]
+    cases = spec["n_images"] * len(spec["kernels"])
+    return n_blocks(cases, BENCHMARK.get("batch_size", cases))
 
 
 def benchmark_methods(dataset):

@@ -2,16 +2,26 @@
 
 
 rule critical_points:
+    # sharded by start (config shards.critical_points; rule critical_points_gather)
     input:
         unpack(prior_inputs),
     output:
-        summary=f"{RESULTS}/critical_points/{{prior}}/summary.parquet",
-        trajectory=f"{RESULTS}/critical_points/{{prior}}/trajectory.parquet",
-        images=f"{RESULTS}/critical_points/{{prior}}/images.parquet",
+        summary=shard_output(
+            "critical_points", "{prior}", f"{RESULTS}/critical_points/{{prior}}/summary.parquet", "summary"
+        ),
+        trajectory=shard_output(
+            "critical_points", "{prior}", f"{RESULTS}/critical_points/{{prior}}/trajectory.parquet", "trajectory"
+        ),
+        images=shard_output(
+            "critical_points", "{prior}", f"{RESULTS}/critical_points/{{prior}}/images.parquet", "images"
+        ),
     log:
-        f"{RESULTS}/logs/critical_points/{{prior}}.log",
+        per_shard("critical_points", f"{RESULTS}/logs/critical_points/{{prior}}.log"),
     benchmark:
-        f"{RESULTS}/benchmarks/critical_points/{{prior}}.tsv"
+        per_shard("critical_points", f"{RESULTS}/benchmarks/critical_points/{{prior}}.tsv")
+    wildcard_constraints:
+        shard=r"\d+",
+        shards=r"\d+",
     threads: 2
     resources:
         mem_mb=4000,
@@ -26,10 +36,35 @@ rule critical_points:
         images=image_source,
         resource_root=RESOURCE_ROOT,
         terminal=prior_terminal,
-        # resumable descent state, deliberately not an output: it survives a killed job
-        state=f"{RESULTS}/critical_points/{{prior}}/descent_state.pt",
+        # resumable descent state (one per shard), deliberately not an output: it survives a killed job
+        state=per_shard("critical_points", f"{RESULTS}/critical_points/{{prior}}/descent_state.pt"),
     script:
         "../scripts/critical_points.py"
+
+
+if sharded("critical_points"):
+
+    rule critical_points_gather:
+        input:
+            **{
+                name: shard_inputs("critical_points", "{prior}", critical_point_starts, name)
+                for name in ("summary", "trajectory", "images")
+            },
+        output:
+            summary=f"{RESULTS}/critical_points/{{prior}}/summary.parquet",
+            trajectory=f"{RESULTS}/critical_points/{{prior}}/trajectory.parquet",
+            images=f"{RESULTS}/critical_points/{{prior}}/images.parquet",
+        log:
+            f"{RESULTS}/logs/critical_points/{{prior}}.gather.log",
+        threads: 1
+        resources:
+            mem_mb=8000 if config["scale"] == "paper" else 1000,
+            runtime=10,
+        params:
+            stage="critical_points",
+            categories={},
+        script:
+            "../scripts/gather_shards.py"
 
 
 rule hessian_spectra:

@@ -19,17 +19,22 @@ rule blur_kernels:
 
 
 rule likelihood_sweep:
+    # sharded by image (config shards.likelihood_sweep; rule likelihood_sweep_gather)
     input:
         unpack(prior_inputs),
     output:
-        f"{RESULTS}/sweeps/{{prior}}.parquet",
+        shard_output("likelihood_sweep", "{prior}", f"{RESULTS}/sweeps/{{prior}}.parquet"),
     log:
-        f"{RESULTS}/logs/likelihood_sweep/{{prior}}.log",
+        per_shard("likelihood_sweep", f"{RESULTS}/logs/likelihood_sweep/{{prior}}.log"),
     benchmark:
-        f"{RESULTS}/benchmarks/likelihood_sweep/{{prior}}.tsv"
+        per_shard("likelihood_sweep", f"{RESULTS}/benchmarks/likelihood_sweep/{{prior}}.tsv")
+    wildcard_constraints:
+        shard=r"\d+",
+        shards=r"\d+",
     threads: 2
     resources:
-        # every blurred image is held at once (paper: 100 × 4 × 11 images of 3×256×256, ≈ 3.5 GB, twice)
+        # every blurred image of the job is held at once (paper: 100 × 4 × 11 images of 3×256×256,
+        # ≈ 3.5 GB, twice)
         mem_mb=32000 if config["scale"] == "paper" else 4000,
         runtime=more_time(240),  # minutes × attempt: a retry after a time-out gets more
         gpu=1 if config["scale"] == "paper" else 0,
@@ -44,6 +49,26 @@ rule likelihood_sweep:
         terminal=prior_terminal,
     script:
         "../scripts/likelihood_sweep.py"
+
+
+if sharded("likelihood_sweep"):
+
+    rule likelihood_sweep_gather:
+        input:
+            table=shard_inputs("likelihood_sweep", "{prior}", lambda wc: config["sweep"]["n_images"]),
+        output:
+            table=f"{RESULTS}/sweeps/{{prior}}.parquet",
+        log:
+            f"{RESULTS}/logs/likelihood_sweep/{{prior}}.gather.log",
+        threads: 1
+        resources:
+            mem_mb=8000 if config["scale"] == "paper" else 1000,
+            runtime=10,
+        params:
+            stage="likelihood_sweep",
+            categories={"family": config["sweep"]["families"]},
+        script:
+            "../scripts/gather_shards.py"
 
 
 rule measure_prior_costs:

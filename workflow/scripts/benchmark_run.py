@@ -1,4 +1,5 @@
-"""One benchmark method on every case of one dataset: estimates, metrics and cost."""
+"""One benchmark method on every case of one dataset, or on the cases of one shard (rule benchmark_run
+with the {shard} wildcard: prior_landscape.shards): estimates, metrics and cost."""
 
 from pathlib import Path
 
@@ -9,11 +10,16 @@ from prior_landscape.priors.ddpm_prior import load_benchmark_prior
 from prior_landscape.priors.kernel_priors import load_kernel_prior
 from prior_landscape.runs import RunOptions
 from prior_landscape.runtime import start_job
+from prior_landscape.shards import Shard
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 entry, name = sm.params.entry, sm.wildcards.method
 job = start_job(sm, {"method": entry, "seeds": sm.params.seeds}, {"seeds": sm.params.seeds})
 testset = read_table(sm.input.testset)
+# units: blocks of batch_size cases, the batches a method sees (all cases at once without one)
+shard = Shard.of_job("benchmark", sm.wildcards, len(testset), sm.params.batch_size or len(testset))
+testset = testset.iloc[shard.units].reset_index(drop=True)  # this job's cases (all when unsharded)
+job.log.info("shard %d of %d: cases %s", shard.index, shard.count, testset.case.tolist())
 x, _, _ = testset_tensors(testset)
 loaders = {"kernel_prior": load_kernel_prior}  # the learned peers' kernel priors
 priors = {
@@ -24,10 +30,10 @@ priors = {
 context, hyper = method_context(entry, x.shape[1:], float(testset.sigma_y.iloc[0]), **priors, device=job.device,
                                 options=RunOptions(state_path=sm.params.state))  # fmt: skip
 runs, estimates = run_on_testset(name, entry["method"], hyper, testset, context, seeds=sm.params.seeds,
-                                 collapse_tol=sm.params.collapse_tol)  # fmt: skip
+                                 collapse_tol=sm.params.collapse_tol, batch_size=sm.params.batch_size)  # fmt: skip
 job.log.info("%s: median PSNR %.2f dB over %d runs, %.2f s per image", name, runs.psnr.median(), len(runs),
              runs.wall_s.median())  # fmt: skip
-prov = job.provenance(method=entry["method"], hyper=hyper)
+prov = job.provenance(method=entry["method"], hyper=hyper, **shard.provenance())
 write_table(runs, sm.output.runs, prov)
 write_table(estimates, sm.output.estimates, prov)
 Path(sm.params.state).unlink(missing_ok=True)

@@ -1,4 +1,5 @@
-"""q(h_θ ⋆ x) for one prior over every blur family and θ (P §2.3, Figs. 6–8)."""
+"""q(h_θ ⋆ x) for one prior over every blur family and θ (P §2.3, Figs. 6–8): the whole sweep, or
+the images of one shard (rule likelihood_sweep with the {shard} wildcard: prior_landscape.shards)."""
 
 import pandas as pd
 
@@ -10,6 +11,7 @@ from prior_landscape.landscape.potential import PotentialSettings
 from prior_landscape.landscape.sweeps import likelihood_sweep
 from prior_landscape.priors import load_prior
 from prior_landscape.runtime import start_job
+from prior_landscape.shards import Shard
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 p = sm.params
@@ -32,30 +34,37 @@ if p.images:
     # configured boundary mode (reflect: no artificial edges)
     x, ids = prior_images(p.images, p.resource_root, n, p.sweep["seed"])
     table = pd.DataFrame({"image": ids, "row": 0, "col": 0})
-    blurred = lambda h: blur(x.double(), h, padding=padding).float()  # noqa: E731
 elif p.source == "photographs":
     # held-out photographs, blurred whole then cropped (no wrapped or padded borders)
-    photos = load_photographs(p.data["photographs"]["heldout"], p.data["downscale"])
+    photos, x = load_photographs(p.data["photographs"]["heldout"], p.data["downscale"]), None
     crops = crop_positions(photos, n, size, p.sweep["seed"], p.blur["kernel_size"] // 2, p.sweep["min_crop_std"])
     table = pd.DataFrame(
         {"image": [c.image for c in crops], "row": [c.row for c in crops], "col": [c.col for c in crops]}
     )
-    blurred = lambda h: blurred_crops(photos, crops, h, padding)  # noqa: E731
 else:
     # held-out binary digits: black background, so the whole image is blurred
-    digits = heldout_digits(n, size)
+    x = heldout_digits(n, size)
     table = pd.DataFrame({"image": [f"digit-{i}" for i in range(n)], "row": 0, "col": 0})
-    blurred = lambda h: blur(digits.double(), h, padding=padding).float()  # noqa: E731
+shard = Shard.of_job("likelihood_sweep", sm.wildcards, len(table))
+units = shard.units  # the sweep's images this job computes (all when unsharded)
+job.log.info("shard %d of %d: images %s", shard.index, shard.count, units.tolist())
+if x is None:  # crops of the photographs
+    mine = [crops[u] for u in units]
+    blurred = lambda h: blurred_crops(photos, mine, h, padding)  # noqa: E731
+else:
+    mine = x[units].double()
+    blurred = lambda h: blur(mine, h, padding=padding).float()  # noqa: E731
 settings = PotentialSettings.from_config(job.settings(p.potential, "potential"))
 df = likelihood_sweep(
     prior,
     blurred,
-    table,
+    table.iloc[units].reset_index(drop=True),
     p.sweep["families"],
     theta_grid(p.sweep["theta"]),
     kernel_size=p.blur["kernel_size"],
     settings=settings,
     device=job.device,
     seed=p.sweep["seed"],
+    image_ids=units,
 )
-write_table(df, sm.output[0], job.provenance())
+write_table(df, sm.output[0], job.provenance(**shard.provenance()))

@@ -93,6 +93,7 @@ class DescentResult:
     resumed_from: int = 0  # step index the run resumed from (0: started afresh)
     wall_time_s: float = 0.0  # seconds spent in this call
     extra: dict = field(default_factory=dict)
+    image_ids: np.ndarray | None = None  # (B,) the images' numbers (default 0, 1, …; a shard's: its units)
 
     def summary(self, q_start=None, q_end=None) -> pd.DataFrame:
         """One row per image: relative distance, ‖∇q‖ at both ends and q at both ends.
@@ -101,6 +102,7 @@ class DescentResult:
         network prior), else from the recorded trajectory (exact priors), else NaN.
         """
         B = len(self.relative_distance)
+        ids = np.arange(B) if self.image_ids is None else np.asarray(self.image_ids)
         traj = self.trajectory
         if "q" in traj and q_start is None:
             q_start = traj[traj["step"] == 0].sort_values("image")["q"].to_numpy()
@@ -111,7 +113,7 @@ class DescentResult:
         q1 = nan if q_end is None else np.asarray(q_end, dtype=np.float64)
         return pd.DataFrame(
             {
-                "image": np.arange(B),
+                "image": ids,
                 "relative_distance": self.relative_distance,
                 "grad_norm_start": self.grad_norm_start,
                 "grad_norm_end": self.final_grad_norm,
@@ -178,8 +180,8 @@ def _divergence_message(prior, image: int, k: int, eta: float, last_norm: float 
 class _Descent:
     """P's descent as a :class:`prior_landscape.runs.Loop` (state: x and, with momentum, x_prev)."""
 
-    def __init__(self, prior: DiffusionPrior, x0: torch.Tensor, eta: float, momentum: float):
-        self.prior, self.eta, self.momentum = prior, eta, momentum
+    def __init__(self, prior: DiffusionPrior, x0: torch.Tensor, eta: float, momentum: float, ids: np.ndarray):
+        self.prior, self.eta, self.momentum, self.ids = prior, eta, momentum, ids
         self.x, self.x_prev = x0.clone(), x0.clone()
         self._grad: tuple[int, torch.Tensor] | None = None  # ∇q at the recorded iteration, reused by its step
         self.last_norm: float | None = None
@@ -191,20 +193,24 @@ class _Descent:
         bad = ~(torch.isfinite(g).flatten(1).all(1) & torch.isfinite(self.x).flatten(1).all(1))
         if bad.any():
             raise FloatingPointError(
-                _divergence_message(self.prior, int(bad.nonzero()[0, 0]), k, self.eta, self.last_norm)
+                _divergence_message(self.prior, int(self.ids[int(bad.nonzero()[0, 0])]), k, self.eta, self.last_norm)
             )
         self._grad = (k, g)
         return g
 
     def record(self, k: int) -> dict:
         norm = self._grad_q(k).flatten(1).to(torch.float64).norm(dim=1).cpu()
-        rec = {"image": torch.arange(len(norm)), "grad_norm": norm}
+        rec = {"image": torch.as_tensor(self.ids), "grad_norm": norm}
         if self.prior.has_exact_potential:
             q = self.prior.potential(self.x).detach().reshape(-1).to("cpu", torch.float64)
             if not torch.isfinite(q).all():
                 raise FloatingPointError(
                     _divergence_message(
-                        self.prior, int((~torch.isfinite(q)).nonzero()[0, 0]), k, self.eta, self.last_norm
+                        self.prior,
+                        int(self.ids[int((~torch.isfinite(q)).nonzero()[0, 0])]),
+                        k,
+                        self.eta,
+                        self.last_norm,
                     )
                 )
             rec["q"] = q
@@ -231,8 +237,10 @@ def descend(
     n_steps: int,
     momentum: float = 0.0,
     options: RunOptions | None = None,
+    image_ids: np.ndarray | None = None,
 ) -> DescentResult:
     """P's descent (:func:`descent_step`) from a batch x0 of shape (B, C, H, W), ``n_steps`` steps of η.
+    ``image_ids``: the images' numbers in the tables (default 0, 1, …; a shard's: its units).
 
     ‖∇q‖ of every image is recorded at k = 0, record_every, 2·record_every, … and at
     k = n_steps (``options``), q too for priors with an exact potential. The computation runs
@@ -248,7 +256,8 @@ def descend(
     if not 0.0 <= momentum < 1.0:
         raise ValueError(f"momentum β must be in [0, 1), got {momentum}")
     x0 = x0.detach()
-    loop = _Descent(prior, x0, float(eta), float(momentum))
+    ids = np.arange(len(x0)) if image_ids is None else np.asarray(image_ids, dtype=np.int64)
+    loop = _Descent(prior, x0, float(eta), float(momentum), ids)
     fingerprint = digest("descent", prior, x0, float(eta), float(momentum))
     run = drive(loop, n_steps, kind="critical_point_descent", fingerprint=fingerprint, options=options)
     traj = run.table().rename(columns={"k": "step"}).drop(columns="item")
@@ -267,6 +276,7 @@ def descend(
         n_steps=int(n_steps),
         resumed_from=run.resumed_from,
         wall_time_s=run.wall_time_s,
+        image_ids=ids,
     )
 
 
@@ -313,6 +323,15 @@ class DescentStarts:
     x: torch.Tensor  # (3n, C, H, W)
     groups: np.ndarray  # (3n,) group of each start
     sources: list[str]  # where each start comes from
+    ids: np.ndarray | None = None  # (3n,) the starts' numbers (default 0, 1, …)
+
+    def __post_init__(self):
+        self.ids = np.arange(len(self.x)) if self.ids is None else np.asarray(self.ids, dtype=np.int64)
+
+    def subset(self, units) -> DescentStarts:
+        """The starts numbered ``units`` (a shard's, prior_landscape.shards), keeping their numbers."""
+        units = np.asarray(units, dtype=np.int64)
+        return DescentStarts(self.x[units], self.groups[units], [self.sources[u] for u in units], self.ids[units])
 
 
 def descent_starts(
@@ -358,17 +377,28 @@ def descent_starts(
 
 
 def descend_in_segments(
-    prior, x0, *, eta: float, n_steps: int, n_segments: int, q_of, options: RunOptions | None = None, log=None
+    prior,
+    x0,
+    *,
+    eta: float,
+    n_steps: int,
+    n_segments: int,
+    q_of,
+    options: RunOptions | None = None,
+    log=None,
+    image_ids: np.ndarray | None = None,
 ) -> tuple[DescentResult, pd.DataFrame]:
     """:func:`descend` to ``n_steps`` in ``n_segments`` pieces, with q (and its standard error) by
     ``q_of`` (x ↦ PotentialResult, e.g. the engine) at the start and after each piece (P Fig. 2).
-    With a state file the pieces resume from each other: they add up to one uninterrupted run."""
+    With a state file the pieces resume from each other: they add up to one uninterrupted run.
+    ``image_ids``: the images' numbers (:func:`descend`)."""
+    ids = np.arange(len(x0)) if image_ids is None else np.asarray(image_ids, dtype=np.int64)
 
     def at(step, x):
         r = q_of(x)
         return pd.DataFrame(
             {
-                "image": range(len(x)),
+                "image": ids,
                 "step": int(step),
                 "q": r.q,
                 "q_stderr": r.stderr,
@@ -378,7 +408,7 @@ def descend_in_segments(
 
     along, res = [at(0, x0)], None
     for k in np.linspace(0, n_steps, n_segments + 1).round().astype(int)[1:]:
-        res = descend(prior, x0, eta=eta, n_steps=int(k), options=options)
+        res = descend(prior, x0, eta=eta, n_steps=int(k), options=options, image_ids=ids)
         along.append(at(k, res.end))
         if log is not None:
             log.info(
@@ -415,14 +445,14 @@ def critical_point_tables(
     if "q_exact" not in traj:  # a network: no exact value
         traj["q_exact"] = np.nan
     traj = traj.merge(along, on=["image", "step"], how="outer").sort_values(["image", "step"])
-    traj["group"] = starts.groups[traj.image.to_numpy()]
+    traj["group"] = starts.groups[np.searchsorted(starts.ids, traj.image.to_numpy())]
     traj["prior"] = prior.name
     C, H, W = prior.image_shape
     flat = lambda t: list(t.reshape(len(t), -1).cpu().numpy().astype(np.float32))  # noqa: E731
     images = pd.DataFrame(
         {
             "prior": prior.name,
-            "image": range(len(res.start)),
+            "image": starts.ids,
             "group": starts.groups,
             "channels": C,
             "height": H,

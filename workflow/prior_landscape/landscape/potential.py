@@ -107,7 +107,7 @@ class PotentialResult:
 
     q: np.ndarray  # (B,) mean over probes
     stderr: np.ndarray  # (B,) standard error of the mean over probes, std(ddof=1)/sqrt(P)
-    nfe: np.ndarray  # (B,) function evaluations of the ODE right-hand side
+    nfe: np.ndarray  # (B,) function evaluations of the ODE right-hand side by each image's own solve
     per_probe: np.ndarray  # (B, P) one estimate per probe
     terminal_nll: np.ndarray  # (B,) −log p_T(x_T)
     wall_time_s: float = 0.0

@@ -36,21 +36,29 @@ def likelihood_sweep(
     device: str = "cpu",
     seed: int = 0,
     keep_pixels: int = 1,
+    image_ids: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One row per (family, θ, image): q estimate, its standard error, NFE, and the exact
     q where the prior has one (the analytic mixture).
 
     ``blurred(h)`` returns the sweep's images blurred by kernel h, in the order of the
-    rows of ``images`` (a table describing them: image, row, col). The pixels of the
-    first ``keep_pixels`` images are kept in the table (for P Fig. 6).
+    rows of ``images`` (a table describing them: image, row, col). ``image_ids``: the sweep's
+    number of each of them (default 0, 1, …; a shard's, prior_landscape.shards: its units), the key
+    of its probes. The pixels of the images numbered below ``keep_pixels`` are kept in the table
+    (for P Fig. 6).
     """
+    image_ids = np.arange(len(images)) if image_ids is None else np.asarray(image_ids)
+    if len(image_ids) != len(images):
+        raise ValueError(f"{len(image_ids)} image ids for {len(images)} images")
     blocks, meta = [], []
     for family in families:
         for theta in thetas:
             blocks.append(blurred(kernel(family, float(theta), kernel_size)))
             meta += [(family, float(theta), i) for i in range(len(images))]
     x = torch.cat(blocks)
-    probe_keys = np.array([m[2] for m in meta])  # same probes for an image along θ and across families
+    rows = np.array([m[2] for m in meta], dtype=np.int64)  # each image's row of ``images``
+    ids = image_ids[rows]
+    probe_keys = ids  # same probes for an image along θ and across families
     started = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
@@ -70,7 +78,6 @@ def likelihood_sweep(
         exact = np.concatenate(
             [prior.potential(x[i : i + 256].to(torch.float64)).cpu().numpy() for i in range(0, len(x), 256)]
         )
-    ids = np.array([m[2] for m in meta])
     flat = x.reshape(len(x), -1).cpu().numpy().astype(np.float32)
     return pd.DataFrame(
         {
@@ -78,7 +85,7 @@ def likelihood_sweep(
             "family": [m[0] for m in meta],
             "theta": [m[1] for m in meta],
             "image_id": ids,
-            **{col: images[col].to_numpy()[ids] for col in images.columns},
+            **{col: images[col].to_numpy()[rows] for col in images.columns},
             "pixels": [flat[k] if ids[k] < keep_pixels else None for k in range(len(x))],
             "q": res.q,
             "q_stderr": res.stderr,

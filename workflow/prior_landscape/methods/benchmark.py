@@ -166,13 +166,20 @@ def evaluate(x_hat, k_hat, x, h, collapse_tol: float = 0.05) -> pd.DataFrame:
 
 
 def run_on_testset(name: str, method: str, hyper: dict, testset: pd.DataFrame, context: Context, *,
-                   seeds=(0,), collapse_tol: float = 0.05) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+                   seeds=(0,), collapse_tol: float = 0.05, batch_size: int | None = None,
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """Run ``method`` (registered name) as configured entry ``name`` on every case, once per seed:
-    returns the per-case metrics with the cost of each run, and the estimates (for the figures)."""
+    returns the per-case metrics with the cost of each run, and the estimates (for the figures).
+
+    The method sees a batch of cases at once: those of one noise level, and with ``batch_size`` those
+    of one block of ``batch_size`` consecutive case numbers (``case // batch_size``, whatever other
+    cases ``testset`` holds: a shard's cases run in the batches of the whole test set's run). A
+    case's result may depend on its batch (a method stops when all of its batch have converged)."""
     x, y, h = testset_tensors(testset)
     rows, images = [], []
+    block = testset.case.to_numpy() // batch_size if batch_size else np.zeros(len(testset), dtype=np.int64)
     for seed in seeds:
-        for sigma_y, idx in testset.groupby("sigma_y").groups.items():
+        for (sigma_y, _), idx in testset.groupby(["sigma_y", block]).groups.items():
             idx = np.asarray(list(idx))
             ctx = Context(prior=context.prior, denoiser=context.denoiser, device=context.device,
                           options=context.options, true_kernel=h[idx], extra=context.extra)  # fmt: skip
