@@ -103,6 +103,8 @@ GPU_CHECK_OTHER = ("potential_rhs", "spectrum_eigvalsh", "spectrum_svdvals", "en
 #: 134 per image at atol = rtol = 1e-5 with 4 probes (benchmarks/potential_engine.py)
 RHS_PER_POTENTIAL = 134
 GPU_CHECK_FITS = ("16", "40", "80")
+#: the ``shards`` key of a stage whose rule has another name (prior_landscape.shards.STAGES)
+SHARD_KEYS = {"benchmark_run": "benchmark"}
 #: stages never split, whatever ``shards`` says
 UNSHARDABLE = ("train_score_network", "train_kernel_prior", "measure_prior_costs", "sample_prior")
 
@@ -579,8 +581,9 @@ def _stage_jobs(cfg: Mapping, book: CostBook, source: str, where: list[str]) -> 
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise PlanError(f"{source}: shards.{stage}: {n!r} is not a positive integer")
     for job in jobs:
-        if job.stage in shards and job.stage not in UNSHARDABLE:
-            job.shards = max(1, min(int(shards[job.stage]), job.items))
+        key = SHARD_KEYS.get(job.stage, job.stage)
+        if key in shards and job.stage not in UNSHARDABLE:
+            job.shards = max(1, min(int(shards[key]), job.items))
     return jobs
 
 

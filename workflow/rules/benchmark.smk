@@ -79,6 +79,7 @@ rule benchmark_perceptual:
     script:
         "../scripts/benchmark_perceptual.py"
 
+
 if sharded("benchmark"):
 
     rule benchmark_run_gather:
