@@ -58,7 +58,8 @@ def test_results_do_not_depend_on_batching(demo_mixture):
 
 def test_nfe_is_each_images_own_whatever_its_batch(demo_mixture):
     """An image's NFE counts its own solve's evaluations, not those of the batch's slowest image
-    (torchode counts every evaluation of the batch for every image): the same alone or batched."""
+    (a solver that steps the whole batch until its last image is done would count them all): the same
+    alone or batched."""
     g = torch.Generator().manual_seed(6)
     x = torch.cat([demo_mixture.sample(2, generator=g).float(), 2 * torch.rand(2, 1, 16, 16, generator=g)])
     settings = PotentialSettings(n_probes=2, atol=1e-4, rtol=1e-4)
