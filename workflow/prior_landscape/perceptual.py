@@ -17,25 +17,18 @@ Images are float tensors in [0, 1]; grey images are replicated on three channels
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from prior_landscape.io.archive import sha256_file
+
 __all__ = ["LPIPS", "InceptionFeatures", "frechet_distance", "frechet_distance_from_moments", "check_hash_prefix"]
 
 #: LPIPS backbone → (torchvision constructor, catalogue id of its weights)
 LPIPS_BACKBONES = {"alex": ("alexnet", "lpips-alexnet"), "vgg": ("vgg16", "lpips-vgg16")}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_hash_prefix(path: str | Path) -> None:
@@ -47,7 +40,7 @@ def check_hash_prefix(path: str | Path) -> None:
     m = re.search(r"-([0-9a-f]{8,64})\.pth$", path.name)
     if m is None:
         return
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if not digest.startswith(m.group(1)):
         raise ValueError(
             f"{path}: its sha256 {digest[:16]}… does not start with {m.group(1)}, the prefix its name records "

@@ -23,18 +23,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from prior_landscape.io.archive import sha256_file
+
 __all__ = ["load_drunet", "DRUNetDenoiser", "TweedieDenoiser", "drunet_channels", "state_dict_digest", "DRUNET_NC"]
 
 DRUNET_NC = (64, 128, 256, 512)  # deepinv's (and the released weights') widths
 _MULTIPLE = 8  # DRUNet downsamples three times by 2
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def state_dict_digest(net: torch.nn.Module) -> str:
@@ -91,7 +85,7 @@ def load_drunet(
     net.requires_grad_(False)
     net.to(device)
     net.weights_path = str(path)
-    net.weights_sha256 = _file_sha256(path)
+    net.weights_sha256 = sha256_file(path)
     return net
 
 
