@@ -214,6 +214,10 @@ def gather_tables(
     count = len(paths)
     if count < 1:
         raise ShardError(f"no shard files to gather for {stage} ({output})")
+    if count == 1:  # a stage sharded by configuration but lowered to one shard: the whole job's table
+        df = read_table(paths[0])
+        if SHARD_KEY not in df.attrs["provenance"]:
+            return df, dict(df.attrs["provenance"])
     frames, provs, owner, seen = [], [], {}, {}
     n_units = block = None
     for index, path in enumerate(paths):
