@@ -115,8 +115,15 @@ def test_benchmark_rules():
                  {"method": "oracle", "case": case, "psnr": 24.0, "no_blur": False},
                  {"method": "large", "case": case, "psnr": 21.0, "no_blur": case == 0},
                  {"method": "small", "case": case, "psnr": 20.0, "no_blur": case < 3}]  # fmt: skip
-    premise, collapse = benchmark_claims(pd.DataFrame(rows), methods)
+    premise, ceiling, collapse = benchmark_claims(pd.DataFrame(rows), methods)
     assert premise["verdict"] == "reproduced" and "+4.0 dB" in premise["measured"]
+    assert ceiling["verdict"] == "reproduced"
+    assert ceiling["measured"] == "median PSNR with h̄: oracle 24.0 dB; best blind: large 21.0 dB"
     assert collapse["verdict"] == "reproduced" and collapse["measured"].startswith("no-blur rates: small 75%")
     swapped = pd.DataFrame(rows).replace({"method": {"large": "small", "small": "large"}})
-    assert benchmark_claims(swapped, methods)[1]["verdict"] == "not reproduced"
+    assert benchmark_claims(swapped, methods)[2]["verdict"] == "not reproduced"
+    # one blind run above the oracle in the median: the ceiling claim fails; the blurry floor never counts
+    beaten = pd.DataFrame(rows).assign(psnr=lambda r: r.psnr.where(r.method != "large", 24.5))
+    assert benchmark_claims(beaten, methods)[1]["verdict"] == "not reproduced"
+    floor_high = pd.DataFrame(rows).assign(psnr=lambda r: r.psnr.where(r.method != "blurry", 30.0))
+    assert benchmark_claims(floor_high, methods)[1]["verdict"] == "reproduced"
