@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_methods_classical import EASY_CROPS  # the classical methods' easy crops, the same case
 
 from prior_landscape.inverse.denoisers import TweedieDenoiser
 from prior_landscape.inverse.kernels import simplex_initialisation
@@ -33,7 +34,6 @@ from prior_landscape.metrics import kernel_error
 
 DT = torch.float64
 SIGMA_Y = 0.005
-EASY_CROPS = (("china", 128, 96), ("astronaut", 160, 72), ("coins", 48, 56))
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
