@@ -86,3 +86,26 @@ def test_kohler_drunet_and_real_data_keys():
 def test_theta_grid_is_the_papers():
     grid = theta_grid({"start": 0, "stop": 5, "num": 11})
     assert grid[0] == 0 and grid[-1] == 5 and len(grid) == 11
+
+
+def test_real_blur_datasets_take_pairs_instead_of_kernels():
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    datasets = paper["benchmark"]["datasets"]
+    assert datasets["bench-realblur-j"]["pairs"]["reader"] == "realblur" and "kernels" not in datasets["bench-kohler"]
+    gaussian = [{"name": "g", "generator": "gaussian", "fwhm": 2.0}]
+    for edit, message in [
+        (
+            lambda d: d["bench-realblur-j"].update(kernels=gaussian),
+            r"bench-realblur-j\.kernels: not allowed with pairs",
+        ),
+        (lambda d: d["bench-kohler"].update(images=d["bench-bsd100"]["images"]), r"bench-kohler\.images: not allowed"),
+        (lambda d: d["bench-kohler"].update(boundary="whole"), r"bench-kohler\.boundary: not allowed with pairs"),
+        (lambda d: d["bench-realblur-j"].pop("pairs"), r"bench-realblur-j: 'kernels' is a required property"),
+        (lambda d: d["bench-realblur-j"]["pairs"].update(reader="gopro"), r"pairs\.reader: 'gopro' is not one of"),
+        (lambda d: d["bench-kohler"]["pairs"].update(frames="centre"), r"pairs\.frames: 'centre' is not one of"),
+        (lambda d: d["bench-kohler"]["pairs"].pop("resource"), r"pairs: 'resource' is a required property"),
+    ]:
+        bad = copy.deepcopy(paper)
+        edit(bad["benchmark"]["datasets"])
+        with pytest.raises(ConfigError, match=message):
+            validate_config(bad)

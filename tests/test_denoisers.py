@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ from conftest import REPO
 from test_downloads import server  # noqa: F401 - the loopback HTTP server fixture
 
 from prior_landscape.inverse.algorithms import AlternatingSettings, algorithm2
-from prior_landscape.inverse.denoisers import DRUNetDenoiser, drunet_channels, load_drunet
+from prior_landscape.inverse.denoisers import DRUNetDenoiser, drunet_channels, drunet_from_config, load_drunet
 from prior_landscape.inverse.kernels import SimplexKernel, simplex_initialisation
 from prior_landscape.io.downloads import ensure_resource, load_catalogue, resource_location, resource_outputs
 from prior_landscape.runs import RunOptions
@@ -98,6 +99,13 @@ def test_weights_that_do_not_fit_are_named(tiny_weights, tmp_path):
         load_drunet(path)  # the released widths
     with pytest.raises(ValueError, match=rf"{path.name}.*do not fit DRUNet\(in_channels=1"):
         load_drunet(path, channels=1, nc=TINY_NC)
+    # as a configuration entry names it: the error starts with the entry's place in the configuration
+    key = "benchmark.methods.p-alg2.denoiser"
+    fit = rf"^{re.escape(key)}: the DRUNet weights .*{path.name} do not fit .*in_channels=1"
+    with pytest.raises(ValueError, match=fit):
+        drunet_from_config(path, {"kind": "drunet", "resource": "drunet-color", "channels": 1, "nc": TINY_NC}, key)
+    net = drunet_from_config(path, {"kind": "drunet", "resource": "drunet-color", "channels": 3, "nc": TINY_NC}, key)
+    assert drunet_channels(net) == 3 and net.weights_path == str(path)
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"stand-in")
     with pytest.raises(ValueError, match="junk.pth could not be read as a state dict"):

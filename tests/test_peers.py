@@ -367,7 +367,8 @@ def test_ddpm_network_seen_as_a_ve_prior_is_exact_on_its_grid():
 @pytest.mark.slow
 def test_peer_paper_rules_run_on_tiny_stand_ins(tmp_path):
     """config/paper.yaml's peers for real on tiny stand-ins: the kernel priors trained by their rule (the
-    conditional one on BSDS500-layout training images), a BSD100-layout test set, BlindDPS, DPS with the
+    conditional one on BSDS500-layout training images), a BSD100-layout test set and a RealBlur-J-layout one
+    (real blur: no kernel), BlindDPS, DPS with the
     true kernel, Kernel Diffusion and its ablation, P's Algorithm 1 and P's Algorithm 2 with DRUNet weights
     (a stand-in at the download rule's place) through the benchmark rules, to the table."""
     import copy
@@ -387,6 +388,14 @@ def test_peer_paper_rules_run_on_tiny_stand_ins(tmp_path):
         for i in range(n):
             img = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
             Image.fromarray(img).save(work / "resources/datasets" / folder / f"{i}.{ext}")
+    # RealBlur-J's layout: blurry/sharp pairs and their list (real blur: no kernel)
+    realblur, lines = work / "resources/datasets/realblur", []
+    for i in range(3):
+        for kind in ("gt", "blur"):
+            (realblur / f"scene{i}" / kind).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(realblur / f"scene{i}/{kind}/1.png")
+        lines.append(f"scene{i}/gt/1.png scene{i}/blur/1.png")
+    (realblur / "RealBlur_J_test_list.txt").write_text("\n".join(lines) + "\n")
     cfg = copy.deepcopy(paper)
     cfg["device"] = "cpu"
     cfg["results"] = "results"  # the test's own working directory: its paths stay results/…
@@ -406,12 +415,14 @@ def test_peer_paper_rules_run_on_tiny_stand_ins(tmp_path):
     }  # fmt: skip
     cfg["hessian"]["priors"] = cfg["posterior"]["priors"] = ["tiny-natural"]
     cfg["deblur"]["prior"] = cfg["deblur"]["kohler"]["prior"] = "tiny-natural"
-    bsd = paper["benchmark"]["datasets"]["bench-bsd100"]
+    bsd, real = paper["benchmark"]["datasets"]["bench-bsd100"], paper["benchmark"]["datasets"]["bench-realblur-j"]
     fast = {"prior": "tiny-natural", "n_steps": 3}
     cfg["benchmark"] = {
         "seeds": [0], "collapse_tol": 0.05,
         "datasets": {"bench-tiny": {**bsd, "images": {**bsd["images"], "size": 32, "channels": 1}, "n_images": 2,
-                                    "size": 32, "kernel_size": 7}},
+                                    "size": 32, "kernel_size": 7},
+                     "bench-tiny-real": {**real, "pairs": {**real["pairs"], "channels": 1}, "n_images": 2, "size": 32,
+                                         "kernel_size": 7}},
         "methods": {
             "blurry": {"method": "blurry"},
             "blind-dps-paper": {**paper["benchmark"]["methods"]["blind-dps-paper"], **fast, "datasets": ["bench-tiny"]},
@@ -435,10 +446,10 @@ def test_peer_paper_rules_run_on_tiny_stand_ins(tmp_path):
         "p-alg2": {**p_alg2, **few, "denoiser": {**p_alg2["denoiser"], "nc": TINY_NC}},
     })  # fmt: skip
     (work / "tiny.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
-    target = "results/tables/benchmark_bench-tiny.csv"
+    target = ["results/tables/benchmark_bench-tiny.csv", "results/tables/benchmark_bench-tiny-real.csv"]
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(work), "--configfile",
-         str(work / "tiny.yaml"), "--replace-workflow-config", "--cores", "2", target],
+         str(work / "tiny.yaml"), "--replace-workflow-config", "--cores", "2", *target],
         capture_output=True, text=True, timeout=1200, cwd=repo,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
@@ -450,3 +461,9 @@ def test_peer_paper_rules_run_on_tiny_stand_ins(tmp_path):
     p_log = "".join(f.read_text() for f in (work / "results/logs/benchmark_run/bench-tiny").glob("p-alg2*.log"))
     assert "denoiser: DRUNet" in p_log and "download_" not in proc.stdout + proc.stderr
     assert (table.kind == "reported").sum() == len(bsd["reported"])
+    # real blur: the blind methods and the floor, no true-kernel reference, no kernel metric
+    real_table = pd.read_csv(work / "results/tables/benchmark_bench-tiny-real.csv")
+    measured = real_table[real_table.kind != "reported"]
+    assert set(measured.method) == {"blurry", "kernel-diff-paper", "kernel-diff-ablation"}, measured.method
+    assert measured.kernel_error.isna().all() and measured.psnr.notna().all()
+    assert (real_table.kind == "reported").sum() == len(real["reported"])

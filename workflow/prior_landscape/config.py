@@ -111,7 +111,10 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, source:
         # an if/then failure hides the useful message in its context
         leaves = [e for e in err.context] if err.context else [err]
         for leaf in leaves or [err]:
-            lines.append(f"  {_key_path(leaf)}: {leaf.message}")
+            # a key the schema forbids in this place ({not: {}}) says why in its description
+            forbidden = leaf.validator == "not" and leaf.validator_value == {}
+            message = leaf.schema.get("description", "not allowed here") if forbidden else leaf.message
+            lines.append(f"  {_key_path(leaf)}: {message}")
     if lines:
         lines = list(dict.fromkeys(lines))
         raise ConfigError(f"invalid {source} ({len(lines)} problem(s)):\n" + "\n".join(lines))

@@ -462,6 +462,11 @@ for _m, _entry in BENCHMARK["methods"].items():
     for _d in _entry.get("datasets", []):
         if _d not in BENCHMARK["datasets"]:
             raise ConfigError(f"benchmark.methods.{_m}.datasets: {_d!r} is not a dataset of benchmark.datasets")
+        if "pairs" in BENCHMARK["datasets"][_d] and _METHODS[_entry["method"]].needs_true_kernel:
+            raise ConfigError(
+                f"benchmark.methods.{_m}.datasets: {_d!r} is real blur (pairs), whose kernel is unknown, and "
+                f"{_entry['method']!r} needs the true kernel"
+            )
 
 
 def benchmark_images(wildcards):
@@ -470,8 +475,10 @@ def benchmark_images(wildcards):
 
 
 def benchmark_dataset_inputs(wildcards):
-    spec = benchmark_images(wildcards)
-    return {"images": resource_files(spec["resource"])} if spec else {}
+    """The downloaded files a test set is drawn from: the dataset's images, or its real blurry/sharp pairs."""
+    spec = BENCHMARK["datasets"][wildcards.dataset]
+    source = spec.get("images") or spec.get("pairs")
+    return {"images": resource_files(source["resource"])} if source else {}
 
 
 def benchmark_run_inputs(wildcards):
@@ -519,19 +526,25 @@ def benchmark_seeds(wildcards):
 
 def benchmark_blocks(wildcards):
     """The number of a dataset's blocks of benchmark.batch_size cases (its units when sharded; one without
-    a batch size); its cases are every image with every kernel entry."""
+    a batch size); its cases are every image with every kernel entry, or every real pair."""
     from prior_landscape.shards import n_blocks
 
     spec = BENCHMARK["datasets"][wildcards.dataset]
-    cases = spec["n_images"] * len(spec["kernels"])
+    cases = spec["n_images"] * len(spec.get("kernels", [None]))
     return n_blocks(cases, BENCHMARK.get("batch_size", cases))
 
 
 def benchmark_methods(dataset):
     """The method entries run on ``dataset``: all, except entries whose ``datasets`` list omits it (a
-    method whose prior fits some datasets only, e.g. the peers' face and animal priors at paper scale)."""
-    methods = BENCHMARK["methods"]
-    return {m: e for m, e in methods.items() if dataset in e.get("datasets", BENCHMARK["datasets"])}
+    method whose prior fits some datasets only, e.g. the peers' face and animal priors at paper scale) and,
+    on real blur (``pairs``: no kernel is known), the references that need the true kernel."""
+    methods, real = BENCHMARK["methods"], "pairs" in BENCHMARK["datasets"].get(dataset, {})
+    return {
+        m: e
+        for m, e in methods.items()
+        if dataset in e.get("datasets", BENCHMARK["datasets"])
+        and not (real and _METHODS[e["method"]].needs_true_kernel)
+    }
 
 
 def benchmark_targets():

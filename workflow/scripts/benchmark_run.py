@@ -3,7 +3,7 @@ with the {shard} wildcard: prior_landscape.shards): estimates, metrics and cost.
 
 from pathlib import Path
 
-from prior_landscape.inverse.denoisers import DRUNET_NC, load_drunet
+from prior_landscape.inverse.denoisers import drunet_from_config
 from prior_landscape.io.artefacts import read_table, write_table
 from prior_landscape.methods import PRIOR_KEYS, method_context
 from prior_landscape.methods.benchmark import run_on_testset, testset_tensors
@@ -29,9 +29,8 @@ priors = {
     if key in sm.input.keys()
 }
 if "denoiser" in entry:  # DRUNet weights in place of a prior's Tweedie denoiser (P's Algorithm 2 at paper scale)
-    net_spec = entry["denoiser"]
-    priors["drunet"] = load_drunet(sm.input.denoiser, channels=net_spec["channels"],
-                                   nc=net_spec.get("nc", DRUNET_NC), device=job.device)  # fmt: skip
+    priors["drunet"] = drunet_from_config(sm.input.denoiser, entry["denoiser"], f"benchmark.methods.{name}.denoiser",
+                                          job.device)  # fmt: skip
     job.log.info("denoiser: DRUNet %s (sha256 %s)", sm.input.denoiser, priors["drunet"].weights_sha256[:12])
 context, hyper = method_context(entry, x.shape[1:], float(testset.sigma_y.iloc[0]), **priors, device=job.device,
                                 options=RunOptions(state_path=sm.params.state))  # fmt: skip

@@ -25,4 +25,4 @@ o = sm.output
 caption = f"Benchmark, {sm.wildcards.dataset}: medians over the cases (mean ± std over seeds), ★ best blind method"
 write_table_files(format_table(table), o.csv, markdown=o.md, latex=o.tex, caption=caption, data=table)
 save_figure(plot_benchmark_grid(testset, estimates, runs, methods), sm.output.grid, None)
-save_figure(plot_benchmark_kernels(testset, runs, methods), sm.output.kernels, None)
+save_figure(plot_benchmark_kernels(testset, runs, methods, estimates), sm.output.kernels, None)

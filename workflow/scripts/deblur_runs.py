@@ -6,7 +6,7 @@ Zernike PSFs or simplex kernels from "large" and "small" initialisations, or Alg
 from pathlib import Path
 
 from prior_landscape.inverse.cases import alternating_settings, build_case, case_tables, denoiser_sigma, run_case
-from prior_landscape.inverse.denoisers import DRUNET_NC, DRUNetDenoiser, TweedieDenoiser, load_drunet
+from prior_landscape.inverse.denoisers import DRUNetDenoiser, TweedieDenoiser, drunet_from_config
 from prior_landscape.io.artefacts import write_table
 from prior_landscape.priors import load_prior
 from prior_landscape.runs import RunOptions
@@ -29,7 +29,7 @@ denoiser = None
 if s["kind"] == "kohler":  # Algorithm 2: P's DRUNet as the prox of the prior, or the demo prior's Tweedie denoiser
     sigma = denoiser_sigma(s)
     if drunet:
-        net = load_drunet(p.denoiser, channels=drunet["channels"], nc=drunet.get("nc", DRUNET_NC), device=job.device)
+        net = drunet_from_config(p.denoiser, drunet, "deblur.kohler.denoiser", job.device)
         job.log.info("denoiser: DRUNet %s (sha256 %s), σ = %.4g", p.denoiser, net.weights_sha256[:12], sigma)
     denoiser = DRUNetDenoiser(net, sigma) if drunet else TweedieDenoiser(prior, sigma)
 

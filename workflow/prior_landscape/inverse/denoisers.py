@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from prior_landscape.io.archive import sha256_file
 
-__all__ = ["load_drunet", "DRUNetDenoiser", "TweedieDenoiser", "drunet_channels", "state_dict_digest", "DRUNET_NC"]
+__all__ = ["load_drunet", "drunet_from_config", "DRUNetDenoiser", "TweedieDenoiser", "drunet_channels",
+           "state_dict_digest", "DRUNET_NC"]  # fmt: skip
 
 DRUNET_NC = (64, 128, 256, 512)  # deepinv's (and the released weights') widths
 _MULTIPLE = 8  # DRUNet downsamples three times by 2
@@ -75,8 +76,7 @@ def load_drunet(
         msg = " ".join(str(err).strip().split())
         if "state_dict" in msg or "size mismatch" in msg or "key(s)" in msg:  # load_state_dict(strict=True)
             raise ValueError(
-                f"the DRUNet weights {path} do not fit {arch} (check deblur.kohler.denoiser.channels "
-                f"and nc): {msg[:600]}"
+                f"the DRUNet weights {path} do not fit {arch} (check the denoiser's channels and nc): {msg[:600]}"
             ) from err
         raise ValueError(f"the DRUNet weights {path} could not be read as a state dict: {msg[:600]}") from err
     except Exception as err:  # noqa: BLE001 - torch.load of a file that is no state dict fails in many ways
@@ -87,6 +87,16 @@ def load_drunet(
     net.weights_path = str(path)
     net.weights_sha256 = sha256_file(path)
     return net
+
+
+def drunet_from_config(path: str | Path, spec: dict, key: str, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """:func:`load_drunet` as a configuration entry names it (``{kind: drunet, resource, channels, nc}``:
+    ``deblur.kohler.denoiser``, a benchmark entry's ``denoiser``); errors start with ``key``, its place in
+    the configuration."""
+    try:
+        return load_drunet(path, channels=spec["channels"], nc=spec.get("nc", DRUNET_NC), device=device)
+    except ValueError as err:
+        raise ValueError(f"{key}: {err}") from err
 
 
 def drunet_channels(net: torch.nn.Module) -> int:

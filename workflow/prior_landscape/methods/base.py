@@ -17,7 +17,8 @@ its entry in the configuration (``benchmark.methods``): adding a method is this 
 that entry.
 
 Reference methods (``reference=True``) see the true kernel: the blurry input (the floor) and
-non-blind deconvolution with the true kernel (the ceiling) are labelled as such in every table.
+non-blind deconvolution with the true kernel (the ceiling, ``needs=("true_kernel",)``: not run on
+real blur) are labelled as such in every table.
 Stochastic methods (``stochastic=True``) are run with several seeds and reported as mean ±
 spread.
 """
@@ -88,8 +89,13 @@ class MethodSpec:
     fn: Callable[..., Estimate]
     reference: bool = False  # sees the true kernel; a floor or a ceiling, never "best blind method"
     stochastic: bool = False  # run with several seeds
-    needs: tuple[str, ...] = ()  # "prior", "denoiser", or keys of Context.extra
+    needs: tuple[str, ...] = ()  # "prior", "denoiser", "true_kernel", or keys of Context.extra
     description: str = ""
+
+    @property
+    def needs_true_kernel(self) -> bool:
+        """A non-blind reference: it cannot run on real blur, whose kernel nobody knows."""
+        return "true_kernel" in self.needs
 
 
 #: every registered method, by name
@@ -152,7 +158,9 @@ def run_method(name: str, problem: Problem, context: Context, hyper: dict | None
         raise KeyError(f"unknown benchmark method {name!r}; registered: {', '.join(sorted(METHODS))}")
     spec = METHODS[name]
     for need in spec.needs:
-        have = getattr(context, need, None) if need in ("prior", "denoiser") else context.extra.get(need)
+        have = getattr(context, need, None) if need in ("prior", "denoiser", "true_kernel") else context.extra.get(need)
+        if have is None and need == "true_kernel":
+            raise ValueError(f"method {name!r} needs the true kernel, which a dataset of real blur does not have")
         if have is None:
             raise ValueError(f"method {name!r} needs {need!r}, which the benchmark configuration does not provide")
     ctx = Context(

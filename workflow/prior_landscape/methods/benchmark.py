@@ -15,6 +15,12 @@
   :func:`perceptual_scores` adds LPIPS (AlexNet and VGG backbones, labelled) per case and FID per
   seed (``prior_landscape.perceptual``; weights from the download rules).
 
+Real blur (``pairs`` in place of ``kernels``): RealBlur-J crops and Köhler shots, each blurry image
+against its sharp reference (:func:`real_pairs`). No kernel is known: kernel error, kernel MSE and MNC
+are NaN, the references that need the true kernel do not run on them
+(:func:`~prior_landscape.methods.base.MethodSpec.needs_true_kernel`), and the no-blur flag — which
+needs only the estimate — is kept.
+
 Kernel generators of a dataset's ``kernels`` entries: ``motion`` (deepinv's Gaussian-process
 camera shake), ``random_walk`` (the peers' trajectory model), ``gaussian`` (FWHM θ, the landscape
 family) and ``diffraction`` (a Zernike PSF).
@@ -30,7 +36,8 @@ from prior_landscape.inverse.operators import blurred_crops, fft_blur
 from prior_landscape.methods.base import Context, Problem, run_method
 from prior_landscape.metrics import aligned_psnr, collapse_distance, kernel_error, mnc, ssim
 
-__all__ = ["make_kernel", "make_testset", "evaluate", "align", "perceptual_scores", "run_on_testset", "testset_tensors"]
+__all__ = ["make_kernel", "make_testset", "real_pairs", "evaluate", "align", "perceptual_scores", "run_on_testset",
+           "testset_tensors"]  # fmt: skip
 
 DT = torch.float64
 
@@ -56,13 +63,57 @@ def make_kernel(spec: dict, size: int, seed: int) -> torch.Tensor:
     raise ValueError(f"unknown kernel generator {gen!r}: use motion, random_walk, gaussian or diffraction")
 
 
+#: the shots of the Köhler et al. 2012 benchmark, in the order :func:`real_pairs` draws from
+KOHLER_SHOTS = [(image, trajectory) for image in range(1, 5) for trajectory in range(1, 13)]
+
+
+def real_pairs(pairs: dict, n: int, size: int, seed: int, resource_root) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """(sharp, blurry, ids) of ``n`` real pairs (``pairs.reader``): ``realblur`` — RealBlur-J test pairs,
+    one random ``size``² crop each (:func:`~prior_landscape.io.datasets.read_realblur_pairs`); ``kohler`` —
+    Köhler shots drawn from the 48 by ``seed`` (all 48 for n = 48), the centre ``size``² crop of the blurry
+    shot against that of its sharp frame ``pairs.frames`` (default the middle one; the benchmark's own
+    protocol takes the best of ~199 frames, not done here)."""
+    from prior_landscape.io.datasets import read_kohler, read_realblur_pairs, select_indices
+
+    channels = int(pairs.get("channels", 3))
+    if pairs["reader"] == "realblur":
+        blurry, sharp, ids = read_realblur_pairs(resource_root, n=n, size=size, seed=seed, channels=channels)
+        return sharp, blurry, ids
+    if pairs["reader"] == "kohler":
+        if n > len(KOHLER_SHOTS):
+            raise ValueError(f"kohler: {n} shots requested but the benchmark has {len(KOHLER_SHOTS)}")
+        shots = [KOHLER_SHOTS[i] for i in sorted(select_indices(len(KOHLER_SHOTS), n, seed))]
+        read = [read_kohler(resource_root, image=i, trajectory=t, crop=size, channels=channels,
+                            frames=pairs.get("frames", "middle")) for i, t in shots]  # fmt: skip
+        sharp, blurry = torch.stack([r["sharp"][0] for r in read]), torch.stack([r["blurry"] for r in read])
+        return sharp, blurry, [r["id"] for r in read]
+    raise ValueError(f"unknown pairs reader {pairs['reader']!r}: use realblur or kohler")
+
+
+def _pair_rows(spec: dict, resource_root) -> list[dict]:
+    """The cases of a real-blur dataset: one per pair, no kernel (``kernel`` None)."""
+    size, k = int(spec["size"]), int(spec["kernel_size"])
+    x, y, ids = real_pairs(spec["pairs"], int(spec["n_images"]), size, int(spec["seed"]), resource_root)
+    if x.shape[-2:] != (size, size):
+        raise ValueError(f"{spec['pairs']['reader']}: pairs of {tuple(x.shape[-2:])} px, expected {size}×{size}")
+    family = spec["pairs"].get("name", "real blur")
+    return [{"case": i, "image": i, "source": ids[i], "kernel_family": family, "sigma_y": float(spec["sigma_y"]),
+             "channels": x.shape[1], "height": size, "width": size, "kernel_size": k,
+             "sharp": x[i].to(DT).flatten().numpy(), "blurry": y[i].to(DT).flatten().numpy(), "kernel": None}
+            for i in range(len(x))]  # fmt: skip
+
+
 def make_testset(spec: dict, data: dict, *, images=None, resource_root="resources") -> pd.DataFrame:
     """The cases of one dataset (``benchmark.datasets.<name>``): ``n_images`` held-out images of side
     ``size`` (paper scale: the dataset's own), each blurred by one kernel of every ``kernels`` entry
     (seeded by dataset seed, image and entry), with noise ``sigma_y``; ``boundary`` ``circular`` (the
-    methods' own model) or ``whole`` (the photograph blurred whole, then cropped)."""
+    methods' own model) or ``whole`` (the photograph blurred whole, then cropped). A dataset of real
+    blur (``pairs``) has one case per pair, as read (no synthetic blur or noise; ``sigma_y`` is the
+    noise level the methods assume)."""
     from prior_landscape.io.images import crop_positions, extract_crops, heldout_images, load_photographs
 
+    if "pairs" in spec:
+        return pd.DataFrame(_pair_rows(spec, resource_root))
     seed, size, k = int(spec["seed"]), int(spec["size"]), int(spec["kernel_size"])
     if spec.get("boundary", "circular") == "whole" and not images:
         photos = load_photographs(data["photographs"]["heldout"], data["downscale"])
@@ -88,11 +139,14 @@ def make_testset(spec: dict, data: dict, *, images=None, resource_root="resource
     return pd.DataFrame(rows)
 
 
-def testset_tensors(testset: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(x̄, y, h̄) of a test set as tensors (N, C, H, W), (N, C, H, W), (N, k, k)."""
+def testset_tensors(testset: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(x̄, y, h̄) of a test set as tensors (N, C, H, W), (N, C, H, W), (N, k, k); h̄ None for real blur."""
     C, H, W, k = (int(testset[c].iloc[0]) for c in ("channels", "height", "width", "kernel_size"))
     stack = lambda col, shape: torch.as_tensor(np.stack(testset[col].to_numpy())).reshape(-1, *shape)  # noqa: E731
-    return stack("sharp", (C, H, W)), stack("blurry", (C, H, W)), stack("kernel", (k, k))
+    known = testset.kernel.notna()
+    if known.any() and not known.all():
+        raise ValueError(f"a test set has true kernels for some cases only ({int(known.sum())} of {len(known)})")
+    return stack("sharp", (C, H, W)), stack("blurry", (C, H, W)), stack("kernel", (k, k)) if known.all() else None
 
 
 def _kernel_mse(k_hat: torch.Tensor, k: torch.Tensor) -> np.ndarray:
@@ -125,8 +179,8 @@ def perceptual_scores(testset: pd.DataFrame, estimates: pd.DataFrame, lpips: dic
     ``fid_images`` says how many there were."""
     from prior_landscape.perceptual import frechet_distance
 
-    x, _, h = testset_tensors(testset)
-    m = h.shape[-1] // 2
+    x, _, _ = testset_tensors(testset)
+    m = int(testset.kernel_size.iloc[0]) // 2
     by_case = {c: i for i, c in enumerate(testset.case.to_numpy())}
     rows = []
     sharp_features = inception(x) if inception is not None else None
@@ -145,11 +199,14 @@ def perceptual_scores(testset: pd.DataFrame, estimates: pd.DataFrame, lpips: dic
     return pd.concat(rows, ignore_index=True)
 
 
-def evaluate(x_hat, k_hat, x, h, collapse_tol: float = 0.05) -> pd.DataFrame:
-    """One row of metrics per case (module docstring); kernel metrics NaN where no kernel was estimated."""
+def evaluate(x_hat, k_hat, x, h, collapse_tol: float = 0.05, kernel_size: int | None = None) -> pd.DataFrame:
+    """One row of metrics per case (module docstring); kernel metrics NaN where no kernel was estimated
+    or none is known (``h`` None: real blur, the shift search then spans ``kernel_size`` // 2)."""
     from deepinv.loss.metric import HaarPSI
 
-    m = h.shape[-1] // 2
+    if h is None and kernel_size is None:
+        raise ValueError("evaluate: without a true kernel, kernel_size sets the alignment's shift range")
+    m = (h.shape[-1] if h is not None else kernel_size) // 2
     out = {"psnr": aligned_psnr(x_hat, x, m)}
     aligned, sharp = align(x_hat, x, m)
     out["ssim"] = ssim(aligned.clamp(0, 1), sharp).cpu().numpy()
@@ -158,10 +215,15 @@ def evaluate(x_hat, k_hat, x, h, collapse_tol: float = 0.05) -> pd.DataFrame:
         nan = np.full(len(x), np.nan)
         out.update(kernel_mse=nan, kernel_error=nan, mnc=nan, no_blur=np.zeros(len(x), dtype=bool))
     else:
-        k_hat = k_hat.to(h)
-        no_blur = (collapse_distance(k_hat) <= collapse_tol).cpu().numpy()
-        out.update(kernel_mse=_kernel_mse(k_hat, h), kernel_error=kernel_error(k_hat, h).cpu().numpy(),
-                   mnc=mnc(k_hat, h).cpu().numpy(), no_blur=no_blur)  # fmt: skip
+        k_hat = k_hat.to(x_hat.device, DT)
+        out["no_blur"] = (collapse_distance(k_hat) <= collapse_tol).cpu().numpy()
+        if h is None:  # real blur: the estimate's distance to the Dirac is all that can be measured
+            nan = np.full(len(x), np.nan)
+            out.update(kernel_mse=nan, kernel_error=nan, mnc=nan)
+        else:
+            h = h.to(k_hat)
+            out.update(kernel_mse=_kernel_mse(k_hat, h), kernel_error=kernel_error(k_hat, h).cpu().numpy(),
+                       mnc=mnc(k_hat, h).cpu().numpy())  # fmt: skip
     return pd.DataFrame(out)
 
 
@@ -181,11 +243,13 @@ def run_on_testset(name: str, method: str, hyper: dict, testset: pd.DataFrame, c
     for seed in seeds:
         for (sigma_y, _), idx in testset.groupby(["sigma_y", block]).groups.items():
             idx = np.asarray(list(idx))
+            truth = None if h is None else h[idx]
             ctx = Context(prior=context.prior, denoiser=context.denoiser, device=context.device,
-                          options=context.options, true_kernel=h[idx], extra=context.extra)  # fmt: skip
-            problem = Problem(y[idx], float(sigma_y), int(testset.kernel_size.iloc[0]), int(seed))
+                          options=context.options, true_kernel=truth, extra=context.extra)  # fmt: skip
+            k = int(testset.kernel_size.iloc[0])
+            problem = Problem(y[idx], float(sigma_y), k, int(seed))
             est, cost = run_method(method, problem, ctx, hyper)
-            scores = evaluate(est.x.to(DT), est.kernel, x[idx], h[idx], collapse_tol)
+            scores = evaluate(est.x.to(DT), est.kernel, x[idx], truth, collapse_tol, kernel_size=k)
             cases = testset.iloc[idx][["case", "image", "source", "kernel_family", "sigma_y"]].reset_index(drop=True)
             rows.append(cases.join(scores).assign(method=name, registered=method, seed=seed,
                                                   wall_s=cost.wall_s / len(idx), nfe=cost.nfe / len(idx),

@@ -234,7 +234,7 @@ class DPSLoop:
             g.set_state(st)
 
 
-@method("dps-true-kernel", reference=True, stochastic=True, needs=("prior",))
+@method("dps-true-kernel", reference=True, stochastic=True, needs=("prior", "true_kernel"))
 def dps_true_kernel(
     problem: Problem, context: Context, *, n_steps: int = 1000, step_scale: float = 1.0, boundary: str = "circular"
 ) -> Estimate:

@@ -263,7 +263,7 @@ def blurry(problem: Problem, context: Context) -> Estimate:
     return Estimate(problem.y.clone(), None)
 
 
-@method("wiener", reference=True)
+@method("wiener", reference=True, needs=("true_kernel",))
 def wiener(problem: Problem, context: Context, *, deconv_alpha: float = 100.0, boundary: str = "valid") -> Estimate:
     """Non-blind Wiener/Tikhonov deconvolution with the true kernel (:func:`deconvolve`): the classical ceiling.
 

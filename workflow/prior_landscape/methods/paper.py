@@ -93,7 +93,7 @@ def p_algorithm2(
     return _estimate(res, kernel_tol)
 
 
-@method("p-image-step", reference=True, needs=("prior",))
+@method("p-image-step", reference=True, needs=("prior", "true_kernel"))
 def p_image_step(problem: Problem, context: Context, *, n_steps: int = 200, gamma_x: float = 1.0) -> Estimate:
     """P's image step with the true kernel: x ← prox_{γ_x f}(x − γ_x σ_y² ∇q(x)), the prior's non-blind ceiling."""
     y = problem.y

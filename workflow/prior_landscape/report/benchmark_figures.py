@@ -92,7 +92,9 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _image(flat, shape):
-    return np.asarray(flat, dtype=np.float64).reshape(shape)[0]
+    """An image for imshow: (H, W) grey, or (H, W, 3) colour."""
+    img = np.asarray(flat, dtype=np.float64).reshape(shape)
+    return img[0] if shape[0] == 1 else img.transpose(1, 2, 0)
 
 
 def plot_benchmark_grid(testset: pd.DataFrame, estimates: pd.DataFrame, runs: pd.DataFrame, methods: dict):
@@ -106,7 +108,8 @@ def plot_benchmark_grid(testset: pd.DataFrame, estimates: pd.DataFrame, runs: pd
         for j, col in enumerate(cols):
             ax = axes[i, j]
             if col in ("blurry", "sharp"):
-                title = "y (h̄ inset)" if col == "blurry" else "x̄"
+                real = case["kernel"] is None  # real blur: no true kernel to inset
+                title = ("y" if real else "y (h̄ inset)") if col == "blurry" else "x̄"
                 img, kern = _image(case[col], (C, H, W)), case["kernel"] if col == "blurry" else None
             else:
                 e = estimates[(estimates.method == col) & (estimates.case == case.case) & (estimates.seed == 0)].iloc[0]
@@ -134,20 +137,30 @@ def _kernel_size_px(flat, k: int) -> float:
     return float(np.sqrt((h * ((yy - cy) ** 2 + (xx - cx) ** 2)).sum()))
 
 
-def plot_benchmark_kernels(testset: pd.DataFrame, runs: pd.DataFrame, methods: dict):
-    """Left: kernel error against the true blur's size (RMS radius) per blind method; right: the no-blur
-    rate per method (the share of runs whose kernel ends at the Dirac)."""
+def plot_benchmark_kernels(testset: pd.DataFrame, runs: pd.DataFrame, methods: dict, estimates=None):
+    """Left: kernel error against the true blur's size (RMS radius) per blind method — on real blur (no true
+    kernel) the size of each estimated kernel instead (``estimates``); right: the no-blur rate per method (the
+    share of runs whose kernel ends at the Dirac)."""
     k = int(testset.kernel_size.iloc[0])
-    size = testset.set_index("case").kernel.map(lambda f: _kernel_size_px(f, k))
     blind = [m for m, e in methods.items() if _kind(e) == "blind"]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(8.5, 3.0), gridspec_kw={"width_ratios": [1.3, 1]})
-    for i, m in enumerate(blind):
-        r = runs[(runs.method == m) & runs.kernel_error.notna()].groupby("case").kernel_error.mean()
-        if len(r):
-            ax.plot(size.loc[r.index], r.to_numpy(), "o", ms=3.5, color=f"C{i % 10}", label=m, alpha=0.8)
-    ax.set_xlabel("true kernel's RMS radius (px)")
-    ax.set_ylabel("aligned kernel error ‖ĥ − h̄‖₂")
-    ax.legend(frameon=False, fontsize=6, ncol=2)
+    if testset.kernel.notna().all():
+        size = testset.set_index("case").kernel.map(lambda f: _kernel_size_px(f, k))
+        for i, m in enumerate(blind):
+            r = runs[(runs.method == m) & runs.kernel_error.notna()].groupby("case").kernel_error.mean()
+            if len(r):
+                ax.plot(size.loc[r.index], r.to_numpy(), "o", ms=3.5, color=f"C{i % 10}", label=m, alpha=0.8)
+        ax.set_xlabel("true kernel's RMS radius (px)")
+        ax.set_ylabel("aligned kernel error ‖ĥ − h̄‖₂")
+        ax.legend(frameon=False, fontsize=6, ncol=2)
+    else:  # real blur: how large a blur each method finds (0 px: the Dirac, the no-blur solution)
+        for i, m in enumerate(blind):
+            est = [] if estimates is None else estimates[(estimates.method == m)].kernel_estimate.dropna()
+            sizes = [_kernel_size_px(f, k) for f in est]
+            jitter = np.random.default_rng(i).uniform(-0.15, 0.15, len(sizes))
+            ax.plot(sizes, i + jitter, "o", ms=3.5, color=f"C{i % 10}", alpha=0.8)
+        ax.set_yticks(range(len(blind)), blind, fontsize=6)
+        ax.set_xlabel("estimated kernel's RMS radius (px; no true kernel: real blur)")
     rates = [runs[runs.method == m].no_blur.mean() for m in blind]
     ax2.barh(blind, rates, color=[f"C{i % 10}" for i in range(len(blind))])
     for j, (m, rate) in enumerate(zip(blind, rates)):  # the value, readable when it is 0
