@@ -389,12 +389,13 @@ def test_peer_paper_rules_run_on_tiny_stand_ins(tmp_path):
             img = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
             Image.fromarray(img).save(work / "resources/datasets" / folder / f"{i}.{ext}")
     # RealBlur-J's layout: blurry/sharp pairs and their list (real blur: no kernel)
-    realblur, lines = work / "resources/datasets/realblur", []
+    realblur, lines, top = work / "resources/datasets/realblur", [], "RealBlur-J_ECC_IMCORR_centroid_itensity_ref"
     for i in range(3):
         for kind in ("gt", "blur"):
-            (realblur / f"scene{i}" / kind).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(realblur / f"scene{i}/{kind}/1.png")
-        lines.append(f"scene{i}/gt/1.png scene{i}/blur/1.png")
+            (realblur / top / f"scene{i}" / kind).mkdir(parents=True, exist_ok=True)
+            image = Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+            image.save(realblur / top / f"scene{i}/{kind}/1.png")
+        lines.append(f"{top}/scene{i}/gt/1.png {top}/scene{i}/blur/1.png")
     (realblur / "RealBlur_J_test_list.txt").write_text("\n".join(lines) + "\n")
     cfg = copy.deepcopy(paper)
     cfg["device"] = "cpu"

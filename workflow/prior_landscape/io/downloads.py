@@ -1041,7 +1041,7 @@ def configured_resources(config: dict) -> list[tuple[str, str]]:
     training data (``priors.<p>.training_data``), and Fig. 13's DRUNet weights and Köhler shots
     (``deblur.kohler.denoiser/data.resource``), a conditional kernel prior's training images
     (``priors.<p>.pairs.images.resource``) and the benchmark's datasets
-    (``benchmark.datasets.<d>.images.resource``), a benchmark method's DRUNet weights
+    (``benchmark.datasets.<d>.images.resource``, real blur's ``….pairs.resource``), a benchmark method's DRUNet weights
     (``benchmark.methods.<m>.denoiser.resource``), and the perceptual metrics' weights
     (``benchmark.perceptual.lpips.<net>``, ``benchmark.perceptual.fid.resource``). The workflow's download
     rules need exactly these."""
@@ -1061,8 +1061,9 @@ def configured_resources(config: dict) -> list[tuple[str, str]]:
             out.append((f"deblur.kohler.{key}.resource", kohler[key]["resource"]))
     bench = config.get("benchmark") or {}
     for name, spec in (bench.get("datasets") or {}).items():
-        if "images" in spec:
-            out.append((f"benchmark.datasets.{name}.images.resource", spec["images"]["resource"]))
+        for key in ("images", "pairs"):  # synthetic blur's images, real blur's blurry/sharp pairs
+            if key in spec:
+                out.append((f"benchmark.datasets.{name}.{key}.resource", spec[key]["resource"]))
     for name, entry in (bench.get("methods") or {}).items():  # a method's DRUNet weights
         if "denoiser" in entry:
             out.append((f"benchmark.methods.{name}.denoiser.resource", entry["denoiser"]["resource"]))
