@@ -66,7 +66,9 @@ def _config() -> dict:
     # large batches make each step slow enough (≈0.2 s) that the job is still running when
     # the test scancels it after the first checkpoint
     cfg["priors"]["scorenet-natural"]["training"].update(steps=100, checkpoint_every=50, batch_size=512)
-    cfg["sweep"].update(theta={"start": 0.0, "stop": 4.0, "num": 2}, n_images=1)
+    # the sweeps in shards of one image each: each shard and each gather an sbatch job of its own (issue 16)
+    cfg["sweep"].update(theta={"start": 0.0, "stop": 4.0, "num": 2}, n_images=2)
+    cfg["shards"] = {**cfg.get("shards", {}), "likelihood_sweep": 2}
     return cfg
 
 
@@ -171,6 +173,19 @@ class _Snakemake:
                 continue
 
 
+def _run_to_end(cmd: list[str], out: Path, cluster, label: str, timeout: float = 1500) -> tuple[int, str]:
+    """Run ``cmd`` in the background to its end — stopped, its SLURM jobs cancelled, if it overruns — and
+    return its exit status and output; prints its wall time under ``label``."""
+    t0 = time.perf_counter()
+    run = _Snakemake(cmd, out, _env(cluster), timeout)
+    try:
+        rc = run.wait()
+    finally:
+        run.stop()
+    print(f"{label}: {time.perf_counter() - t0:.0f} s")
+    return rc, run.log()
+
+
 def _submissions(log: str) -> list[tuple[str, str, str]]:
     """(snakemake job id, SLURM job id, rule or group dir) of every sbatch submission."""
     out = []
@@ -240,27 +255,23 @@ def local_run(tmp_path_factory):
 def test_every_job_goes_through_sbatch_and_artefacts_equal_a_local_run(slurm_cluster, local_run, tmp_path):  # noqa: F811
     work = _workdir(tmp_path)
     extra = _test_profile(tmp_path, gpu=slurm_cluster.gpus >= 1)
-    t0 = time.perf_counter()
-    run = _Snakemake(_slurm_cmd(work, extra, *TARGETS), tmp_path / "snakemake.out", _env(slurm_cluster))
-    try:
-        rc = run.wait()
-    finally:
-        run.stop()
-    print(f"SLURM run: {time.perf_counter() - t0:.0f} s")
-    log = run.log()
+    rc, log = _run_to_end(_slurm_cmd(work, extra, *TARGETS), tmp_path / "snakemake.out", slurm_cluster, "SLURM run")
     assert rc == 0, f"SLURM run failed ({rc}):\n{log[-8000:]}"
 
-    # one sbatch submission per job: five rule jobs and the figures group (Figs. 5 and 7 together)
+    # one sbatch submission per job: three rule jobs, each sweep as two shards and their gather, and the
+    # figures group (Figs. 5 and 7 together)
     subs = _submissions(log)
-    # (the plugin names a group job's log folder after the group and its members)
+    # (the plugin names a group job's log folder after the group and its members, a job's after its wildcards)
     kinds = sorted("group_figures" if k.startswith("group_figures") else k for _, _, k in subs)
-    assert kinds == sorted(
+    shards = sorted(k for k in kinds if k.startswith("rule_likelihood_sweep/"))
+    assert len(shards) == 4 and all(sum(p in k for k in shards) == 2 for p in ("gmm-", "scorenet-")), kinds
+    assert sorted(k for k in kinds if not k.startswith("rule_likelihood_sweep/")) == sorted(
         [
             "rule_blur_kernels",
             "rule_fit_mixture_prior/gmm-natural",
             "rule_train_score_network/scorenet-natural",
-            "rule_likelihood_sweep/gmm-natural",
-            "rule_likelihood_sweep/scorenet-natural",
+            "rule_likelihood_sweep_gather/gmm-natural",
+            "rule_likelihood_sweep_gather/scorenet-natural",
             "group_figures",
         ]
     ), kinds
@@ -364,14 +375,8 @@ def test_profile_cores_beyond_the_node_are_capped_and_what_no_node_has_fails_bef
     shutil.copytree(local_run, work, symlinks=True)  # artefacts and Snakemake's records: only figures run
     shutil.rmtree(work / "results/figures")
     figures = ["results/figures/fig05.png", "results/figures/fig06.png", "results/figures/fig07.png"]
-    t0 = time.perf_counter()
-    run = _Snakemake(_slurm_cmd(work, None, *figures), tmp_path / "capped.out", _env(slurm_cluster), timeout=400)
-    try:
-        rc = run.wait()
-    finally:
-        run.stop()
-    print(f"SLURM run, cores capped: {time.perf_counter() - t0:.0f} s")
-    log = run.log()
+    cmd = _slurm_cmd(work, None, *figures)
+    rc, log = _run_to_end(cmd, tmp_path / "capped.out", slurm_cluster, "SLURM run, cores capped", timeout=400)
     assert rc == 0, log[-6000:]
     cpus = _node_cpus()
     calls = re.findall(r"sbatch call: (sbatch .*)", log)
