@@ -201,6 +201,10 @@ def test_paper_dag_starts_with_the_downloads_when_resources_are_missing(tmp_path
     descent_shards = min(PAPER["shards"]["critical_points"], 3 * PAPER["critical_points"]["n_per_group"])
     assert descent_shards > 1 and jobs["critical_points"] == natural * descent_shards, jobs
     assert jobs["critical_points_gather"] == natural, jobs
+    hessian_priors = PAPER["hessian"]["priors"]  # each point's d = 12288 Hessian in shards of points
+    hessian_shards = min(PAPER["shards"]["hessian_spectra"], PAPER["hessian"]["n_points"])
+    assert hessian_shards > 1 and jobs["hessian_spectra"] == len(hessian_priors) * hessian_shards, jobs
+    assert jobs["hessian_spectra_gather"] == len(hessian_priors), jobs
     # benchmark runs: every method on its datasets (the claims table reads the first dataset's),
     # each in min(shards.benchmark, blocks of batch_size cases) shards
     # — on real blur (pairs: RealBlur-J, Köhler) not the references that need the true kernel

@@ -69,27 +69,35 @@ def _assert_same_artefact(whole: pd.DataFrame, gathered: pd.DataFrame, measured=
         assert pg[key] == pw[key], key
 
 
-def test_sharded_sweep_and_descents_equal_the_unsharded_ones(tmp_path):
-    """The likelihood sweep (its 2 images: 3 shards lowered to 2) and the critical-point descents
+def test_sharded_sweep_descents_and_hessians_equal_the_unsharded_ones(tmp_path):
+    """The likelihood sweep (its 2 images: 3 shards lowered to 2), the critical-point descents
     (6 starts, 2 per group, in 4 shards: {0, 4}, {1, 5}, {2}, {3}, each group split across shards; the
-    step η "auto" chosen from every start in every shard) of the mixture, sharded and not."""
-    work = _workdir(tmp_path)
-    sweep = "results/sweeps/gmm-natural.parquet"
+    step η "auto" chosen from every start in every shard) and the Hessian spectra at the 2 training-set
+    critical points (2 shards of one point) of the mixture, sharded and not."""
+    work = _workdir(tmp_path, {"hessian.n_points": 2})
+    sweep, hessian = "results/sweeps/gmm-natural.parquet", "results/hessian/gmm-natural.parquet"
     descent = [f"results/critical_points/gmm-natural/{k}.parquet" for k in ("summary", "trajectory", "images")]
-    _snakemake(work, sweep, *descent)
-    whole = {rel: read_table(work / rel) for rel in [sweep, *descent]}
+    _snakemake(work, sweep, *descent, hessian)
+    whole = {rel: read_table(work / rel) for rel in [sweep, *descent, hessian]}
     for rel in whole:
         shutil.move(work / rel, tmp_path / rel.replace("/", "_"))
 
-    _set_shards(work, likelihood_sweep=3, critical_points=4)
-    out = _snakemake(work, sweep, *descent)
+    _set_shards(work, likelihood_sweep=3, critical_points=4, hessian_spectra=2)
+    out = _snakemake(work, sweep, *descent, hessian)
     jobs = _job_counts(out.stdout + out.stderr)
     assert jobs == {  # the prior is not refitted
         "likelihood_sweep": 2,
         "likelihood_sweep_gather": 1,
         "critical_points": 4,
         "critical_points_gather": 1,
+        "hessian_spectra": 2,
+        "hessian_spectra_gather": 1,
     }, jobs
+    # the Hessian at a critical point is the exact mixture's: bit for bit whatever the shard
+    gathered_hessian = read_table(work / hessian)
+    _assert_same_artefact(whole[hessian], gathered_hessian)
+    assert sorted(set(gathered_hessian.point)) == [0, 1]
+    assert gathered_hessian.attrs["provenance"]["shards"]["count"] == 2
     gathered = read_table(work / sweep)
     _assert_same_artefact(whole[sweep], gathered)
     assert gathered.attrs["provenance"]["shards"]["count"] == 2

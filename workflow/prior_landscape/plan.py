@@ -544,6 +544,7 @@ def _stage_jobs(cfg: Mapping, book: CostBook, source: str, where: list[str]) -> 
     bench = cfg.get("benchmark") or {}
     if bench.get("methods"):
         from prior_landscape.methods import METHODS
+        from prior_landscape.methods.benchmark import methods_on, n_cases
 
         for m, entry in bench["methods"].items():
             if "prior" not in entry or entry["method"] not in METHODS:
@@ -564,11 +565,10 @@ def _stage_jobs(cfg: Mapping, book: CostBook, source: str, where: list[str]) -> 
                 )
             stochastic = METHODS[entry["method"]].stochastic
             seeds = len(bench.get("seeds", [0])) if stochastic else 1
-            for d in entry.get("datasets", list(bench["datasets"])):
-                ds = bench["datasets"][d]
-                n_cases = int(ds["n_images"]) * len(ds["kernels"])
+            for d in [d for d in bench["datasets"] if m in methods_on(d, bench)]:
                 comp = Component(
-                    "benchmark_run", "", f"{d}/{m}", n_cases, "cases", seeds * int(entry.get("n_steps", 1)),
+                    "benchmark_run", "", f"{d}/{m}", n_cases(bench["datasets"][d]), "cases",
+                    seeds * int(entry.get("n_steps", 1)),
                     "method step", cost,
                 )  # fmt: skip
                 jobs.append(Job("benchmark_run", f"{d}/{m}", [comp], after(*nets)))

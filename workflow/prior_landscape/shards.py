@@ -66,6 +66,8 @@ STAGES: dict[str, dict[str, StageOrder]] = {
         "trajectory": StageOrder(unit="image", order=("image", "step")),
         "images": StageOrder(unit="image", order=("image",)),
     },
+    # the full Hessian's spectrum at each critical point: rows point × singular value (scripts/hessian_spectra.py)
+    "hessian_spectra": {"table": StageOrder(unit="point", order=("point", "index"))},
     # one method on one dataset's cases: rows seed × σ_y × case (prior_landscape.methods.benchmark.run_on_testset)
     "benchmark": {
         "runs": StageOrder(unit="case", order=("seed", "sigma_y", "case")),

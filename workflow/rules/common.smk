@@ -527,24 +527,18 @@ def benchmark_seeds(wildcards):
 def benchmark_blocks(wildcards):
     """The number of a dataset's blocks of benchmark.batch_size cases (its units when sharded; one without
     a batch size); its cases are every image with every kernel entry, or every real pair."""
+    from prior_landscape.methods.benchmark import n_cases
     from prior_landscape.shards import n_blocks
 
-    spec = BENCHMARK["datasets"][wildcards.dataset]
-    cases = spec["n_images"] * len(spec.get("kernels", [None]))
+    cases = n_cases(BENCHMARK["datasets"][wildcards.dataset])
     return n_blocks(cases, BENCHMARK.get("batch_size", cases))
 
 
 def benchmark_methods(dataset):
-    """The method entries run on ``dataset``: all, except entries whose ``datasets`` list omits it (a
-    method whose prior fits some datasets only, e.g. the peers' face and animal priors at paper scale) and,
-    on real blur (``pairs``: no kernel is known), the references that need the true kernel."""
-    methods, real = BENCHMARK["methods"], "pairs" in BENCHMARK["datasets"].get(dataset, {})
-    return {
-        m: e
-        for m, e in methods.items()
-        if dataset in e.get("datasets", BENCHMARK["datasets"])
-        and not (real and _METHODS[e["method"]].needs_true_kernel)
-    }
+    """The method entries run on ``dataset`` (prior_landscape.methods.benchmark.methods_on)."""
+    from prior_landscape.methods.benchmark import methods_on
+
+    return methods_on(dataset, BENCHMARK)
 
 
 def benchmark_targets():

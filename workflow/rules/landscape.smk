@@ -68,15 +68,19 @@ if sharded("critical_points"):
 
 
 rule hessian_spectra:
+    # sharded by critical point (config shards.hessian_spectra; rule hessian_spectra_gather)
     input:
         model=f"{RESULTS}/priors/{{prior}}/model.pt",
         images=f"{RESULTS}/critical_points/{{prior}}/images.parquet",
     output:
-        f"{RESULTS}/hessian/{{prior}}.parquet",
+        table=shard_output("hessian_spectra", "{prior}", f"{RESULTS}/hessian/{{prior}}.parquet"),
     log:
-        f"{RESULTS}/logs/hessian_spectra/{{prior}}.log",
+        per_shard("hessian_spectra", f"{RESULTS}/logs/hessian_spectra/{{prior}}.log"),
     benchmark:
-        f"{RESULTS}/benchmarks/hessian_spectra/{{prior}}.tsv"
+        per_shard("hessian_spectra", f"{RESULTS}/benchmarks/hessian_spectra/{{prior}}.tsv")
+    wildcard_constraints:
+        shard=r"\d+",
+        shards=r"\d+",
     threads: 2
     resources:
         mem_mb=8000,
@@ -86,6 +90,26 @@ rule hessian_spectra:
         hessian=accuracy(config["hessian"], "hessian"),
     script:
         "../scripts/hessian_spectra.py"
+
+
+if sharded("hessian_spectra"):
+
+    rule hessian_spectra_gather:
+        input:
+            table=shard_inputs("hessian_spectra", "{prior}", lambda wc: config["hessian"]["n_points"]),
+        output:
+            table=f"{RESULTS}/hessian/{{prior}}.parquet",
+        log:
+            f"{RESULTS}/logs/hessian_spectra/{{prior}}.gather.log",
+        threads: 1
+        resources:
+            mem_mb=4000 if config["scale"] == "paper" else 1000,
+            runtime=10,
+        params:
+            stage="hessian_spectra",
+            categories={},
+        script:
+            "../scripts/gather_shards.py"
 
 
 rule sample_prior:

@@ -36,8 +36,8 @@ from prior_landscape.inverse.operators import blurred_crops, fft_blur
 from prior_landscape.methods.base import Context, Problem, run_method
 from prior_landscape.metrics import aligned_psnr, collapse_distance, kernel_error, mnc, ssim
 
-__all__ = ["make_kernel", "make_testset", "real_pairs", "evaluate", "align", "perceptual_scores", "run_on_testset",
-           "testset_tensors"]  # fmt: skip
+__all__ = ["make_kernel", "make_testset", "real_pairs", "n_cases", "methods_on", "evaluate", "align",
+           "perceptual_scores", "run_on_testset", "testset_tensors"]  # fmt: skip
 
 DT = torch.float64
 
@@ -61,6 +61,27 @@ def make_kernel(spec: dict, size: int, seed: int) -> torch.Tensor:
             ZernikeKernel(size, fc=spec.get("fc", 0.25), pupil_size=spec.get("pupil_size", 128)).kernel(theta).detach()
         )
     raise ValueError(f"unknown kernel generator {gen!r}: use motion, random_walk, gaussian or diffraction")
+
+
+def n_cases(spec: dict) -> int:
+    """A dataset's number of cases: every image under every kernel entry, or every real pair."""
+    return int(spec["n_images"]) * len(spec.get("kernels", [None]))
+
+
+def methods_on(dataset: str, benchmark: dict) -> dict:
+    """The method entries (``benchmark.methods``) run on ``dataset``: all, except entries whose ``datasets``
+    list omits it (a method whose prior fits some datasets only, e.g. the peers' face and animal priors at
+    paper scale) and, on real blur (``pairs``: no kernel is known), the references that need the true
+    kernel. The workflow's jobs, the claims table and the plan all ask this function."""
+    from prior_landscape.methods.base import METHODS
+
+    datasets = benchmark.get("datasets", {})
+    real = "pairs" in datasets.get(dataset, {})
+    return {
+        m: e
+        for m, e in benchmark.get("methods", {}).items()
+        if dataset in e.get("datasets", datasets) and not (real and METHODS[e["method"]].needs_true_kernel)
+    }
 
 
 #: the shots of the Köhler et al. 2012 benchmark, in the order :func:`real_pairs` draws from
