@@ -365,6 +365,64 @@ def test_stochastic_methods_run_once_per_seed_deterministic_ones_once(testset, r
     assert len(runs_d) == len(testset) and (runs_d.seed == 0).all()
 
 
+class _Counter:
+    """A resumable loop (prior_landscape.runs.Loop) whose state is the number of steps taken."""
+
+    def __init__(self):
+        self.taken = 0
+
+    def step(self, k):
+        self.taken += 1
+
+    def record(self, k):
+        return {"k": k}
+
+    def state_dict(self):
+        return {"taken": self.taken}
+
+    def load_state_dict(self, state):
+        self.taken = state["taken"]
+
+
+def test_each_run_of_a_job_resumes_from_its_own_state(testset, register, tmp_path, caplog):
+    """Seeds × batches of one job, each with its own state file: a job killed in its last run resumes
+    there and reads the runs before it back finished (no step taken again, no foreign-state warning);
+    the files are listed for clean-up."""
+    from prior_landscape.methods.benchmark import run_states
+    from prior_landscape.runs import RunOptions, drive
+
+    steps, kill = [], {"at": (1, 5)}  # kill seed 1's run at its 5th step
+
+    @register("test-harness-resumable", stochastic=True)
+    def resumable(problem, context, *, n=8):
+        loop = _Counter()
+
+        def progress(k, rec):
+            if (problem.seed, k) == kill["at"]:
+                raise KeyboardInterrupt("killed")
+
+        opts = RunOptions(state_path=context.options.state_path, checkpoint_every=2, progress=progress)
+        res = drive(loop, n, kind="test", fingerprint=f"seed {problem.seed}", options=opts)
+        steps.append((problem.seed, res.resumed_from, loop.taken))
+        return Estimate(problem.y.clone(), None)
+
+    state = tmp_path / "m.state.pt"
+    ctx = Context(options=RunOptions(state_path=state))
+    with pytest.raises(KeyboardInterrupt):
+        run_on_testset("m", "test-harness-resumable", {}, testset, ctx, seeds=[0, 1], batch_size=1)
+    assert steps == [(0, 0, 8), (0, 0, 8)]  # seed 0's two batches (cases 0 and 1) finished
+    files = [p.name for p in run_states(state)]
+    assert files == ["m.state.seed0.case0.pt", "m.state.seed0.case1.pt", "m.state.seed1.case0.pt"], files
+    steps.clear()
+    kill["at"] = None
+    with caplog.at_level("WARNING"):
+        runs, _ = run_on_testset("m", "test-harness-resumable", {}, testset, ctx, seeds=[0, 1], batch_size=1)
+    # seed 0 read back finished (8 of 8), seed 1's first batch resumed at its checkpoint 4, its second afresh
+    assert steps == [(0, 8, 8), (0, 8, 8), (1, 4, 8), (1, 0, 8)], steps
+    assert "another run" not in caplog.text and len(runs) == 2 * len(testset)
+    assert len(run_states(state)) == 4 and not state.exists()
+
+
 def test_a_method_added_as_the_readme_says_runs_with_its_hyper_parameters(register):
     received = []
 

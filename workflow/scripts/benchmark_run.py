@@ -1,12 +1,10 @@
 """One benchmark method on every case of one dataset, or on the cases of one shard (rule benchmark_run
 with the {shard} wildcard: prior_landscape.shards): estimates, metrics and cost."""
 
-from pathlib import Path
-
 from prior_landscape.inverse.denoisers import drunet_from_config
 from prior_landscape.io.artefacts import read_table, write_table
 from prior_landscape.methods import PRIOR_KEYS, method_context
-from prior_landscape.methods.benchmark import run_on_testset, testset_tensors
+from prior_landscape.methods.benchmark import run_on_testset, run_states, testset_tensors
 from prior_landscape.priors.ddpm_prior import load_benchmark_prior
 from prior_landscape.priors.kernel_priors import load_kernel_prior
 from prior_landscape.runs import RunOptions
@@ -41,4 +39,5 @@ job.log.info("%s: median PSNR %.2f dB over %d runs, %.2f s per image", name, run
 prov = job.provenance(method=entry["method"], hyper=hyper, **shard.provenance())
 write_table(runs, sm.output.runs, prov)
 write_table(estimates, sm.output.estimates, prov)
-Path(sm.params.state).unlink(missing_ok=True)
+for state in run_states(sm.params.state):  # every run's resumable state: the job is done
+    state.unlink()

@@ -28,6 +28,9 @@ family) and ``diffraction`` (a Zernike PSF).
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
@@ -35,9 +38,10 @@ import torch
 from prior_landscape.inverse.operators import blurred_crops, fft_blur
 from prior_landscape.methods.base import Context, Problem, run_method
 from prior_landscape.metrics import aligned_psnr, collapse_distance, kernel_error, mnc, ssim
+from prior_landscape.runs import RunOptions
 
 __all__ = ["make_kernel", "make_testset", "real_pairs", "n_cases", "methods_on", "evaluate", "align",
-           "perceptual_scores", "run_on_testset", "testset_tensors"]  # fmt: skip
+           "perceptual_scores", "run_on_testset", "run_options", "run_states", "testset_tensors"]  # fmt: skip
 
 DT = torch.float64
 
@@ -248,6 +252,23 @@ def evaluate(x_hat, k_hat, x, h, collapse_tol: float = 0.05, kernel_size: int | 
     return pd.DataFrame(out)
 
 
+def run_options(options: RunOptions | None, seed: int, first_case: int) -> RunOptions | None:
+    """The run driver's options of one run of a job (a seed, a batch of cases from ``first_case``): its own
+    state file beside the job's (``<job state stem>.seed<s>.case<c>.pt``), so that a job killed in its third
+    run resumes there and reads its first two back finished — one shared file would hold another run's
+    state (and a run would start afresh with a warning). :func:`run_states` lists them for clean-up."""
+    if options is None or options.state_path is None:
+        return options
+    path = Path(options.state_path)
+    return replace(options, state_path=path.with_name(f"{path.stem}.seed{seed}.case{first_case}{path.suffix}"))
+
+
+def run_states(state_path: str | Path) -> list[Path]:
+    """The state files :func:`run_options` derived from a job's ``state_path`` (to delete once it is done)."""
+    path = Path(state_path)
+    return sorted(path.parent.glob(f"{path.stem}.seed*.case*{path.suffix}"))
+
+
 def run_on_testset(name: str, method: str, hyper: dict, testset: pd.DataFrame, context: Context, *,
                    seeds=(0,), collapse_tol: float = 0.05, batch_size: int | None = None,
                    ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
@@ -265,8 +286,9 @@ def run_on_testset(name: str, method: str, hyper: dict, testset: pd.DataFrame, c
         for (sigma_y, _), idx in testset.groupby(["sigma_y", block]).groups.items():
             idx = np.asarray(list(idx))
             truth = None if h is None else h[idx]
+            options = run_options(context.options, seed, int(testset.case.iloc[idx[0]]))
             ctx = Context(prior=context.prior, denoiser=context.denoiser, device=context.device,
-                          options=context.options, true_kernel=truth, extra=context.extra)  # fmt: skip
+                          options=options, true_kernel=truth, extra=context.extra)  # fmt: skip
             k = int(testset.kernel_size.iloc[0])
             problem = Problem(y[idx], float(sigma_y), k, int(seed))
             est, cost = run_method(method, problem, ctx, hyper)
