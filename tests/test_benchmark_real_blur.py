@@ -18,11 +18,12 @@ import skimage.data
 import torch
 import yaml
 from PIL import Image
+from test_benchmark_harness import _numpy_aligned_psnr, register  # noqa: F401 - register: toy methods
 from test_hostile import _dry_run
 
 from prior_landscape.io import datasets as ds
 from prior_landscape.io.downloads import load_catalogue, resource_location
-from prior_landscape.methods import METHODS, Estimate, method
+from prior_landscape.methods import METHODS, Estimate
 from prior_landscape.methods.base import Context
 from prior_landscape.methods.benchmark import KOHLER_SHOTS, evaluate, make_testset, run_on_testset
 from prior_landscape.methods.benchmark import testset_tensors as tensors_of
@@ -84,19 +85,6 @@ def _spec(reader: str, resource: str, n: int, size: int = 32, **pairs) -> dict:
             "kernel_size": K, "seed": 5, "sigma_y": 0.01}  # fmt: skip
 
 
-@pytest.fixture
-def register():
-    names = []
-
-    def reg(name, **kw):
-        names.append(name)
-        return method(name, **kw)
-
-    yield reg
-    for name in names:
-        METHODS.pop(name, None)
-
-
 # ------------------------------------------------------------------------------------------ test sets
 def test_realblur_testset_is_the_pairs_as_read_without_kernels(realblur_root):
     ts = make_testset(_spec("realblur", "realblur-j", 3, name="real camera shake"), {}, resource_root=realblur_root)
@@ -139,19 +127,7 @@ def test_a_test_set_with_kernels_for_some_cases_only_is_refused(realblur_root):
 
 
 # ------------------------------------------------------------------------------------------ metrics and runs
-def _aligned_psnr(a: np.ndarray, b: np.ndarray, m: int) -> float:
-    """Independent: the best PSNR over integer shifts |s| ≤ m of a against b, on b's interior."""
-    H, W = b.shape[-2:]
-    ref = b[..., m : H - m, m : W - m]
-    best = -np.inf
-    for i in range(-m, m + 1):
-        for j in range(-m, m + 1):
-            mse = np.mean((a[..., m + i : H - m + i, m + j : W - m + j] - ref) ** 2)
-            best = max(best, 10 * np.log10(1 / mse))
-    return best
-
-
-def test_real_blur_scores_images_and_no_blur_with_every_kernel_metric_nan(realblur_root, register):
+def test_real_blur_scores_images_and_no_blur_with_every_kernel_metric_nan(realblur_root, register):  # noqa: F811
     ts = make_testset(_spec("realblur", "realblur-j", 3), {}, resource_root=realblur_root)
     x, y, _ = tensors_of(ts)
     dirac = torch.zeros(3, K, K, dtype=torch.float64)
@@ -170,7 +146,7 @@ def test_real_blur_scores_images_and_no_blur_with_every_kernel_metric_nan(realbl
     runs, estimates = run_on_testset("dirac", "test-real-dirac", {}, ts, Context())
     assert seen["true_kernel"] is None
     assert runs.no_blur.all() and runs[["kernel_error", "kernel_mse", "mnc"]].isna().all().all()
-    expected = [_aligned_psnr(y[i].numpy(), x[i].numpy(), K // 2) for i in range(3)]
+    expected = [_numpy_aligned_psnr(y[i].numpy(), x[i].numpy(), K // 2) for i in range(3)]
     np.testing.assert_allclose(runs.psnr, expected, rtol=1e-12)
     oracle, _ = run_on_testset("oracle", "test-real-oracle", {}, ts, Context())
     assert not oracle.no_blur.any() and np.isinf(oracle.psnr).all() and np.allclose(oracle.ssim, 1)
