@@ -546,6 +546,7 @@ def _stage_jobs(cfg: Mapping, book: CostBook, source: str, where: list[str]) -> 
         from prior_landscape.methods import METHODS
         from prior_landscape.methods.benchmark import methods_on, n_cases
 
+        runs_on = {d: methods_on(d, bench) for d in bench["datasets"]}  # dataset -> the entries run on it
         for m, entry in bench["methods"].items():
             if "prior" not in entry or entry["method"] not in METHODS:
                 continue  # no network: a CPU method (or an unknown one, which the workflow refuses)
@@ -565,7 +566,7 @@ def _stage_jobs(cfg: Mapping, book: CostBook, source: str, where: list[str]) -> 
                 )
             stochastic = METHODS[entry["method"]].stochastic
             seeds = len(bench.get("seeds", [0])) if stochastic else 1
-            for d in [d for d in bench["datasets"] if m in methods_on(d, bench)]:
+            for d in [d for d, entries in runs_on.items() if m in entries]:
                 comp = Component(
                     "benchmark_run", "", f"{d}/{m}", n_cases(bench["datasets"][d]), "cases",
                     seeds * int(entry.get("n_steps", 1)),

@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 
 from prior_landscape.inverse.operators import blurred_crops, fft_blur
-from prior_landscape.methods.base import Context, Problem, run_method
+from prior_landscape.methods.base import METHODS, Context, Problem, run_method
 from prior_landscape.metrics import aligned_psnr, collapse_distance, kernel_error, mnc, ssim
 from prior_landscape.runs import RunOptions
 
@@ -77,8 +77,6 @@ def methods_on(dataset: str, benchmark: dict) -> dict:
     list omits it (a method whose prior fits some datasets only, e.g. the peers' face and animal priors at
     paper scale) and, on real blur (``pairs``: no kernel is known), the references that need the true
     kernel. The workflow's jobs, the claims table and the plan all ask this function."""
-    from prior_landscape.methods.base import METHODS
-
     datasets = benchmark.get("datasets", {})
     real = "pairs" in datasets.get(dataset, {})
     return {
@@ -236,16 +234,12 @@ def evaluate(x_hat, k_hat, x, h, collapse_tol: float = 0.05, kernel_size: int | 
     aligned, sharp = align(x_hat, x, m)
     out["ssim"] = ssim(aligned.clamp(0, 1), sharp).cpu().numpy()
     out["haarpsi"] = HaarPSI(norm_inputs="clip")(aligned.float(), sharp.float()).cpu().numpy()
-    if k_hat is None:
-        nan = np.full(len(x), np.nan)
-        out.update(kernel_mse=nan, kernel_error=nan, mnc=nan, no_blur=np.zeros(len(x), dtype=bool))
-    else:
+    nan = np.full(len(x), np.nan)
+    out.update(kernel_mse=nan, kernel_error=nan, mnc=nan, no_blur=np.zeros(len(x), dtype=bool))
+    if k_hat is not None:  # the no-blur flag needs only the estimate; the other kernel metrics the truth too
         k_hat = k_hat.to(x_hat.device, DT)
         out["no_blur"] = (collapse_distance(k_hat) <= collapse_tol).cpu().numpy()
-        if h is None:  # real blur: the estimate's distance to the Dirac is all that can be measured
-            nan = np.full(len(x), np.nan)
-            out.update(kernel_mse=nan, kernel_error=nan, mnc=nan)
-        else:
+        if h is not None:
             h = h.to(k_hat)
             out.update(kernel_mse=_kernel_mse(k_hat, h), kernel_error=kernel_error(k_hat, h).cpu().numpy(),
                        mnc=mnc(k_hat, h).cpu().numpy())  # fmt: skip
@@ -280,6 +274,7 @@ def run_on_testset(name: str, method: str, hyper: dict, testset: pd.DataFrame, c
     cases ``testset`` holds: a shard's cases run in the batches of the whole test set's run). A
     case's result may depend on its batch (a method stops when all of its batch have converged)."""
     x, y, h = testset_tensors(testset)
+    k = int(testset.kernel_size.iloc[0])
     rows, images = [], []
     block = testset.case.to_numpy() // batch_size if batch_size else np.zeros(len(testset), dtype=np.int64)
     for seed in seeds:
@@ -289,7 +284,6 @@ def run_on_testset(name: str, method: str, hyper: dict, testset: pd.DataFrame, c
             options = run_options(context.options, seed, int(testset.case.iloc[idx[0]]))
             ctx = Context(prior=context.prior, denoiser=context.denoiser, device=context.device,
                           options=options, true_kernel=truth, extra=context.extra)  # fmt: skip
-            k = int(testset.kernel_size.iloc[0])
             problem = Problem(y[idx], float(sigma_y), k, int(seed))
             est, cost = run_method(method, problem, ctx, hyper)
             scores = evaluate(est.x.to(DT), est.kernel, x[idx], truth, collapse_tol, kernel_size=k)
