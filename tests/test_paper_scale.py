@@ -205,6 +205,10 @@ def test_paper_dag_starts_with_the_downloads_when_resources_are_missing(tmp_path
     hessian_shards = min(PAPER["shards"]["hessian_spectra"], PAPER["hessian"]["n_points"])
     assert hessian_shards > 1 and jobs["hessian_spectra"] == len(hessian_priors) * hessian_shards, jobs
     assert jobs["hessian_spectra_gather"] == len(hessian_priors), jobs
+    posterior_priors = PAPER["posterior"]["priors"]  # ffhq256's profiles in shards of images
+    posterior_shards = min(PAPER["shards"]["posterior_profiles"], PAPER["posterior"]["n_images"])
+    assert posterior_shards > 1 and jobs["posterior_profiles"] == len(posterior_priors) * posterior_shards, jobs
+    assert jobs["posterior_profiles_gather"] == len(posterior_priors), jobs
     # benchmark runs: every method on its datasets (the claims table reads the first dataset's),
     # each in min(shards.benchmark, blocks of batch_size cases) shards
     # — on real blur (pairs: RealBlur-J, Köhler) not the references that need the true kernel

@@ -254,7 +254,8 @@ def test_noisy_profile_matches_the_closed_form_profile_of_a_gaussian_prior(famil
     ks = kernel_stack(family, thetas, 7)
     noise = sigma_y * torch.randn(x_bar.shape, generator=torch.Generator().manual_seed(5), dtype=DT)
     y = fft_blur(x_bar, ks[2]) + noise
-    prof = noisy_profile(y, ks, sigma_y, prior, prior.potential, prior.lipschitz_bound(), starts=("y",), tol=1e-7,
+    # tol 1e-9: each image stops at its own tolerance (1e-7 left the θ̄ value 1.4e-6 off)
+    prof = noisy_profile(y, ks, sigma_y, prior, prior.potential, prior.lipschitz_bound(), starts=("y",), tol=1e-9,
                          max_steps=20000)  # fmt: skip
     exact = _exact_noisy_profile(prior, y, ks, sigma_y)
     assert prof.converged.all()

@@ -144,3 +144,24 @@ def test_gather_of_benchmark_runs_keeps_the_configured_seed_order_and_the_blocks
     assert Shard.of_job("benchmark", {}, n_cases, block).units.tolist() == list(range(n_cases))  # unsharded
     with pytest.raises(ValueError, match="4 shards of 3 block"):
         Shard.of_job("benchmark", {"shard": "0", "shards": "4"}, n_cases, block)
+
+
+def test_a_table_every_shard_computes_whole_is_written_once_and_must_agree(tmp_path):
+    """P eq. 14's λ table of the posterior profiles is chosen from every image in every shard: the
+    gather writes shard 0's once, and refuses shards whose copies differ (naming the file)."""
+    lam = pd.DataFrame({"lam": [0.0, 1e-14, 3e-14], "admissible": [False, False, True], "family": "gaussian"})
+    paths = []
+    for i in range(3):
+        shard = Shard("posterior_profiles", i, 3, 5)
+        prov = provenance({"posterior": {"n_images": 5}}, {"seed": 4}, "cpu", 1.0, **shard.provenance())
+        paths.append(write_table(lam, tmp_path / f"lam.{i}-of-3.parquet", prov))
+    table, prov = gather_tables(paths, "posterior_profiles", "lam")
+    pd.testing.assert_frame_equal(table, lam)
+    assert prov["shards"]["count"] == 3 and "shard" not in prov
+
+    other = lam.assign(admissible=[False, True, True])
+    shard = Shard("posterior_profiles", 2, 3, 5)
+    prov = provenance({"posterior": {"n_images": 5}}, {"seed": 4}, "cpu", 1.0, **shard.provenance())
+    write_table(other, paths[2], prov)
+    with pytest.raises(ShardError, match=r"lam\.2-of-3\.parquet: its lam table differs from .*lam\.0-of-3"):
+        gather_tables(paths, "posterior_profiles", "lam")

@@ -8,7 +8,10 @@ batches and a shard's (as between two ``potential.batch_size``, tests/test_poten
 q_stderr and q_ci95_halfwidth (the spread of per-probe estimates of q's size), and the descent
 summary's q at its ends, are compared to 1e-4·|q| (a few thousandths of a nat at the tiny
 configuration's |q| ≈ 300); everything else exactly (the descent itself: ‖∇q‖, distances, exact q,
-start and end images)."""
+start and end images). The posterior profiles' values (exact q of the mixture, data fits, inner
+gradient norms) are float64 products over batches of another size: compared to 1e-8 relative (the
+largest, q ≈ 1e7–1e10 of noise-amplifying deconvolutions, are differences of larger terms), and
+to 1e-9 absolute (relative inner gradient norms at the rounding floor, ≈ 1e-12, against a tolerance of 1e-3)."""
 
 import shutil
 
@@ -142,3 +145,32 @@ def test_sharded_benchmark_runs_equal_the_unsharded_ones(tmp_path):
         _assert_same_artefact(whole[rel], read_table(work / rel), BENCH_MEASURED)
     assert list(read_table(work / runs[0]).case) == [0, 1, 2]
     assert not list((work / "results").rglob("*-of-2.parquet")) and not list((work / "results").rglob("*.pt.*"))
+
+
+def test_sharded_posterior_profiles_equal_the_unsharded_ones(tmp_path):
+    """P Figs. 9–10's profiles of the mixture's 3 images in 2 shards ({0, 2}, {1}): each shard chooses η
+    (step "auto"), L_q and P eq. 14's λ from all 3 images, draws image i's noise as the i-th of the
+    3, and stops an image's inner minimisation at its own tolerance, so every table equals the
+    unsharded job's; the λ table, the same in every shard, is written once."""
+    work = _workdir(tmp_path, {})
+    outs = [f"results/posterior/gmm-natural/{k}.parquet" for k in ("noiseless", "noisy", "lambda", "points")]
+    _snakemake(work, *outs)
+    whole = {rel: read_table(work / rel) for rel in outs}
+    for rel in outs:
+        (work / rel).unlink()
+
+    _set_shards(work, posterior_profiles=2)
+    out = _snakemake(work, *outs)
+    jobs = _job_counts(out.stdout + out.stderr)
+    assert jobs == {"posterior_profiles": 2, "posterior_profiles_gather": 1}, jobs
+    for rel in outs:
+        gathered, unsharded = read_table(work / rel), whole[rel]
+        exact = ("theta", "theta_bar", "sigma_y", "lam")
+        floats = [c for c in unsharded if unsharded[c].dtype == float and c not in exact]
+        for col in floats:  # float64 rounding: the mixture's batched products over another number of rows
+            np.testing.assert_allclose(gathered[col], unsharded[col], rtol=1e-8, atol=1e-9, err_msg=f"{rel}: {col}")
+        _assert_same_artefact(unsharded.drop(columns=floats), gathered.drop(columns=floats))
+        assert gathered.attrs["provenance"]["shards"]["count"] == 2
+    noisy = read_table(work / outs[1])
+    assert sorted(set(noisy.image)) == [0, 1, 2] and noisy.converged.any()
+    assert not list((work / "results").rglob("*-of-*.parquet"))

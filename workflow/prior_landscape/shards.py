@@ -16,7 +16,9 @@ the shard files into the artefact the unsharded job writes, row for row:
   count and number of units; every unit present in its own shard and nowhere else; every shard
   made with the same configuration, seeds, package versions and code (its provenance); then the
   rows concatenated and put in the stage's order (:data:`STAGES`: the unsharded job's row order,
-  e.g. family, θ, image for a sweep), a stable sort that keeps the order of rows within a unit.
+  e.g. family, θ, image for a sweep), a stable sort that keeps the order of rows within a unit. A
+  table that every shard computes from all units (P eq. 14's λ table of the posterior profiles,
+  chosen from every image) must be equal in every shard and is written once.
 
 A shard's random numbers must be keyed by unit, not by batch or position in the shard (the
 potential's probes are keyed by image: :func:`prior_landscape.landscape.potential.rademacher_probes`),
@@ -51,7 +53,7 @@ class StageOrder:
     values, in the unsharded job's order, sort the concatenated rows (stable: rows of one unit
     keep their order). Columns given ``categories`` at the gather sort in that order, not by value."""
 
-    unit: str
+    unit: str | None  # None: a table every shard computes whole (from all units), equal in every shard
     order: tuple[str, ...]
 
 
@@ -68,6 +70,14 @@ STAGES: dict[str, dict[str, StageOrder]] = {
     },
     # the full Hessian's spectrum at each critical point: rows point × singular value (scripts/hessian_spectra.py)
     "hessian_spectra": {"table": StageOrder(unit="point", order=("point", "index"))},
+    # P Figs. 9–10 (prior_landscape.inverse.profiles.profile_study): the profiles family × x̄ kind (× σ_y)
+    # × image × θ, the x̄ points kind × image; P eq. 14's λ table is chosen from every image, in every shard
+    "posterior_profiles": {
+        "noiseless": StageOrder(unit="image", order=("family", "x_bar", "image", "theta")),
+        "noisy": StageOrder(unit="image", order=("family", "x_bar", "sigma_y", "image", "theta")),
+        "lam": StageOrder(unit=None, order=()),
+        "points": StageOrder(unit="image", order=("x_bar", "image")),
+    },
     # one method on one dataset's cases: rows seed × σ_y × case (prior_landscape.methods.benchmark.run_on_testset)
     "benchmark": {
         "runs": StageOrder(unit="case", order=("seed", "sigma_y", "case")),
@@ -174,6 +184,13 @@ def _check_units(path: str, units: np.ndarray, expected: np.ndarray, owner: dict
         owner[u] = path
 
 
+def _same_table(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Equal columns, types and values (NaN equal to NaN), provenance aside."""
+    a, b = a.copy(), b.copy()
+    a.attrs, b.attrs = {}, {}
+    return list(a.columns) == list(b.columns) and a.equals(b)
+
+
 def _merged_provenance(provs: list[dict], paths: list[str], started: float) -> dict:
     """The gathered artefact's provenance: what defines the result as the shards' (equal in all);
     where and how long it ran, merged (device and host: every distinct one; wall time: the sum of the
@@ -239,11 +256,22 @@ def gather_tables(
                     f"{path} was made with another {key} than {paths[0]}: shards of different runs "
                     "are never gathered (rerun its shard)"
                 )
-        if spec.unit not in df.columns:
+        if spec.unit is None:  # the same table in every shard
+            if frames and not _same_table(df, frames[0]):
+                raise ShardError(
+                    f"{path}: its {output} table differs from {paths[0]}'s, though every shard computes it "
+                    "from all units: the shards did not run the same computation (rerun them)"
+                )
+        elif spec.unit not in df.columns:
             raise ShardError(f"{path} has no unit column {spec.unit!r}")
-        _check_units(path, df[spec.unit].to_numpy(), shard_units(n_units, index, count, block), owner)
+        else:
+            _check_units(path, df[spec.unit].to_numpy(), shard_units(n_units, index, count, block), owner)
         frames.append(df)
         provs.append(prov)
+    if spec.unit is None:
+        table = frames[0].reset_index(drop=True)
+        table.attrs = {}
+        return table, _merged_provenance(provs, paths, started)
     nonempty = [f for f in frames if len(f)] or frames[:1]
     table = pd.concat(nonempty, ignore_index=True) if len(nonempty) > 1 else nonempty[0].reset_index(drop=True)
     table.attrs = {}

@@ -331,6 +331,8 @@ def used_resources():
 
 
 POSTERIOR_PRIORS = list(config["posterior"]["priors"])
+# rule posterior_profiles' outputs (and its gather's inputs): output name -> file under posterior/<prior>/
+POSTERIOR_OUTPUTS = {"noiseless": "noiseless", "noisy": "noisy", "lam": "lambda", "points": "points"}
 DEBLUR = config["deblur"]
 
 

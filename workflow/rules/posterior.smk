@@ -8,19 +8,22 @@
 
 
 rule posterior_profiles:
+    # sharded by image (config shards.posterior_profiles; rule posterior_profiles_gather)
     input:
         unpack(prior_inputs),
     output:
-        noiseless=f"{RESULTS}/posterior/{{prior}}/noiseless.parquet",
-        noisy=f"{RESULTS}/posterior/{{prior}}/noisy.parquet",
-        lam=f"{RESULTS}/posterior/{{prior}}/lambda.parquet",
-        points=f"{RESULTS}/posterior/{{prior}}/points.parquet",
+        **{
+            name: shard_output("posterior_profiles", "{prior}", f"{RESULTS}/posterior/{{prior}}/{file}.parquet", name)
+            for name, file in POSTERIOR_OUTPUTS.items()
+        },
     log:
-        f"{RESULTS}/logs/posterior_profiles/{{prior}}.log",
+        per_shard("posterior_profiles", f"{RESULTS}/logs/posterior_profiles/{{prior}}.log"),
     benchmark:
-        f"{RESULTS}/benchmarks/posterior_profiles/{{prior}}.tsv"
+        per_shard("posterior_profiles", f"{RESULTS}/benchmarks/posterior_profiles/{{prior}}.tsv")
     wildcard_constraints:
         prior="|".join(re.escape(p) for p in POSTERIOR_PRIORS),
+        shard=r"\d+",
+        shards=r"\d+",
     threads: 1
     resources:
         mem_mb=4000,
@@ -35,6 +38,33 @@ rule posterior_profiles:
         terminal=prior_terminal,
     script:
         "../scripts/posterior_profiles.py"
+
+
+if sharded("posterior_profiles"):
+
+    rule posterior_profiles_gather:
+        input:
+            **{
+                name: shard_inputs("posterior_profiles", "{prior}", lambda wc: config["posterior"]["n_images"], name)
+                for name in POSTERIOR_OUTPUTS
+            },
+        output:
+            **{name: f"{RESULTS}/posterior/{{prior}}/{file}.parquet" for name, file in POSTERIOR_OUTPUTS.items()},
+        log:
+            f"{RESULTS}/logs/posterior_profiles/{{prior}}.gather.log",
+        threads: 1
+        resources:
+            mem_mb=8000 if config["scale"] == "paper" else 1000,
+            runtime=10,
+        params:
+            stage="posterior_profiles",
+            categories={
+                "family": config["posterior"]["families"],
+                "x_bar": ["dataset", "critical point"],
+                "sigma_y": config["posterior"]["noise_levels"],
+            },
+        script:
+            "../scripts/gather_shards.py"
 
 
 rule deblur_runs:

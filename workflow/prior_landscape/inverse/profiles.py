@@ -215,8 +215,10 @@ def minimise_image(
 
         x_{k+1} = prox_{γ f}(z_k − γ σ_y² ∇q(z_k)),   z_{k+1} = x_{k+1} + (t_k − 1)/t_{k+1} (x_{k+1} − x_k),
 
-    restarting the momentum of an image whenever it points uphill. Stops when every image's relative
-    gradient norm ‖∇ℓ_y(x)‖/‖∇ℓ_y(x₀)‖ is ≤ ``tol`` or after ``max_steps``; the result says which met it.
+    restarting the momentum of an image whenever it points uphill. Every ``check_every`` steps an image
+    whose relative gradient norm ‖∇ℓ_y(x)‖/‖∇ℓ_y(x₀)‖ is ≤ ``tol`` stops (it leaves the batch), so an
+    image's result does not depend on its batch-mates (shards of the profiles give the unsharded
+    results); the others go on to ``max_steps``, and the result says which met the tolerance.
     P uses plain gradient descent with momentum for a fixed number of steps, which on ill-conditioned
     priors stops far above the infimum (more so at large θ, biasing the argmin towards θ = 0)."""
     if not (lipschitz_q > 0 and math.isfinite(lipschitz_q)):
@@ -228,23 +230,26 @@ def minimise_image(
     z, t = x.clone(), torch.ones(len(x), dtype=x.dtype, device=x.device)
     g0 = posterior_gradient(x, y, otf, sigma_y, prior).flatten(1).norm(dim=1).clamp_min(1e-300)
     rel = torch.ones_like(g0)
+    rows = torch.arange(len(x), device=x.device)  # the images still running
     k = 0
     for k in range(1, max_steps + 1):
-        g_prior = sigma_y**2 * prior.grad_potential(z).detach().to(z.dtype)
-        x_new = fft_prox(z - gamma * g_prior, y, None, gamma, otf=otf)
-        uphill = ((z - x_new) * (x_new - x)).flatten(1).sum(1) > 0  # adaptive restart
-        t = torch.where(uphill, torch.ones_like(t), t)
-        t_new = 0.5 * (1 + torch.sqrt(1 + 4 * t * t))
-        z = x_new + ((t - 1) / t_new).view(-1, 1, 1, 1) * (x_new - x)
-        x, t = x_new, t_new
-        if not torch.isfinite(x).all():
+        xa, za, ta, ya, oa = x[rows], z[rows], t[rows], y[rows], otf[rows] if otf.shape[0] > 1 else otf
+        g_prior = sigma_y**2 * prior.grad_potential(za).detach().to(za.dtype)
+        x_new = fft_prox(za - gamma * g_prior, ya, None, gamma, otf=oa)
+        uphill = ((za - x_new) * (x_new - xa)).flatten(1).sum(1) > 0  # adaptive restart
+        ta = torch.where(uphill, torch.ones_like(ta), ta)
+        t_new = 0.5 * (1 + torch.sqrt(1 + 4 * ta * ta))
+        z[rows] = x_new + ((ta - 1) / t_new).view(-1, 1, 1, 1) * (x_new - xa)
+        x[rows], t[rows] = x_new, t_new
+        if not torch.isfinite(x_new).all():
             raise FloatingPointError(
                 f"the inner minimisation of ℓ_y diverged at step {k} (γ = {gamma:.3g}): "
                 "L_q underestimates the curvature of q"
             )
         if k % check_every == 0 or k == max_steps:
-            rel = posterior_gradient(x, y, otf, sigma_y, prior).flatten(1).norm(dim=1) / g0
-            if bool((rel <= tol).all()):
+            rel[rows] = posterior_gradient(x_new, ya, oa, sigma_y, prior).flatten(1).norm(dim=1) / g0[rows]
+            rows = rows[rel[rows] > tol]
+            if len(rows) == 0:
                 break
     return InnerSolve(x, rel.to(torch.float64).cpu(), (rel <= tol).cpu(), k)
 
@@ -307,7 +312,10 @@ def noisy_profile(
     q = torch.as_tensor(potential_fn(x)).reshape(-1).to(torch.float64)
     ell = (f + sigma_y**2 * q).reshape(S, B * T)
     ell = torch.where(torch.isfinite(ell), ell, torch.full_like(ell, math.inf))
-    best = ell.argmin(0)  # (B·T,)
+    # the first start whose end point is lowest up to rounding (1e-9 relative): starts that reach the same
+    # minimiser tie, and the tie goes to the first whatever the batch's rounding
+    low = ell.min(0).values
+    best = (ell <= low + 1e-9 * low.abs()).to(torch.int8).argmax(0)  # (B·T,)
     idx = best * (B * T) + torch.arange(B * T)
     return NoisyProfile(
         values=ell.gather(0, best[None])[0].reshape(B, T),
@@ -322,31 +330,42 @@ def noisy_profile(
 
 
 # -------------------------------------------------------------- P Figs. 9–10
-def _points_table(prior, sets: dict, x_data, sources, q_of) -> pd.DataFrame:
-    """Both kinds of x̄ with q, ‖∇q‖ and their distance to the data image."""
+def _keyed(q_of, keys: np.ndarray) -> PotentialFn:
+    """x ↦ q(x) with the engine's probes keyed by ``keys`` (one per row of x): a profile point's probes
+    then depend on its image's number and θ, not on where it sits in a batch or a shard."""
+    return lambda x: q_of(x, probe_keys=keys)
+
+
+def _points_table(prior, sets: dict, x_data, sources, q_of, ids: np.ndarray) -> pd.DataFrame:
+    """Both kinds of x̄ with q, ‖∇q‖ and their distance to the data image (``ids``: the images' numbers)."""
     rows = []
     for name, x in sets.items():
         dist = (x - x_data).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)
         rows.append(pd.DataFrame({
-            "x_bar": name, "image": range(len(x)), "source": sources, "q": q_of(x).cpu().numpy(),
+            "x_bar": name, "image": ids, "source": sources, "q": _keyed(q_of, ids)(x).cpu().numpy(),
             "grad_norm": prior.grad_potential(x).flatten(1).norm(dim=1).double().cpu().numpy(),
             "relative_distance": dist.cpu().numpy(), "pixels": list(x.flatten(1).cpu().numpy().astype(np.float32)),
         }))  # fmt: skip
     return pd.concat(rows, ignore_index=True)
 
 
-def _noisy_rows(prior, x, h_bar, ks, grid, cfg, q_of, lipschitz_q) -> list[pd.DataFrame]:
-    """P Fig. 10: one noisy profile per noise level of ``cfg``, its inner minimisations to a tolerance."""
-    rows, inner = [], cfg["inner"]
+def _noisy_rows(prior, x, h_bar, ks, grid, cfg, q_of, lipschitz_q, ids, n_images) -> list[pd.DataFrame]:
+    """P Fig. 10: one noisy profile per noise level of ``cfg``, its inner minimisations to a tolerance.
+    The noise of image i is the i-th of ``n_images`` drawn at once, and the probes of (start s, image i,
+    θ index t) are keyed by (s·n_images + i)·T + t: the same numbers whichever images ``x`` holds."""
+    rows, inner, T = [], cfg["inner"], len(ks)
+    starts = np.arange(len(inner["starts"]))
+    keys = ((starts[:, None] * n_images + ids[None, :])[..., None] * T + np.arange(T)).ravel()
     for j, sigma in enumerate(cfg["noise_levels"]):
         g = torch.Generator().manual_seed(cfg["seed"] * 1000 + j)
-        y = fft_blur(x, h_bar) + sigma * torch.randn(x.shape, generator=g, dtype=x.dtype).to(x.device)
+        noise = torch.randn((n_images, *x.shape[1:]), generator=g, dtype=x.dtype)[torch.as_tensor(ids)]
+        y = fft_blur(x, h_bar) + sigma * noise.to(x.device)
         prof = noisy_profile(
             y,
             ks,
             sigma,
             prior,
-            q_of,
+            _keyed(q_of, keys),
             lipschitz_q,
             starts=inner["starts"],
             tol=inner["tol"],
@@ -361,48 +380,59 @@ def _noisy_rows(prior, x, h_bar, ks, grid, cfg, q_of, lipschitz_q) -> list[pd.Da
     return rows
 
 
-def profile_study(prior, x_data: torch.Tensor, sources: list[str], cfg: dict, q_of: PotentialFn,
-                  log=None) -> tuple[dict, dict]:  # fmt: skip
+def profile_study(prior, x_data: torch.Tensor, sources: list[str], cfg: dict, q_of,
+                  log=None, image_ids=None) -> tuple[dict, dict]:  # fmt: skip
     """The posterior profiles of P Figs. 9–10 for x̄ the images ``x_data`` and x̄ the critical points of
-    q that momentum descent reaches from them (``cfg`` the configuration's ``posterior`` section).
+    q that momentum descent reaches from them (``cfg`` the configuration's ``posterior`` section;
+    ``q_of(x, probe_keys=…)``: :func:`prior_landscape.landscape.potential.potential_function`).
     Returns the tables ``noiseless``, ``noisy`` (with each point's inner convergence), ``lam`` (P eq.
     14's rule per family) and ``points`` (both kinds of x̄), and the descent's η and the L_q of the
-    inner steps (for the provenance)."""
+    inner steps (for the provenance).
+
+    ``image_ids``: the images whose profiles are computed (a shard's, prior_landscape.shards; default
+    all). What is chosen from the images — η, L_q and λ (P eq. 14) — is chosen from all of ``x_data``
+    in every shard, and every random number is keyed by image (the noise, the engine's probes), so
+    the shards' rows are the unsharded job's."""
     from prior_landscape.config import theta_grid
     from prior_landscape.landscape.critical_points import choose_eta, descend, lipschitz_estimate
     from prior_landscape.landscape.families import kernel, kernel_stack
     from prior_landscape.runs import RunOptions
 
+    n_images = len(x_data)
+    ids = np.arange(n_images) if image_ids is None else np.asarray(image_ids, dtype=np.int64)
     cp = cfg["critical_points"]
     eta = choose_eta(prior, x_data, cp["step"])
+    lipschitz_q = lipschitz_estimate(prior, x_data)  # the inner minimisations' step
+    x_own = x_data[torch.as_tensor(ids, device=x_data.device)]
     once = RunOptions(record_every=max(cp["n_steps"], 1))
-    x_crit = descend(prior, x_data, eta=eta, n_steps=cp["n_steps"], momentum=cp["momentum"], options=once).end
-    sets = {"dataset": x_data, "critical point": x_crit}
+    x_crit = descend(prior, x_own, eta=eta, n_steps=cp["n_steps"], momentum=cp["momentum"], options=once).end
+    sets = {"dataset": x_own, "critical point": x_crit}
     theta_bar = float(cfg["theta_bar"])
     thetas = np.union1d(theta_grid(cfg["theta"]), [theta_bar])
-    lipschitz_q = lipschitz_estimate(prior, x_data)  # the inner minimisations' step
+    T = len(thetas)
     exact = prior.potential if prior.has_exact_potential else None
     noiseless, noisy, lambdas = [], [], []
     for family in cfg["families"]:
         ks = kernel_stack(family, thetas, cfg["kernel_size"]).to(x_data)
         h_bar = kernel(family, theta_bar, cfg["kernel_size"]).to(x_data)
-        sel = select_lambda(ks, x_data, exact, tol=cfg["lambda_tol"])  # P eq. 14 on the data images
+        sel = select_lambda(ks, x_data, exact, tol=cfg["lambda_tol"])  # P eq. 14 on every data image
         lambdas.append(sel.table.assign(family=family, chosen=sel.table.lam == sel.lam))
         if not np.isfinite(sel.lam):
             raise ValueError(f"no λ of the grid satisfies P eq. 14 for the {family} family; widen the grid")
         for name, x in sets.items():
-            grid = {"family": family, "x_bar": name, "image": np.repeat(np.arange(len(x)), len(thetas)),
+            grid = {"family": family, "x_bar": name, "image": np.repeat(ids, T),
                     "theta": np.tile(thetas, len(x)), "theta_bar": theta_bar}  # fmt: skip
-            ell = noiseless_profile(x, h_bar, ks, sel.lam, q_of).cpu().numpy()
+            keys = (ids[:, None] * T + np.arange(T)).ravel()  # image i, θ index t
+            ell = noiseless_profile(x, h_bar, ks, sel.lam, _keyed(q_of, keys)).cpu().numpy()
             noiseless.append(pd.DataFrame({**grid, "lam": sel.lam, "ell": ell.ravel()}))
-            noisy += _noisy_rows(prior, x, h_bar, ks, grid, cfg, q_of, lipschitz_q)
+            noisy += _noisy_rows(prior, x, h_bar, ks, grid, cfg, q_of, lipschitz_q, ids, n_images)
         if log is not None:
             log.info("%s: λ = %g", family, sel.lam)
     tables = {
         "noiseless": pd.concat(noiseless, ignore_index=True),
         "noisy": pd.concat(noisy, ignore_index=True),
         "lam": pd.concat(lambdas, ignore_index=True),
-        "points": _points_table(prior, sets, x_data, sources, q_of),
+        "points": _points_table(prior, sets, x_own, [sources[i] for i in ids], q_of, ids),
     }
     for key, by in (("noiseless", ["family", "x_bar", "image"]), ("noisy", ["family", "x_bar", "sigma_y", "image"])):
         tables[key]["argmin_theta"] = profile_argmin(tables[key], by)

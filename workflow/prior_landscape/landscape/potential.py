@@ -450,12 +450,13 @@ def potential_function(
     prior: DiffusionPrior, settings: PotentialSettings | None = None, *, seed: int = 0, device="cpu"
 ):
     """x ↦ q(x) as a float64 tensor on x's device: exact where the prior has an exact potential,
-    else by the engine (:func:`potential_batched`, probes keyed by the image's position)."""
+    else by the engine (:func:`potential_batched`, probes keyed by ``probe_keys``, one integer per
+    image, default the image's position)."""
 
-    def q(x: torch.Tensor) -> torch.Tensor:
+    def q(x: torch.Tensor, probe_keys=None) -> torch.Tensor:
         if prior.has_exact_potential:
             return prior.potential(x).to(torch.float64)
-        r = potential_batched(prior, x, settings, seed=seed, device=device)
+        r = potential_batched(prior, x, settings, seed=seed, probe_keys=probe_keys, device=device)
         return torch.as_tensor(r.q, dtype=torch.float64, device=x.device)
 
     return q
