@@ -7,7 +7,7 @@ probes, iterations, …), prices each unit of work, and schedules the jobs:
 - **Work.** One row per stage and prior (or case, or dataset and method), and per kind of unit
   where a job does two kinds (a descent's steps and its potential evaluations): the number of
   units (network evaluations, potential evaluations, Hessians, iterations, method steps,
-  training image-steps) and the job's *items*, what its shards split (images, starts, runs, cases).
+  training image-steps) and the job's *items*, what its shards split (images, starts, shots, cases).
 - **Cost per unit**, in order of preference, each row naming its source:
 
   1. ``measured``: ``{results}/timing/priors.parquet`` of the rule ``measure_prior_costs``
@@ -518,12 +518,13 @@ def _stage_jobs(cfg: Mapping, book: CostBook, source: str, where: list[str]) -> 
         dp, z, s = deblur["prior"], deblur["zernike"], deblur["simplex"]
         if dp not in priors:
             raise PlanError(f"{source}: deblur.prior: {dp!r} is not a prior of priors")
-        n = int(deblur["images"]["n"])
-        cases = [(f"zernike-{sig:g}", n * len(z["inits"]), deblur) for sig in z["noise_levels"]]
-        cases.append(("simplex", n * 2, {**deblur, **s}))  # two initialisations: large, small
-    for case, runs, budget in cases:
+        n = int(deblur["images"]["n"])  # a case's images: what its shards split, each with all its initialisations
+        cases = [(f"zernike-{sig:g}", n, len(z["inits"]), deblur) for sig in z["noise_levels"]]
+        cases.append(("simplex", n, 2, {**deblur, **s}))  # two initialisations: large, small
+    for case, n, inits, budget in cases:
         cost = book.quantity(_names(cfg, dp), "algorithm1_iteration", _size(cfg, dp), int(budget["n_inner"]))
-        comp = Component("deblur_runs", "Algorithm 1", case, runs, "runs", int(budget["n_iter"]), "iteration", cost)
+        iters = inits * int(budget["n_iter"])
+        comp = Component("deblur_runs", "Algorithm 1", case, n, "images", iters, "iteration", cost)
         jobs.append(Job("deblur_runs", case, [comp], after(dp)))
     if kohler:
         where[0] = "deblur.kohler"
@@ -537,7 +538,9 @@ def _stage_jobs(cfg: Mapping, book: CostBook, source: str, where: list[str]) -> 
         else:
             names, size, dep = _names(cfg, kohler["prior"]), _size(cfg, kohler["prior"]), after(kohler["prior"])
         cost = book.quantity(names, "algorithm1_iteration", size, int(budget["n_inner"]))
-        comp = Component("deblur_runs", "Algorithm 2", "kohler", runs, "runs", int(budget["n_iter"]), "iteration", cost)
+        comp = Component(
+            "deblur_runs", "Algorithm 2", "kohler", runs, "shots", int(budget["n_iter"]), "iteration", cost
+        )
         jobs.append(Job("deblur_runs", "kohler", [comp], dep))
     # the benchmark: every method with a network on every dataset it runs on
     where[0] = "benchmark"

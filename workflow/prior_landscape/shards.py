@@ -78,6 +78,13 @@ STAGES: dict[str, dict[str, StageOrder]] = {
         "lam": StageOrder(unit=None, order=()),
         "points": StageOrder(unit="image", order=("x_bar", "image")),
     },
+    # P §5's deblurring runs of one case (prior_landscape.inverse.cases.case_tables): run = initialisation
+    # × image; the trajectory record × run
+    "deblur_runs": {
+        "trajectory": StageOrder(unit="image", order=("iteration", "run")),
+        "metrics": StageOrder(unit="image", order=("run",)),
+        "images": StageOrder(unit="image", order=("run",)),
+    },
     # one method on one dataset's cases: rows seed × σ_y × case (prior_landscape.methods.benchmark.run_on_testset)
     "benchmark": {
         "runs": StageOrder(unit="case", order=("seed", "sigma_y", "case")),

@@ -426,6 +426,15 @@ def deblur_images(wildcards):
     return None if prior is None else config["priors"][prior].get("images")
 
 
+def deblur_units(wildcards):
+    """The number of a case's images (its units when sharded): deblur.images.n, or the Köhler case's
+    shots (real data) or photographs (the stand-in)."""
+    setup = deblur_setup(wildcards)
+    if setup["kind"] != "kohler":
+        return setup["images"]["n"]
+    return len(KOHLER_DATA["shots"]) if KOHLER_DATA else len(KOHLER["photographs"])
+
+
 def deblur_denoiser(wildcards):
     """Where the Köhler case reads its DRUNet weights (None: the Tweedie denoiser of its prior)."""
     if deblur_setup(wildcards)["kind"] != "kohler" or not KOHLER_DENOISER:

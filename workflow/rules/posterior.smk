@@ -68,18 +68,22 @@ if sharded("posterior_profiles"):
 
 
 rule deblur_runs:
+    # sharded by image (config shards.deblur_runs; rule deblur_runs_gather)
     input:
         unpack(deblur_inputs),
     output:
-        trajectory=f"{RESULTS}/deblur/{{case}}/trajectory.parquet",
-        metrics=f"{RESULTS}/deblur/{{case}}/metrics.parquet",
-        images=f"{RESULTS}/deblur/{{case}}/images.parquet",
+        **{
+            name: shard_output("deblur_runs", "{case}", f"{RESULTS}/deblur/{{case}}/{name}.parquet", name)
+            for name in ("trajectory", "metrics", "images")
+        },
     log:
-        f"{RESULTS}/logs/deblur_runs/{{case}}.log",
+        per_shard("deblur_runs", f"{RESULTS}/logs/deblur_runs/{{case}}.log"),
     benchmark:
-        f"{RESULTS}/benchmarks/deblur_runs/{{case}}.tsv"
+        per_shard("deblur_runs", f"{RESULTS}/benchmarks/deblur_runs/{{case}}.tsv")
     wildcard_constraints:
         case="|".join(re.escape(c) for c in DEBLUR_CASES),
+        shard=r"\d+",
+        shards=r"\d+",
     threads: 1
     resources:
         mem_mb=4000,
@@ -91,10 +95,33 @@ rule deblur_runs:
         images=deblur_images,
         denoiser=deblur_denoiser,
         resource_root=RESOURCE_ROOT,
-        # resumable state, deliberately not an output: it survives a killed job
-        state=f"{RESULTS}/deblur/{{case}}/state.pt",
+        # resumable state (one per shard), deliberately not an output: it survives a killed job
+        state=per_shard("deblur_runs", f"{RESULTS}/deblur/{{case}}/state.pt"),
     script:
         "../scripts/deblur_runs.py"
+
+
+if sharded("deblur_runs"):
+
+    rule deblur_runs_gather:
+        input:
+            **{
+                name: shard_inputs("deblur_runs", "{case}", deblur_units, name)
+                for name in ("trajectory", "metrics", "images")
+            },
+        output:
+            **{name: f"{RESULTS}/deblur/{{case}}/{name}.parquet" for name in ("trajectory", "metrics", "images")},
+        log:
+            f"{RESULTS}/logs/deblur_runs/{{case}}.gather.log",
+        threads: 1
+        resources:
+            mem_mb=8000 if config["scale"] == "paper" else 1000,
+            runtime=10,
+        params:
+            stage="deblur_runs",
+            categories={},
+        script:
+            "../scripts/gather_shards.py"
 
 
 # ----------------------------------------------------------------- figures

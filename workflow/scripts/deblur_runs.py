@@ -1,7 +1,8 @@
 """Blind deconvolution of one case (P §5, Appendix B, Figs. 11–15), resumable: Algorithm 1 on
 Zernike PSFs or simplex kernels from "large" and "small" initialisations, or Algorithm 2
 (Douglas–Rachford with DRUNet, or the demo's Tweedie denoiser) on the Köhler case
-(prior_landscape.inverse.cases)."""
+(prior_landscape.inverse.cases): every image of the case, or those of one shard (rule deblur_runs with
+the {shard} wildcard: prior_landscape.shards)."""
 
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from prior_landscape.io.artefacts import write_table
 from prior_landscape.priors import load_prior
 from prior_landscape.runs import RunOptions
 from prior_landscape.runtime import start_job
+from prior_landscape.shards import Shard
 
 sm = snakemake  # noqa: F821 - injected by Snakemake
 p, s = sm.params, sm.params.setup
@@ -21,6 +23,8 @@ prior = load_prior(sm.input.model, job.device) if s["prior"] is not None else No
 drunet = s["model"].get("denoiser") if s["kind"] == "kohler" else None
 channels = drunet["channels"] if drunet else (prior.image_shape[0] if prior is not None else None)
 case = build_case(s, p.data, images=p.images, resource_root=p.resource_root, channels=channels, device=job.device)
+shard = Shard.of_job("deblur_runs", sm.wildcards, case.n_images)
+case = case.subset(shard.units) if shard.sharded else case  # data and noise of the whole case, then the shard's
 job.log.info("%s", case.describe())
 if prior is not None:
     prior = prior.at_shape(tuple(case.x.shape[1:]))  # a patch prior or a convolutional network: any size
@@ -53,8 +57,8 @@ prov = job.provenance(
     method=res.method,
     resumed_from=res.resumed_from,
     deblur_wall_time_s=res.wall_time_s,
-    runs=len(res.x),
     record_iterations=res.record_iterations,
+    **({"runs": len(res.x)} if not shard.sharded else shard.provenance()),
 )
 for key, table in case_tables(case, res, s["collapse_tol"]).items():
     write_table(table, sm.output[key], prov)

@@ -57,6 +57,24 @@ class DeblurCase:
     sources: list[str]  # where each image comes from
     sigma_y: float
     theta_bar: torch.Tensor | None = None  # (B, P) Zernike coefficients of h̄
+    image_ids: np.ndarray | None = None  # (B,) the images' numbers in the case (default 0 … B − 1)
+    n_images: int | None = None  # the case's number of images (a shard holds some: :meth:`subset`)
+
+    def __post_init__(self):
+        self.image_ids = np.arange(len(self.x)) if self.image_ids is None else np.asarray(self.image_ids, np.int64)
+        self.n_images = len(self.x) if self.n_images is None else int(self.n_images)
+
+    def subset(self, units) -> DeblurCase:
+        """The case's images numbered ``units`` (a shard's, prior_landscape.shards), keeping their numbers:
+        their data, noise and initialisations are those of the whole case."""
+        units = np.asarray(units, dtype=np.int64)
+        i = torch.as_tensor(units, device=self.x.device)
+        pick = lambda t: None if t is None else t[i.to(t.device)]  # noqa: E731
+        return DeblurCase(
+            self.name, self.kind, pick(self.x), pick(self.y), pick(self.h_bar), self.model,
+            {n: pick(t) for n, t in self.inits.items()}, [self.sources[u] for u in units], self.sigma_y,
+            pick(self.theta_bar), self.image_ids[units], self.n_images,
+        )  # fmt: skip
 
     @property
     def size(self) -> int:
@@ -231,17 +249,19 @@ def case_tables(case: DeblurCase, res: DeblurResult, collapse_tol: float) -> dic
     model, B, n = case.model, len(case.x), len(case.inits)
     k, flip, family = model.size, model.up_to_rotation, model.describe()["family"]
     smallest = model.smallest().to(case.x)
+    ids, N = case.image_ids, case.n_images  # run of (initialisation i, image j): i·N + j, whatever the shard
     runs = pd.DataFrame(
         {
-            "run": range(n * B),
+            "run": (np.arange(n)[:, None] * N + ids[None, :]).ravel(),
             "init": np.repeat(list(case.inits), B),
-            "image": np.tile(np.arange(B), n),
+            "image": np.tile(ids, n),
             "source": case.sources * n,
         }
     )
     rep = lambda t: t.repeat(n, *([1] * (t.dim() - 1)))  # noqa: E731
     x_all, y_all, h_all = rep(case.x), rep(case.y), None if case.h_bar is None else rep(case.h_bar)
     traj = res.trajectory.rename(columns={"image": "run"})
+    traj["run"] = runs.run.to_numpy()[traj.run.to_numpy()]  # the batch's run r is the r-th of ``runs``
     for col in ("q", "loss"):
         if col not in traj:
             traj[col] = np.nan
