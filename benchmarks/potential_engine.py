@@ -2,10 +2,14 @@
 
 Every scheme computes q(x) = −log p_{t_ε}(x) on the same prior, the same images, the same
 Dormand–Prince tolerance and the same Hutchinson probes (keyed by image), with the same
-right-hand side (velocity and P vector–Jacobian products, ``landscape.potential``):
+right-hand side (velocity and P vector–Jacobian products, ``landscape.potential``); each scheme
+keeps its own error norm (the peers and P's scheme: over the state x and its accumulators):
 
 * engine: ``prior_landscape.landscape.potential.potential`` — all images in one batch,
-  per-sample adaptive steps, P probes sharing one trajectory per image;
+  per-sample adaptive steps, P probes sharing one trajectory per image; its error norm runs over x
+  alone (the P divergence integrals do not feed back into x), the steps take forward passes only and
+  the P products are formed at the 2 Gauss–Legendre nodes of each accepted step (dense output), so
+  its NFE counts forward passes and ``n_divergence`` (printed below the table) the product rounds;
 * P's scheme: ``potential_reference`` — scipy ``solve_ivp`` (RK45), one image and one probe at
   a time, a host round-trip per evaluation, as P's released code does;
 * torchdiffeq: ``torchdiffeq.odeint(method="dopri5")`` over the whole batch, one shared step
@@ -203,6 +207,7 @@ def compare(n_images=16, n_probes=4, tol=1e-5, device="cpu", scorenet=None, quic
                 seconds[name] / seconds["engine"]
             )
         row["agree_with"] = "exact q" if exact is not None else "the engine"
+        row["engine_ndiv"] = float(np.mean(results["engine"].extra["n_divergence"]))
         rows.append(row)
     return rows
 
@@ -235,8 +240,12 @@ def main(argv=None) -> int:
     print()
     for r in rows:
         print(f"  {r['prior']}: {r['note']}; agreement with {r['agree_with']}")
+        print(
+            f"    engine: {r['engine_ndiv']:.0f} divergence evaluations per image (a forward, P backward passes each)"
+        )
     print("  × engine: the scheme's seconds over the engine's (above 1: the engine is faster);")
-    print("  NFE/img: right-hand-side evaluations per image (P's scheme: summed over its one-probe solves;")
+    print("  NFE/img: right-hand-side evaluations per image (the engine: forward passes of its steps;")
+    print("  P's scheme: summed over its one-probe solves;")
     print("  the batched peers: evaluations of the whole batch, each of which costs the batch);")
     print("  agree: share of images where |q − q_ref| ≤ 3 combined standard errors + 1e-3·|q_ref|.")
     return 0

@@ -9,10 +9,13 @@ and the divergence is estimated by Skilling–Hutchinson, ∇·v ≈ uᵀ J_v u 
 Rademacher probes u, the product uᵀJ_v coming from one vector–Jacobian product.
 
 ``potential`` integrates a batch of images at once with per-sample adaptive
-Dormand–Prince steps (scipy's RK45 tableau; torchode's step-size control), carrying one
-trajectory per image and P divergence accumulators on it — one per probe — so that
-P probes cost one network forward pass and P backward passes per evaluation, and
-the spread of the P estimates gives a standard error and a 95 % confidence interval
+Dormand–Prince steps on x (scipy's RK45 tableau; torchode's step-size control), one trajectory per
+image, and P divergence integrals on it — one per probe — formed on the accepted steps only: the
+integrals do not feed back into x, so each step is taken with forward passes alone (the velocity,
+no vector–Jacobian product), and once a step is accepted its integral ∫ uᵀJ_v u dt is added by
+2-point Gauss–Legendre quadrature on the step's dense output (:data:`QUADRATURE`), each node
+costing one forward pass and P backward passes, the nodes of all accepted images in one batch.
+The spread of the P estimates gives a standard error and a 95 % confidence interval
 (Student t with P − 1 degrees of freedom, see :class:`PotentialResult`). ``potential_reference``
 is the paper's released scheme (scipy ``solve_ivp`` per image and per probe, a
 host round-trip per evaluation), kept as the baseline of the speed benchmark.
@@ -21,13 +24,37 @@ The solver (:class:`_PerSampleDopri5`) is written here, not taken from torchode,
 engine used before: torchode steps every image of a batch until the last one reaches T
 (finished images ride along at a zero step, each costing a network evaluation), while an image
 here leaves the batch when it is done, so a batch costs the sum of its images' evaluations, not
-their maximum times the batch. Same tableau, same controller, the same q to rounding (the
-tests compare it with scipy and with exact potentials). Each image's steps depend on that image
+their maximum times the batch. Each image's steps and quadrature nodes depend on that image
 alone, so q does not depend on which images share a batch: sweeps and descents can be split
-into shards and batched at will. Measured on 2 CPU cores in one run (16 demo images, 4 probes,
-tolerance 1e-5, benchmarks/potential_engine.py): the demo score network 8.4 s (torchode 10.1 s,
-torchdiffeq's dopri5 over the batch 8.7 s, scipy's RK45 over the flattened batch 9.2 s), the
-analytic mixture 0.54 s (0.68, 0.75, 0.68).
+into shards and batched at will.
+
+The error norm runs over x only (d components). Previously the state was (x, P accumulators),
+every stage carried its P products and the RMS norm ran over the d + P components (the
+accumulators weighing P/(d + P) ≈ 1.5 % at d = 256); a stage's P backward passes cost about
+four times its forward pass on a CPU (``convolution_backward`` ≈ 65 % of the time), so six
+stages with products per step, rejected steps included, were most of the work. Measured on
+2 CPU cores (1 torch thread, tolerance 1e-5, 4 probes; error: |per-probe estimate − the same
+probe's float64 solve at tolerance 1e-8 to 1e-9|, mean / max in nats):
+
+==========================  ==================================  ==================================
+scheme                      demo score network, 8 images         analytic mixture, 16 images
+==========================  ==================================  ==================================
+coupled (previous engine)   5.0 s, NFE 115, error 0.07 / 0.27    0.59 s, NFE 156, error 0.16 / 1.07
+x only, DP stage weights    3.2 s, NFE 102, error 0.16 / 0.47    0.35 s, NFE 148, error 0.50 / 3.55
+x only, Gauss–Legendre 2    1.9 s, NFE 102, error 0.36 / 1.01    0.25 s, NFE 148, error 0.41 / 2.71
+x only, Gauss–Legendre 3    2.3 s, NFE 102, error 0.61 / 1.43    0.30 s, NFE 148, error 0.24 / 2.25
+==========================  ==================================  ==================================
+
+(DP stage weights: the products at the accepted steps' stages with a nonzero 5th-order weight,
+stages 0, 2, 3, 4, 5, recomputed there in one batch.) Controlling the steps on x alone takes
+≈ 10 % fewer steps and leaves the accumulators' error uncontrolled; the mean error grows from
+≈ 0.01–0.05 % to ≈ 0.05–0.15 % of |q| (|q| ≈ 680 and 290 nats), against a Monte-Carlo standard
+error of 12–14 nats at P = 4: ≈ 3 % of one standard error on average, at most 20 %. The tests'
+bound (3 SE + 1e-3·|q| against the mixture's exact q, tests/test_potential.py) holds, and
+``test_divergence_quadrature_converges_and_stays_far_below_the_monte_carlo_error`` bounds the
+error against a converged solve. Forward mode (``torch.func.jvp`` under ``vmap`` over the P
+tangents, the primal once) is slower on the CPU: 158 ms against 70 ms for a forward pass and 4 backward
+passes of 32 images.
 """
 
 from __future__ import annotations
@@ -107,7 +134,9 @@ class PotentialResult:
 
     q: np.ndarray  # (B,) mean over probes
     stderr: np.ndarray  # (B,) standard error of the mean over probes, std(ddof=1)/sqrt(P)
-    nfe: np.ndarray  # (B,) function evaluations of the ODE right-hand side by each image's own solve
+    nfe: np.ndarray  # (B,) evaluations of the velocity (forward passes) by each image's own solve
+    # ``extra`` of potential(): n_divergence (B,), the image's divergence evaluations (a forward pass
+    # and P backward passes each, at the quadrature nodes of its accepted steps)
     per_probe: np.ndarray  # (B, P) one estimate per probe
     terminal_nll: np.ndarray  # (B,) −log p_T(x_T)
     wall_time_s: float = 0.0
@@ -173,10 +202,15 @@ def _divergences(v: torch.Tensor, x: torch.Tensor, probes: torch.Tensor, batched
 
 
 #: one backward pass for the P probes (True), P passes (False), or None: batched on a GPU, P passes
-#: on the CPU. Measured on 2 CPU cores (the demo score network, 16 images): P passes 8.4 s, one
-#: batched pass 9.6 s (vmap turns a convolution's backward into a slower batched kernel there). On
-#: a GPU the batched pass saves P − 1 rounds of kernel launches; the GPU check
-#: (benchmarks/gpu_check.py) times both there.
+#: on the CPU. The products are what the engine spends its time on: on 2 CPU cores a forward pass of
+#: the demo score network over 32 images takes 14 ms and each probe's backward pass as much again or
+#: more (``convolution_backward``, ≈ 65 % of the time), so the engine forms them only at the
+#: quadrature nodes of accepted steps (:data:`QUADRATURE`), N·P per accepted step, batched over the
+#: images' nodes (32 rows for 16 images), instead of 6 stages' worth at every step. There, a forward
+#: pass with 4 backward passes takes 70 ms, with one batched pass 87 ms (vmap turns a convolution's
+#: backward into a slower batched kernel on the CPU), forward mode (jvp under vmap) 158 ms. On a GPU
+#: the batched pass saves P − 1 rounds of kernel launches; the GPU check (benchmarks/gpu_check.py)
+#: times both there.
 BATCHED_VJP: bool | None = None
 
 
@@ -229,6 +263,30 @@ def _rms(z: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(z / math.sqrt(z.shape[1]), ord=2, dim=1)
 
 
+#: Dense output of Dormand–Prince (scipy's RK45.P): y(t₀ + θh) = y₀ + h Σᵢ kᵢ Σₘ P[i, m] θ^{m+1}, 4th order.
+_DP_DENSE = (
+    (1.0, -8048581381 / 2820520608, 8663915743 / 2820520608, -12715105075 / 11282082432),
+    (0.0, 0.0, 0.0, 0.0),
+    (0.0, 131558114200 / 32700410799, -68118460800 / 10900136933, 87487479700 / 32700410799),
+    (0.0, -1754552775 / 470086768, 14199869525 / 1410260304, -10690763975 / 1880347072),
+    (0.0, 127303824393 / 49829197408, -318862633887 / 49829197408, 701980252875 / 199316789632),
+    (0.0, -282668133 / 205662961, 2019193451 / 616988883, -1453857185 / 822651844),
+    (0.0, 40617522 / 29380423, -110615467 / 29380423, 69997945 / 29380423),
+)
+
+#: how an accepted step's divergence integrals are formed: "gaussN", N-point Gauss–Legendre on the
+#: step's dense output (N forward passes and N·P backward passes per accepted step, against six
+#: forward and six times P backward passes per step, rejected ones included, previously);
+#: 2 points: the speed and accuracy measured in the module docstring.
+QUADRATURE = "gauss2"
+
+
+def _gauss_legendre(n: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Nodes θ ∈ (0, 1) and weights (summing to 1) of the n-point Gauss–Legendre rule on [0, 1]."""
+    x, w = np.polynomial.legendre.leggauss(n)
+    return tuple(float(v) for v in (x + 1) / 2), tuple(float(v) for v in w / 2)
+
+
 class _PerSampleDopri5:
     """Dormand–Prince with one adaptive step size per image, on the images still running only.
 
@@ -236,18 +294,29 @@ class _PerSampleDopri5:
     atol + rtol·max(|y₀|, |y₁|), integral controller with safety 0.9 and factors [0.2, 10]), so the
     solution of each image is the one it gets when solved alone, up to rounding: an image that
     has reached T leaves the batch instead of being carried along at a zero step, and each image
-    counts its own evaluations. ``f(y, sigma, coef, rows)`` evaluates the rows ``rows`` of the batch.
+    counts its own evaluations. ``f(y, sigma, coef, rows)`` evaluates the velocity of the rows
+    ``rows`` of the batch (forward only).
+
+    The divergence integrals ride on the accepted steps only: ``g(x, sigma, coef, rows)`` gives the P
+    divergence estimates (n, P) at points x of the images ``rows``, and after each step the accepted
+    rows add h Σⱼ wⱼ g(x(t₀ + θⱼh)) to their ``n_acc`` accumulators, x(t₀ + θⱼh) from the step's
+    4th-order dense output (scipy's RK45 interpolant) and (θⱼ, wⱼ) the N-point Gauss–Legendre rule
+    (:data:`QUADRATURE`). The accumulators do not feed back into x and are not in the error norm:
+    the step sizes are controlled on x alone, so rejected steps and the stages cost forward passes only.
     """
 
-    def __init__(self, f, schedule, atol: float, rtol: float, max_steps: int, first_index: int):
+    def __init__(self, f, schedule, atol: float, rtol: float, max_steps: int, first_index: int, g=None, n_acc=0):
         self.f, self.sched, self.max_steps, self.first_index = f, schedule, max_steps, first_index
+        self.g, self.n_acc = g, n_acc
         self.atol, self.rtol = atol, rtol
         self._coeffs = None
 
-    def _eval(self, t: torch.Tensor, y: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    def _sigma_coef(self, t: torch.Tensor, dtype):
         sigma64 = self.sched.sigma(t)
-        sigma, coef = sigma64.to(y.dtype), (sigma64 * self.sched.sigma_dot(t)).to(y.dtype)
-        return self.f(y, sigma, coef, rows)
+        return sigma64.to(dtype), (sigma64 * self.sched.sigma_dot(t)).to(dtype)
+
+    def _eval(self, t: torch.Tensor, y: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+        return self.f(y, *self._sigma_coef(t, y.dtype), rows)
 
     def initial_step(self, t0: torch.Tensor, y0: torch.Tensor, t1: torch.Tensor):
         """Hairer's initial step (as torchode: tolerances on the norms); returns (dt, f(t0, y0))."""
@@ -266,7 +335,7 @@ class _PerSampleDopri5:
         return torch.minimum(100 * dt0, dt1).to(t0.dtype), f0
 
     def step(self, t0, y0, dt, k0, rows):
-        """One Dormand–Prince step of the given rows: (y1, error ratio, f(t0 + dt, y1)).
+        """One Dormand–Prince step of the given rows: (y1, error ratio, stages k (7, B, d)).
 
         The stage sums are torchode's contractions: in float32 the error estimate is a difference of
         nearly equal sums, so another summation order would change the step sizes (and q by the
@@ -283,7 +352,24 @@ class _PerSampleDopri5:
         err = torch.einsum("b, s, sbf -> bf", h, e, k)
         bound = torch.add(self._atol, torch.maximum(y0.abs(), yi.abs()), alpha=self._rtol)
         ratio = torch.maximum(_rms(err.abs() / bound), self._tiny)
-        return yi, ratio, k[6]
+        return yi, ratio, k
+
+    def _increment(self, t0, y0, h, k, rows):
+        """h Σⱼ wⱼ g(x(t₀ + θⱼh)) for accepted rows (t0, y0, h, k already restricted to them)."""
+        theta, w = _gauss_legendre(int(QUADRATURE.removeprefix("gauss")))
+        q = torch.tensor(
+            [[sum(pm * th ** (m + 1) for m, pm in enumerate(row)) for row in _DP_DENSE] for th in theta],
+            dtype=y0.dtype,
+            device=y0.device,
+        )
+        hy = h.to(y0.dtype)[:, None]
+        pts = [torch.addcmul(y0, hy, torch.einsum("s, sbf -> bf", q[j], k)) for j in range(len(theta))]
+        n = len(pts)
+        tj = torch.cat([t0 + th * h for th in theta])
+        sigma, coef = self._sigma_coef(tj, y0.dtype)
+        div = self.g(torch.cat(pts), sigma, coef, rows.repeat(n))
+        wt = torch.tensor(w, dtype=div.dtype, device=div.device)
+        return h.to(div.dtype)[:, None] * torch.einsum("j, jbp -> bp", wt, div.view(n, len(rows), -1))
 
     def _tableau(self, y0: torch.Tensor):
         if self._coeffs is None or self._coeffs[0].dtype != y0.dtype:
@@ -297,30 +383,39 @@ class _PerSampleDopri5:
         return self._coeffs
 
     def solve(self, y0: torch.Tensor, t0: torch.Tensor, t1: torch.Tensor):
-        """y(t1) for every row of y0; returns (y, evaluations per row)."""
+        """y(t1) for every row of y0; returns (y, accumulators (B, n_acc), evaluations of f per row,
+        evaluations of g per row)."""
         B = y0.shape[0]
         dt, fsal = self.initial_step(t0, y0, t1)
         dt = torch.minimum(dt, t1 - t0)
         t, y = t0.clone(), y0.clone()
+        acc = y0.new_zeros((B, self.n_acc))
         nfe = torch.full((B,), 2, dtype=torch.long)
+        ndiv = torch.zeros(B, dtype=torch.long)
         steps = torch.zeros(B, dtype=torch.long)
         running = torch.ones(B, dtype=torch.bool)
+        n_nodes = int(QUADRATURE.removeprefix("gauss"))
         while True:
             rows = running.nonzero()[:, 0]
             if len(rows) == 0:
-                return y, nfe
+                return y, acc, nfe, ndiv
             full = len(rows) == B
             sel = (lambda z: z) if full else (lambda z, r=rows: z[r.to(z.device)])
             t_r, y_r, dt_r = sel(t), sel(y), sel(dt)
-            y1, ratio, k7 = self.step(t_r, y_r, dt_r, sel(fsal), None if full else rows)
+            y1, ratio, k = self.step(t_r, y_r, dt_r, sel(fsal), None if full else rows)
             self._check(ratio, t_r, rows)
             accept = ratio < 1.0
+            if self.g is not None and bool(accept.any()):
+                ia = accept.nonzero()[:, 0]
+                inc = self._increment(t_r[ia], y_r[ia], dt_r[ia], k[:, ia], rows[ia.cpu()])
+                acc.index_add_(0, rows[ia.cpu()].to(acc.device), inc)
+                ndiv[rows[ia.cpu()]] += n_nodes
             t_new = torch.where(accept, t_r + dt_r, t_r)
             dt_next = dt_r * torch.clamp(_SAFETY * ratio ** (-1.0 / _ORDER), _FACTOR_MIN, _FACTOR_MAX).to(dt.dtype)
             still = (t_new - sel(t1)) < 0
             dt_new = torch.minimum(torch.where(still, dt_next, dt_r), sel(t1) - t_new)
             y_new = torch.where(accept[:, None], y1, y_r)
-            fsal_new = torch.where(accept[:, None], k7, sel(fsal))
+            fsal_new = torch.where(accept[:, None], k[6], sel(fsal))
             self._merge(rows, full, (t, t_new), (dt, dt_new), (y, y_new), (fsal, fsal_new))
             nfe[rows] += 6
             steps[rows] += 1
@@ -385,20 +480,22 @@ def potential(
     if probe_keys is None:
         probe_keys = range(first_index, first_index + B)
     probes = rademacher_probes(probe_keys, n_probes, d, seed).to(device=device, dtype=dtype)
-    y0 = torch.cat([x.reshape(B, d).to(dtype), torch.zeros(B, n_probes, device=device, dtype=dtype)], 1)
+    y0 = x.reshape(B, d).to(dtype)
 
-    def rhs(y: torch.Tensor, sigma: torch.Tensor, coef: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
-        u = probes if rows is None else probes[:, rows.to(device)]
-        v, div = _velocity_and_divergence(prior, y[:, :d], None, u, sigma=sigma, coef=coef)
-        return torch.cat([v, div], 1)
+    def velocity(y: torch.Tensor, sigma: torch.Tensor, coef: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+        s = prior.score(y.view(y.shape[0], *prior.image_shape), sigma).reshape(y.shape[0], -1)
+        return -coef[:, None] * s
+
+    def divergence(y: torch.Tensor, sigma: torch.Tensor, coef: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return _velocity_and_divergence(prior, y, None, probes[:, rows.to(device)], sigma=sigma, coef=coef)[1]
 
     t0 = torch.full((B,), sched.t_eps, device=device, dtype=dtype)
     t1 = torch.full((B,), sched.T, device=device, dtype=dtype)
-    solver = _PerSampleDopri5(rhs, sched, atol, rtol, max_steps, first_index)
+    solver = _PerSampleDopri5(velocity, sched, atol, rtol, max_steps, first_index, g=divergence, n_acc=n_probes)
     with torch.no_grad():
-        yT, nfe = solver.solve(y0, t0, t1)
+        yT, acc, nfe, ndiv = solver.solve(y0, t0, t1)
     xT = yT[:, :d].reshape(B, *prior.image_shape)
-    acc = yT[:, d:].to(torch.float64)
+    acc = acc.to(torch.float64)
     terminal_nll = -prior.terminal_log_prob(xT.to(torch.float64)).to(torch.float64)
     per_probe = (terminal_nll[:, None] - acc).cpu().numpy()  # P eq. 7, one estimate per probe
     q = per_probe.mean(1)
@@ -410,6 +507,7 @@ def potential(
         per_probe=per_probe,
         terminal_nll=terminal_nll.cpu().numpy(),
         wall_time_s=time.perf_counter() - t_start,
+        extra={"n_divergence": ndiv.numpy().astype(np.int64)},
     )
 
 
