@@ -107,8 +107,12 @@ def test_the_batched_peer_schemes_meet_the_exact_potential(demo_mixture, heldout
     for scheme in (potential_engine.potential_torchdiffeq, potential_engine.potential_scipy_batch):
         r = scheme(demo_mixture, x, settings)
         assert np.all(np.abs(r.q - exact) <= 3 * r.stderr + 1e-3 * np.abs(exact)), scheme.__name__
-        # the same probes: per probe, the peers and the engine differ by the solver tolerance only
-        assert np.allclose(r.per_probe, eng.per_probe, rtol=0, atol=0.05 + 1e-3 * np.abs(exact).max())
+        # the same probes: per probe, the peers and the engine differ by discretisation only, a tenth of
+        # one probe's Monte-Carlo spread at most (the engine's divergence integrals are not in its error
+        # norm: landscape/potential.py's docstring measures the error this adds)
+        spread = eng.stderr * np.sqrt(settings.n_probes)  # the per-probe estimates' standard deviation
+        bound = 0.1 * spread[:, None] + 1e-3 * np.abs(exact)[:, None]
+        assert np.all(np.abs(r.per_probe - eng.per_probe) <= bound), (r.per_probe - eng.per_probe, bound)
 
 
 def test_the_plan_reads_the_check_it_writes(record, capsys):

@@ -331,7 +331,7 @@ def used_resources():
 
 
 POSTERIOR_PRIORS = list(config["posterior"]["priors"])
-# rule posterior_profiles' outputs (and its gather's inputs): output name -> file under posterior/<prior>/
+# the outputs of posterior_profiles (and the inputs of its gather), output name -> file under posterior/<prior>/
 POSTERIOR_OUTPUTS = {"noiseless": "noiseless", "noisy": "noisy", "lam": "lambda", "points": "points"}
 DEBLUR = config["deblur"]
 
@@ -424,6 +424,11 @@ def deblur_inputs(wildcards):
 def deblur_images(wildcards):
     prior = deblur_setup(wildcards)["prior"]
     return None if prior is None else config["priors"][prior].get("images")
+
+
+def posterior_images(wildcards):
+    """The number of the posterior profiles' images (their units when sharded)."""
+    return config["posterior"]["n_images"]
 
 
 def deblur_units(wildcards):

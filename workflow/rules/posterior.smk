@@ -45,7 +45,7 @@ if sharded("posterior_profiles"):
     rule posterior_profiles_gather:
         input:
             **{
-                name: shard_inputs("posterior_profiles", "{prior}", lambda wc: config["posterior"]["n_images"], name)
+                name: shard_inputs("posterior_profiles", "{prior}", posterior_images, name)
                 for name in POSTERIOR_OUTPUTS
             },
         output:
