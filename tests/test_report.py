@@ -29,7 +29,8 @@ class _Counting:
         return getattr(self.prior, attr)
 
     def score(self, x, sigma):
-        self.calls.append((self.name, x.shape[0]))
+        # a model evaluation passes σ_ε as a number; the potential engine a tensor of σ per image
+        self.calls.append((self.name, x.shape[0], "model" if isinstance(sigma, float) else "engine"))
         return self.prior.score(x, sigma)
 
 
@@ -53,8 +54,10 @@ def test_every_prior_is_timed_in_turn_with_repeats(timed):
     assert (timing.seconds > 0).all() and (timing.s_per_image == timing.seconds / timing.batch_size).all()
     assert set(timing.resolution) == {"3×4×1"} and timing.loc[timing.measurement == "potential", "nfe_mean"].gt(0).all()
     # the timed model evaluations are whole batches, after a warm-up of each prior on its batch
-    model_calls = [c for c in calls if c[1] > 1]
-    assert model_calls[:2] == [("a", 4), ("b", 2)] and model_calls[2:10] == [("a", 4), ("b", 2)] * 4
+    model_calls = [(name, batch) for name, batch, kind in calls if kind == "model"]
+    assert model_calls == [("a", 4), ("b", 2)] * 5
+    first_engine = next(i for i, c in enumerate(calls) if c[2] == "engine")
+    assert all(c[2] == "model" for c in calls[:first_engine]) and first_engine == 2  # the warm-ups come first
 
 
 def test_table_1_reports_the_median_and_range_of_the_repeats(timed):
