@@ -309,7 +309,7 @@ class _PerSampleDopri5:
         self.f, self.sched, self.max_steps, self.first_index = f, schedule, max_steps, first_index
         self.g, self.n_acc = g, n_acc
         self.atol, self.rtol = atol, rtol
-        self._coeffs = None
+        self._coeffs = self._quad = None
 
     def _sigma_coef(self, t: torch.Tensor, dtype):
         sigma64 = self.sched.sigma(t)
@@ -354,22 +354,29 @@ class _PerSampleDopri5:
         ratio = torch.maximum(_rms(err.abs() / bound), self._tiny)
         return yi, ratio, k
 
+    def _quadrature(self, y0: torch.Tensor):
+        """The nodes θⱼ and weights wⱼ of :data:`QUADRATURE`, and the dense output's stage weights at the
+        nodes (N, 7), computed once per dtype and device (:meth:`_increment` runs at every accepted step)."""
+        if self._quad is None or self._quad[1].dtype != y0.dtype or self._quad[1].device != y0.device:
+            theta, w = _gauss_legendre(int(QUADRATURE.removeprefix("gauss")))
+            q = torch.tensor(
+                [[sum(pm * th ** (m + 1) for m, pm in enumerate(row)) for row in _DP_DENSE] for th in theta],
+                dtype=y0.dtype,
+                device=y0.device,
+            )
+            self._quad = (theta, q, torch.tensor(w, dtype=y0.dtype, device=y0.device))
+        return self._quad
+
     def _increment(self, t0, y0, h, k, rows):
         """h Σⱼ wⱼ g(x(t₀ + θⱼh)) for accepted rows (t0, y0, h, k already restricted to them)."""
-        theta, w = _gauss_legendre(int(QUADRATURE.removeprefix("gauss")))
-        q = torch.tensor(
-            [[sum(pm * th ** (m + 1) for m, pm in enumerate(row)) for row in _DP_DENSE] for th in theta],
-            dtype=y0.dtype,
-            device=y0.device,
-        )
+        theta, q, wt = self._quadrature(y0)
         hy = h.to(y0.dtype)[:, None]
         pts = [torch.addcmul(y0, hy, torch.einsum("s, sbf -> bf", q[j], k)) for j in range(len(theta))]
         n = len(pts)
         tj = torch.cat([t0 + th * h for th in theta])
         sigma, coef = self._sigma_coef(tj, y0.dtype)
         div = self.g(torch.cat(pts), sigma, coef, rows.repeat(n))
-        wt = torch.tensor(w, dtype=div.dtype, device=div.device)
-        return h.to(div.dtype)[:, None] * torch.einsum("j, jbp -> bp", wt, div.view(n, len(rows), -1))
+        return h.to(div.dtype)[:, None] * torch.einsum("j, jbp -> bp", wt.to(div.dtype), div.view(n, len(rows), -1))
 
     def _tableau(self, y0: torch.Tensor):
         if self._coeffs is None or self._coeffs[0].dtype != y0.dtype:
@@ -394,7 +401,6 @@ class _PerSampleDopri5:
         ndiv = torch.zeros(B, dtype=torch.long)
         steps = torch.zeros(B, dtype=torch.long)
         running = torch.ones(B, dtype=torch.bool)
-        n_nodes = int(QUADRATURE.removeprefix("gauss"))
         while True:
             rows = running.nonzero()[:, 0]
             if len(rows) == 0:
@@ -409,7 +415,7 @@ class _PerSampleDopri5:
                 ia = accept.nonzero()[:, 0]
                 inc = self._increment(t_r[ia], y_r[ia], dt_r[ia], k[:, ia], rows[ia.cpu()])
                 acc.index_add_(0, rows[ia.cpu()].to(acc.device), inc)
-                ndiv[rows[ia.cpu()]] += n_nodes
+                ndiv[rows[ia.cpu()]] += len(self._quadrature(y_r)[0])
             t_new = torch.where(accept, t_r + dt_r, t_r)
             dt_next = dt_r * torch.clamp(_SAFETY * ratio ** (-1.0 / _ORDER), _FACTOR_MIN, _FACTOR_MAX).to(dt.dtype)
             still = (t_new - sel(t1)) < 0
