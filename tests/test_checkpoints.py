@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 import torch
 
-from prior_landscape.landscape.potential import PotentialSettings, potential
+from prior_landscape.landscape.potential import PotentialSettings, potential, potential_batched
+from prior_landscape.priors import load_prior
 from prior_landscape.priors.checkpoints import (
     CheckpointError,
     UnsafePickleError,
@@ -34,6 +35,7 @@ from prior_landscape.priors.ncsnpp_scoresde import ScoreSDENCSNpp, ScoreSDENCSNp
 from prior_landscape.priors.pretrained import (
     EDMPrior,
     ScoreSDEPrior,
+    UnitScalePrior,
     checkpoint_format,
     load_pretrained_prior,
 )
@@ -50,6 +52,7 @@ SONG_KW = dict(
 
 LOOSE = PotentialSettings(n_probes=2, atol=1e-3, rtol=1e-3)  # cheap, for random-weight networks
 ADM_KW = dict(model_channels=64, channel_mult=[1, 2], num_blocks=1, attn_resolutions=[4], dropout=0.1)
+ADM_SMALL_KW = dict(model_channels=32, channel_mult=[1], num_blocks=1, attn_resolutions=[], dropout=0.0)
 N_CLASSES = 10
 TINY_SDE = ScoreSDENCSNppConfig(image_size=RES, nf=16, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(4,))
 
@@ -230,12 +233,13 @@ def _reference_song(precondition_type):
     return _randomize(_edm_group_norms_reference(net), 1).eval()
 
 
-def _reference_adm():
+def _reference_adm(kw=ADM_KW):
     torch.manual_seed(0)
     net = deepinv_models.ADMUNet(
-        img_resolution=RES, in_channels=3, out_channels=3, label_dim=N_CLASSES, channel_mult=(1, 2), num_blocks=1,
-        attn_resolutions=(4,), model_channels=64, dropout=0.1, pretrained=None, pixel_std=0.5,
-        _was_trained_on_minus_one_one=True,
+        img_resolution=RES, in_channels=3, out_channels=3, label_dim=N_CLASSES,
+        channel_mult=tuple(kw["channel_mult"]), num_blocks=kw["num_blocks"],
+        attn_resolutions=tuple(kw["attn_resolutions"]), model_channels=kw["model_channels"],
+        dropout=kw["dropout"], pretrained=None, pixel_std=0.5, _was_trained_on_minus_one_one=True,
     )  # fmt: skip
     return _randomize(_edm_group_norms_reference(net), 2).eval()
 
@@ -272,6 +276,11 @@ def edm_files(tmp_path_factory):
         onehot = torch.nn.functional.one_hot(torch.tensor([3, 3]), N_CLASSES).float()
         out["adm"] = adm(X, SIGMA, class_labels=onehot, input_in_minus_one_one=True)
 
+        # a small class-conditional network (one level, no attention): the pooled-class tests' stand-in
+        write_edm_pickle(
+            d / "adm-small.pkl", _reference_adm(ADM_SMALL_KW), precond="EDMPrecond", model_class="DhariwalUNet",
+            model_kwargs=ADM_SMALL_KW, label_dim=N_CLASSES, src=src,
+        )  # fmt: skip
         write_edm_pickle(
             d / "missing.pkl", song, precond="EDMPrecond", model_class="SongUNet", model_kwargs=SONG_KW, src=src,
             drop="map_layer0.bias",
@@ -478,6 +487,89 @@ def test_conditional_prior_needs_a_class(edm_files):
     ref = edm_files["adm"]
     assert torch.allclose(s[1], ((ref - X) / SIGMA[:, None, None, None] ** 2)[1], rtol=1e-4, atol=1e-4)
     assert not torch.allclose(s, s_other)
+
+
+def test_a_pooled_conditional_prior_evaluates_each_image_under_its_own_class(edm_files, tmp_path):
+    """P's imagenet64 pools classes 0–9: bound to one label per image (with_labels), image i's score
+    is that of the class-c_i prior; a sub-batch (for_rows, the chunks of UnitScalePrior) keeps its
+    rows' labels; an evaluation without labels, with labels of another batch or outside the pool
+    is refused; the pool and the bound labels are in the fingerprint and survive save/load."""
+    path = edm_files["dir"] / "adm-small.pkl"
+    pooled = EDMPrior.from_pickle(path, name="imagenet64", pooled_labels=range(N_CLASSES))
+    assert pooled.pooled_labels == tuple(range(N_CLASSES)) and pooled.name == "imagenet64"
+    x = torch.cat([X, X.flip(0), X * 0.5])  # 6 images
+    labels = [3, 7, 0, 3, 9, 7]
+    with torch.no_grad():
+        per_class = torch.cat([pooled.for_class(c).score(x[i : i + 1], 0.5) for i, c in enumerate(labels)])
+        assert torch.allclose(pooled.with_labels(labels).score(x, 0.5), per_class, rtol=1e-4, atol=1e-4)
+        # the [0, 1] view in chunks of 4 rows and 2 rows: each chunk keeps its rows' labels
+        for m in (4, 2):
+            unit = UnitScalePrior(pooled, max_batch=m).with_labels(labels)
+            one = lambda i, c: UnitScalePrior(pooled.for_class(c)).score(x[i : i + 1], 0.5)  # noqa: E731
+            ref = torch.cat([one(i, c) for i, c in enumerate(labels)])
+            assert torch.allclose(unit.score(x, 0.5), ref, rtol=1e-4, atol=1e-3)
+            assert torch.allclose(unit.for_rows(slice(2, 5)).score(x[2:5], 0.5), ref[2:5], rtol=1e-4, atol=1e-3)
+        # the labels matter: others give other scores
+        assert not torch.allclose(pooled.with_labels([0] * 6).score(x, 0.5), per_class, rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match="pools classes .*each image's class label"):
+        pooled.score(x, 0.5)
+    with pytest.raises(ValueError, match="pools classes .*give each image's class label"):
+        pooled.with_labels(None)
+    with pytest.raises(ValueError, match="bound to the class labels of 6 images, evaluated on 2"):
+        pooled.with_labels(labels).score(x[:2], 0.5)
+    with pytest.raises(ValueError, match=r"not \[10\]"):
+        pooled.with_labels([1, 10])
+    few = EDMPrior.from_pickle(path, pooled_labels=[1, 2])
+    with pytest.raises(ValueError, match=r"not \[0\]"):
+        few.with_labels([0, 1])
+    with pytest.raises(ValueError, match="does not pool classes"):
+        few.for_class(5)
+    with pytest.raises(ValueError, match="class_label .* or class_labels"):
+        EDMPrior.from_pickle(path, class_label=1, pooled_labels=[1, 2])
+    with pytest.raises(ValueError, match="must be distinct"):
+        EDMPrior.from_pickle(path, pooled_labels=[1, 1])
+    with pytest.raises(ValueError, match="unconditional"):
+        EDMPrior.from_pickle(edm_files["dir"] / "song-edm.pkl", pooled_labels=[0])
+    # an unconditional prior takes no labels, and its views are itself
+    song = EDMPrior.from_pickle(edm_files["dir"] / "song-edm.pkl")
+    assert song.with_labels(None) is song and song.for_rows(slice(0, 1)) is song
+    with pytest.raises(ValueError, match="takes no class labels"):
+        song.with_labels([0])
+    # fingerprints: the pool, one class and each binding of labels are different priors
+    prints = {
+        pooled.fingerprint(),
+        pooled.for_class(3).fingerprint(),
+        pooled.with_labels(labels).fingerprint(),
+        pooled.with_labels(labels[::-1]).fingerprint(),
+        EDMPrior.from_pickle(path, name="imagenet64", pooled_labels=range(5)).fingerprint(),
+    }
+    assert len(prints) == 5
+    assert pooled.with_labels(labels).fingerprint() == pooled.with_labels(list(labels)).fingerprint()
+    # save / load keeps the pool (the workflow's converted file)
+    pooled.save(tmp_path / "model.pt")
+    back = load_prior(tmp_path / "model.pt")
+    assert back.pooled_labels == pooled.pooled_labels and back.base.fingerprint() == pooled.fingerprint()
+
+
+def test_the_engine_evaluates_each_image_of_a_pooled_prior_under_its_own_class(edm_files):
+    """q of a batch under a prior pooling classes equals, image by image, q under that image's class
+    alone (float64: to rounding), while the engine drops finished images from its batch (for_rows)."""
+    pooled = UnitScalePrior(EDMPrior.from_pickle(edm_files["dir"] / "adm-small.pkl", pooled_labels=range(N_CLASSES)))
+    pooled.to(torch.float64)
+    x = torch.rand(4, 3, RES, RES, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    x[1] = 0.5  # a flat image: another number of steps than the others
+    labels = [3, 7, 3, 0]
+    cfg = PotentialSettings(n_probes=2, atol=1e-2, rtol=1e-2, dtype=torch.float64, batch_size=3)
+    got = potential_batched(pooled.with_labels(labels), x, cfg, seed=4)
+    assert len(set(got.nfe[:3])) > 1, got.nfe  # the first batch's images finished at different steps
+    alone = [
+        potential_batched(pooled.for_class(c), x[i : i + 1], cfg, seed=4, probe_keys=[i]) for i, c in enumerate(labels)
+    ]
+    for i, r in enumerate(alone):
+        assert got.nfe[i] == r.nfe[0]
+        assert got.q[i] == pytest.approx(r.q[0], rel=1e-9), (i, got.q[i], r.q[0])
+    other = potential_batched(pooled.for_class(7), x[:1], cfg, seed=4, probe_keys=[0])
+    assert abs(other.q[0] - got.q[0]) > 1e-3  # the classes are not interchangeable
 
 
 def test_score_sde_prior_interface(sde_file):

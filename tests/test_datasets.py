@@ -22,6 +22,7 @@ from test_downloads import server  # noqa: F401 - the loopback HTTP server fixtu
 
 from prior_landscape.io import datasets as ds
 from prior_landscape.io.downloads import ensure_resource, load_catalogue, resource_location
+from prior_landscape.io.images import class_labels
 
 CAT = load_catalogue()
 
@@ -214,6 +215,18 @@ def test_imagenet_first10_labels_and_dhariwal_resize(tmp_path):
     assert ds.imagenet_labels(ids) == [ds.IMAGENET_FIRST10.index(i.split("/")[0]) for i in ids]
     y, yids = ds.read_images("imagenet-first10", tmp_path, n=2, size=16, classes=["n01518878"])
     assert ds.imagenet_labels(yids) == [9, 9]
+    # a prior pooling classes (P's imagenet64): each image its class, then images of none the pool in turn
+    spec = {"dataset": "imagenet-first10"}
+    labels = class_labels(tuple(range(10)), spec, ids, n_other=12)
+    assert list(labels) == ds.imagenet_labels(ids) + [*range(10), 0, 1]
+    assert class_labels(None, spec, ids) is None  # any other prior: no labels
+    assert list(class_labels((9, 4), spec, yids, n_other=3)) == [9, 9, 9, 4, 9]
+    with pytest.raises(ValueError, match=r"images of classes \[9\] for a prior pooling classes \[0, 1\]"):
+        class_labels((0, 1), spec, yids)
+    with pytest.raises(ValueError, match="must be imagenet-first10.*'ffhq'"):
+        class_labels((0, 1), {"dataset": "ffhq"}, ["00000/00001.png"])
+    with pytest.raises(ValueError, match="must be imagenet-first10.*None"):
+        class_labels((0, 1), None, ["astronaut@0,0"])
     with pytest.raises(ValueError, match="first ten wnids"):
         ds.read_images("imagenet-first10", tmp_path, n=1, size=8, classes=["n09999999"])
     import shutil

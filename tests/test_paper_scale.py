@@ -29,8 +29,9 @@ from conftest import REPO
 from test_checkpoints import RES, TINY_SDE, edm_files, fast_cpu, sde_file  # noqa: F401 - fixtures
 from test_downloads import server  # noqa: F401 - the loopback HTTP server fixture
 
+from prior_landscape.io.datasets import IMAGENET_FIRST10, imagenet_labels
 from prior_landscape.io.downloads import ChecksumError, ensure_resource, load_catalogue, resource_outputs
-from prior_landscape.landscape.potential import PotentialSettings, potential
+from prior_landscape.landscape.potential import PotentialSettings, potential, potential_batched
 from prior_landscape.priors import load_prior
 from prior_landscape.priors.pretrained import (
     EDMPrior,
@@ -295,6 +296,12 @@ def _tiny_paper_config() -> dict:
             "schedule": {"kind": "edm", "sigma_max": 80.0, "t_eps": 1e-3},
             "images": {"resource": "ffhq", "dataset": "ffhq", "size": RES},
         },
+        # P's imagenet64: a class-conditional network pooling classes, each image under its own class
+        "tiny-imagenet": {
+            "kind": "edm", "dataset": "stand-in for ImageNet-64 (first 10 classes)", "resource": "edm-imagenet64",
+            "class_labels": list(range(10)), "schedule": {"kind": "edm", "sigma_max": 80.0, "t_eps": 1e-3},
+            "images": {"resource": "imagenet-first10", "dataset": "imagenet-first10", "size": RES},
+        },
         "tiny-mnist": {
             "kind": "score_network", "dataset": "stand-in for binarized MNIST", "training_data": "mnist",
             # P's architecture (diffusers' UNet2DModel, attention included), two narrow levels
@@ -334,8 +341,15 @@ def test_paper_rules_run_on_tiny_stand_ins(edm_files, server, tmp_path):  # noqa
     pkl = res / "checkpoints/edm/edm-ffhq-64x64-uncond-ve.pkl"
     pkl.parent.mkdir(parents=True)
     pkl.write_bytes((edm_files["dir"] / "song-edm.pkl").read_bytes())
+    (pkl.parent / "edm-imagenet-64x64-cond-adm.pkl").write_bytes((edm_files["dir"] / "adm-small.pkl").read_bytes())
     rng = np.random.default_rng(0)
     from PIL import Image
+
+    for wnid in IMAGENET_FIRST10:  # two images per class folder, as the manual placement leaves them
+        folder = res / "datasets/imagenet/train" / wnid
+        folder.mkdir(parents=True)
+        for j in range(2):
+            Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(folder / f"{wnid}_{j}.JPEG")
 
     faces = res / "datasets/ffhq/images1024x1024/00000"
     faces.mkdir(parents=True)
@@ -366,7 +380,9 @@ def test_paper_rules_run_on_tiny_stand_ins(edm_files, server, tmp_path):  # noqa
         "results/sweeps/tiny-edm.parquet",
         "results/sweeps/tiny-mnist.parquet",
         "results/critical_points/tiny-edm/summary.parquet",
-        "results/tables/tab01.csv",  # Table 1: both priors timed in one job, each on its own images
+        "results/tables/tab01.csv",  # Table 1: every prior timed in one job, each on its own images
+        "results/sweeps/tiny-imagenet.parquet",
+        "results/critical_points/tiny-imagenet/summary.parquet",
     ]
     proc = subprocess.run(
         [
@@ -413,5 +429,29 @@ def test_paper_rules_run_on_tiny_stand_ins(edm_files, server, tmp_path):  # noqa
     tab = pd.read_csv(work / "results/tables/tab01.csv").set_index("prior")
     assert tab.loc["tiny-edm", "resolution"] == f"{RES}×{RES}×3" and tab.loc["tiny-mnist", "resolution"] == "32×32×1"
     assert (tab["potential eval min (s/image)"] > 0).all() and set(tab["repeats (model, potential)"]) == {"3, 3"}
+    # the pooled classes: each sweep image and each training-set start under its own class (its folder),
+    # the unrelated and noise starts under the pooled classes in turn; q evaluated under them
+    pooled = load_prior(work / "results/priors/tiny-imagenet/model.pt")
+    assert pooled.pooled_labels == tuple(range(10))
+    sweep = read_table(work / targets[4])
+    assert len(sweep) == 4 and sweep.image.nunique() == 2 and np.isfinite(sweep.q).all()
+    assert list(sweep.class_label) == imagenet_labels(sweep.image)
+    cps = read_table(work / targets[5])
+    assert list(cps.group) == ["training set", "unrelated images", "white noise"]
+    assert list(cps.class_label) == [*imagenet_labels(cps.source[:1]), 0, 1] and np.isfinite(cps.q_end).all()
+    # the engine's q of a swept image equals its class's q alone (same probes: keyed by the image's number)
+    row = sweep[sweep.pixels.notna()].iloc[-1]  # image 0, blurred
+    cfg = _tiny_paper_config()
+    x = torch.tensor(np.asarray(row.pixels, dtype=np.float32)).reshape(1, *pooled.image_shape)
+    settings, seed = PotentialSettings.from_config(cfg["potential"]), cfg["sweep"]["seed"]
+    q = {
+        c: potential_batched(pooled.for_class(c), x, settings, seed=seed, probe_keys=[int(row.image_id)]).q[0]
+        for c in (int(row.class_label), (int(row.class_label) + 1) % 10)
+    }
+    # equal to float32 rounding through the ODE (a batch of 4 there, of 1 here: 3e-4 nats measured);
+    # the neighbouring class is nats away (0.5–36 nats between the 10 classes' q of this image)
+    assert q[row.class_label] == pytest.approx(row.q, abs=0.01)
+    assert abs(q[(row.class_label + 1) % 10] - row.q) > 0.5
+    assert tab.loc["tiny-imagenet", "resolution"] == f"{RES}×{RES}×3"
     digit_prior = load_prior(work / "results/priors/tiny-mnist/model.pt")
     assert digit_prior.net.config["architecture"] == "diffusers_unet2d" and digit_prior.image_shape == (1, 32, 32)

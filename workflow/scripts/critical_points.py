@@ -28,9 +28,15 @@ prior = load_prior(sm.input.model, job.device, terminal=p.terminal)  # p_T of P 
 starts = descent_starts(prior, cfg["n_per_group"], cfg, p.data, p.source, p.seed, p.images, p.resource_root)
 # η in P's convention (x ← (1 − η) x + η D_σε(x)), or "auto" (from every start: the same in every shard);
 # per prior if configured
-eta = choose_eta(prior, starts.x.to(job.device), cfg.get("step_by_prior", {}).get(prior_name, cfg["step"]))
+# (a prior pooling classes evaluates each start under its class: with_labels)
+eta = choose_eta(
+    prior.with_labels(starts.labels),
+    starts.x.to(job.device),
+    cfg.get("step_by_prior", {}).get(prior_name, cfg["step"]),
+)
 shard = Shard.of_job("critical_points", sm.wildcards, len(starts.x))
 starts = starts.subset(shard.units)  # this job's starts (all when unsharded), keeping their numbers
+prior = prior.with_labels(starts.labels)
 x0 = starts.x.to(job.device)
 job.log.info(
     "descent: η = %.4g for starts %s of %d, %d steps", eta, shard.units.tolist(), shard.n_units, cfg["n_steps"]

@@ -25,7 +25,9 @@ job.log.info("critical points %s of %d", shard.units.tolist(), shard.n_units)
 rows = []
 for _, pt in points.iloc[shard.units].iterrows():
     x = torch.as_tensor(np.asarray(pt["end"], dtype=np.float64)).reshape(1, *prior.image_shape).to(job.device)
-    H = hessian_of_potential(prior, x, chunk_size=chunk_size)
+    # a prior pooling classes: the Hessian of the class the point descended under
+    at = prior if prior.pooled_labels is None else prior.for_class(int(pt["class_label"]))
+    H = hessian_of_potential(at, x, chunk_size=chunk_size)
     sv = spectrum(H)
     dim = intrinsic_dimension(sv, cfg["threshold"], relative=cfg["relative"])
     job.log.info("critical point %d: intrinsic dimension %d (λ_max %.3g, λ_min %.3g)", pt["image"], dim, sv[0], sv[-1])

@@ -16,6 +16,7 @@ prior = convert_pretrained_prior(
     sm.output.model,
     name=sm.wildcards.prior,
     class_label=cfg.get("class_label"),
+    pooled_labels=cfg.get("class_labels"),  # P's imagenet64: the first ten classes, each image under its own
     schedule=cfg["schedule"],
     network=cfg.get("network"),
     images=images,

@@ -6,7 +6,7 @@ import pandas as pd
 from prior_landscape.config import theta_grid
 from prior_landscape.inverse.operators import blur, blurred_crops
 from prior_landscape.io.artefacts import write_table
-from prior_landscape.io.images import crop_positions, heldout_digits, load_photographs, prior_images
+from prior_landscape.io.images import class_labels, crop_positions, heldout_digits, load_photographs, prior_images
 from prior_landscape.landscape.potential import PotentialSettings
 from prior_landscape.landscape.sweeps import likelihood_sweep
 from prior_landscape.priors import load_prior
@@ -34,6 +34,9 @@ if p.images:
     # configured boundary mode (reflect: no artificial edges)
     x, ids = prior_images(p.images, p.resource_root, n, p.sweep["seed"])
     table = pd.DataFrame({"image": ids, "row": 0, "col": 0})
+    labels = class_labels(prior.pooled_labels, p.images, ids)  # a prior pooling classes: each image's own
+    if labels is not None:
+        table["class_label"] = labels
 elif p.source == "photographs":
     # held-out photographs, blurred whole then cropped (no wrapped or padded borders)
     photos, x = load_photographs(p.data["photographs"]["heldout"], p.data["downscale"]), None

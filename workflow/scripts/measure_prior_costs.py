@@ -14,7 +14,11 @@ job = start_job(sm, {"timing": p.timing, "potential": p.potential, "terminal": p
 cases = {}
 for name, model in zip(p.priors, sm.input.models, strict=True):
     x, _ = heldout_images(p.images[name], p.resource_root, p.data, p.timing["n_images"], p.seed)
-    cases[name] = (load_prior(model, job.device, terminal=p.terminal[name]), x)
+    prior = load_prior(model, job.device, terminal=p.terminal[name])
+    if prior.pooled_labels is not None:  # the cost of an evaluation is the same for every class
+        job.log.info("%s pools classes %s: timed on class %d", name, list(prior.pooled_labels), prior.pooled_labels[0])
+        prior = prior.for_class(prior.pooled_labels[0])
+    cases[name] = (prior, x)
 settings = PotentialSettings.from_config(job.settings(p.potential, "potential"))
 timing = measure_costs(
     cases,

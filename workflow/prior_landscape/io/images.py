@@ -348,6 +348,29 @@ def prior_images(
     )
 
 
+def class_labels(pooled: tuple[int, ...] | None, spec: dict | None, ids, n_other: int = 0) -> np.ndarray | None:
+    """Each image's class label for a prior that pools the classes ``pooled`` (P's imagenet64 pools
+    the first ten ImageNet classes; priors/base.py): the classes of the images ``ids`` of its dataset
+    (``spec``, a prior config's ``images``: imagenet-first10, whose folders are its classes), then
+    ``n_other`` images of no class (unrelated photographs, noise) taking the pooled labels in turn.
+    None for any other prior (``pooled`` None)."""
+    if pooled is None:
+        return None
+    from prior_landscape.io.datasets import imagenet_labels
+
+    ids = list(ids)
+    if ids and (not spec or spec.get("dataset") != "imagenet-first10"):
+        raise ValueError(
+            f"a prior pooling classes {list(pooled)} needs images whose class is known: its images' dataset must be "
+            f"imagenet-first10 (the class folders give the labels), not {spec and spec.get('dataset')!r}"
+        )
+    labels = np.asarray(imagenet_labels(ids) if ids else [], dtype=np.int64)
+    outside = sorted({int(c) for c in labels} - set(pooled))
+    if outside:
+        raise ValueError(f"images of classes {outside} for a prior pooling classes {list(pooled)}: {list(ids)[:5]}")
+    return np.concatenate([labels, np.resize(np.asarray(pooled, dtype=np.int64), n_other)])
+
+
 #: at most this many images of a released prior's dataset give its data statistics (the terminal
 #: density, prior_landscape.priors.terminal): per-pixel variances to ≈ √(2/1000) ≈ 4.5 %
 STATISTICS_IMAGES = 1000

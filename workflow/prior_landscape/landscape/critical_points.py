@@ -324,6 +324,7 @@ class DescentStarts:
     groups: np.ndarray  # (3n,) group of each start
     sources: list[str]  # where each start comes from
     ids: np.ndarray | None = None  # (3n,) the starts' numbers (default 0, 1, …)
+    labels: np.ndarray | None = None  # (3n,) each start's class, for a prior pooling classes (else None)
 
     def __post_init__(self):
         self.ids = np.arange(len(self.x)) if self.ids is None else np.asarray(self.ids, dtype=np.int64)
@@ -331,7 +332,10 @@ class DescentStarts:
     def subset(self, units) -> DescentStarts:
         """The starts numbered ``units`` (a shard's, prior_landscape.shards), keeping their numbers."""
         units = np.asarray(units, dtype=np.int64)
-        return DescentStarts(self.x[units], self.groups[units], [self.sources[u] for u in units], self.ids[units])
+        labels = None if self.labels is None else self.labels[units]
+        return DescentStarts(
+            self.x[units], self.groups[units], [self.sources[u] for u in units], self.ids[units], labels
+        )
 
 
 def descent_starts(
@@ -346,8 +350,11 @@ def descent_starts(
 ) -> DescentStarts:
     """n starts per group: at paper scale the prior's own dataset (``images``) and bundled photographs
     resized to its resolution; in the demo crops of the training photographs (or digits) ``source``
-    and of the unrelated photographs ``cfg["unrelated"]``; white noise N(mean, std²) (``cfg["noise"]``)."""
+    and of the unrelated photographs ``cfg["unrelated"]``; white noise N(mean, std²) (``cfg["noise"]``).
+    A prior pooling classes descends each start under a class (``labels``): a dataset image under its
+    own, the unrelated and noise starts under the pooled classes in turn (io.images.class_labels)."""
     from prior_landscape.io.images import (
+        class_labels,
         crop_positions,
         extract_crops,
         load_photographs,
@@ -373,6 +380,7 @@ def descent_starts(
         torch.cat(list(groups.values())),
         np.repeat(list(groups), n),
         [*train_ids, *unrelated_ids, *(f"noise-{i}" for i in range(n))],
+        labels=class_labels(prior.pooled_labels, images, train_ids, n_other=2 * n),
     )
 
 
@@ -429,6 +437,8 @@ def critical_point_tables(
     summary = res.summary(first.q.to_numpy(), last.q.to_numpy())
     summary.insert(1, "group", starts.groups)
     summary.insert(2, "source", starts.sources)
+    if starts.labels is not None:  # a prior pooling classes: the class each start descended under
+        summary.insert(3, "class_label", starts.labels)
     summary["q_start_stderr"], summary["q_end_stderr"] = first.q_stderr.to_numpy(), last.q_stderr.to_numpy()
     summary["q_start_ci95_halfwidth"] = first.q_ci95_halfwidth.to_numpy()  # Student-t, P − 1 degrees of freedom
     summary["q_end_ci95_halfwidth"] = last.q_ci95_halfwidth.to_numpy()
@@ -454,6 +464,7 @@ def critical_point_tables(
             "prior": prior.name,
             "image": starts.ids,
             "group": starts.groups,
+            **({} if starts.labels is None else {"class_label": starts.labels}),
             "channels": C,
             "height": H,
             "width": W,

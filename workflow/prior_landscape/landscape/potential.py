@@ -214,6 +214,11 @@ def _divergences(v: torch.Tensor, x: torch.Tensor, probes: torch.Tensor, batched
 BATCHED_VJP: bool | None = None
 
 
+def _velocity(prior: DiffusionPrior, y: torch.Tensor, sigma: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+    """v = −σσ′ ∇log p_σ(y) of the probability-flow ODE (P eq. 6) on flattened images y (B, d)."""
+    return -coef[:, None] * prior.score(y.view(y.shape[0], *prior.image_shape), sigma).reshape(y.shape[0], -1)
+
+
 def _velocity_and_divergence(
     prior: DiffusionPrior,
     x: torch.Tensor,
@@ -233,8 +238,7 @@ def _velocity_and_divergence(
         coef = (sched.sigma(t) * sched.sigma_dot(t)).to(x.dtype)
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
-        s = prior.score(x.view(x.shape[0], *prior.image_shape), sigma).reshape(x.shape[0], -1)
-        v = -coef[:, None] * s
+        v = _velocity(prior, x, sigma, coef)
         if batched is None:
             batched = BATCHED_VJP if BATCHED_VJP is not None else x.device.type == "cuda"
         div = _divergences(v, x, probes, batched)
@@ -488,12 +492,14 @@ def potential(
     probes = rademacher_probes(probe_keys, n_probes, d, seed).to(device=device, dtype=dtype)
     y0 = x.reshape(B, d).to(dtype)
 
+    # rows: the images of the batch being integrated (None: all); a prior that binds one class label
+    # per image (pooled classes, priors/base.py) follows them with for_rows
     def velocity(y: torch.Tensor, sigma: torch.Tensor, coef: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
-        s = prior.score(y.view(y.shape[0], *prior.image_shape), sigma).reshape(y.shape[0], -1)
-        return -coef[:, None] * s
+        return _velocity(prior if rows is None else prior.for_rows(rows), y, sigma, coef)
 
     def divergence(y: torch.Tensor, sigma: torch.Tensor, coef: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        return _velocity_and_divergence(prior, y, None, probes[:, rows.to(device)], sigma=sigma, coef=coef)[1]
+        p = prior.for_rows(rows)
+        return _velocity_and_divergence(p, y, None, probes[:, rows.to(device)], sigma=sigma, coef=coef)[1]
 
     t0 = torch.full((B,), sched.t_eps, device=device, dtype=dtype)
     t1 = torch.full((B,), sched.T, device=device, dtype=dtype)
@@ -534,8 +540,8 @@ def potential_batched(
     parts = []
     for start in range(0, len(images), cfg.batch_size):
         stop = start + cfg.batch_size
-        batch = images[start:stop].to(device)
-        parts.append(potential(prior, batch, cfg, seed=seed, first_index=start, probe_keys=keys[start:stop]))
+        batch, rows = images[start:stop].to(device), prior.for_rows(slice(start, stop))
+        parts.append(potential(rows, batch, cfg, seed=seed, first_index=start, probe_keys=keys[start:stop]))
         if progress is not None:
             progress(min(stop, len(images)), len(images))
     cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731

@@ -42,7 +42,8 @@ def likelihood_sweep(
     q where the prior has one (the analytic mixture).
 
     ``blurred(h)`` returns the sweep's images blurred by kernel h, in the order of the
-    rows of ``images`` (a table describing them: image, row, col). ``image_ids``: the sweep's
+    rows of ``images`` (a table describing them: image, row, col, and ``class_label`` for a prior
+    that pools classes — each image is evaluated under its class). ``image_ids``: the sweep's
     number of each of them (default 0, 1, …; a shard's, prior_landscape.shards: its units), the key
     of its probes. The pixels of the images numbered below ``keep_pixels`` are kept in the table
     (for P Fig. 6).
@@ -59,6 +60,7 @@ def likelihood_sweep(
     rows = np.array([m[2] for m in meta], dtype=np.int64)  # each image's row of ``images``
     ids = image_ids[rows]
     probe_keys = ids  # same probes for an image along θ and across families
+    labelled = prior.with_labels(images["class_label"].to_numpy()[rows] if "class_label" in images else None)
     started = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
@@ -72,7 +74,7 @@ def likelihood_sweep(
             elapsed / done * (total - done),
         )
 
-    res = potential_batched(prior, x, settings, seed=seed, probe_keys=probe_keys, progress=progress, device=device)
+    res = potential_batched(labelled, x, settings, seed=seed, probe_keys=probe_keys, progress=progress, device=device)
     exact = np.full(len(x), np.nan)
     if prior.has_exact_potential:
         exact = np.concatenate(

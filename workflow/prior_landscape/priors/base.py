@@ -21,7 +21,12 @@ and declares what else it offers, instead of being probed for it:
 * ``has_exact_potential``: whether ``potential(x)`` (and ``hessian_potential(x)``) give q
   exactly (the analytic mixture) — otherwise q comes from the probability-flow engine;
 * ``lipschitz_bound()``: a bound L on the Lipschitz constant of ∇q over all images, or
-  None when none is known (networks).
+  None when none is known (networks);
+* ``pooled_labels``: the class labels a class-conditional network pools (P's imagenet64 pools
+  classes 0–9), or None. Such a prior has a density per class, so it is evaluated with one
+  label per image: ``with_labels(labels)`` binds them (the batch is then those images),
+  ``for_rows(rows)`` is the prior of a sub-batch (the potential engine drops finished images),
+  ``for_class(c)`` one class. For every other prior these are the identity (labels None).
 
 Images are tensors of shape (B, C, H, W); ``sigma`` is a tensor of shape (B,)
 (or a scalar, broadcast over the batch).
@@ -52,6 +57,8 @@ class DiffusionPrior(abc.ABC):
     terminal_density: str = "isotropic"
     #: mean, variance (and covariance for small d) of the data, prior scale ({"mean", "var", "n", "cov"}), or None
     data_statistics: dict | None = None
+    #: the class labels a class-conditional prior pools, evaluated with one per image (module docstring), or None
+    pooled_labels: tuple[int, ...] | None = None
 
     @abc.abstractmethod
     def score(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
@@ -124,6 +131,23 @@ class DiffusionPrior(abc.ABC):
             f"{type(self).__name__} {self.name!r} models images of shape {tuple(self.image_shape)} "
             f"only, not {tuple(image_shape)}"
         )
+
+    # ------------------------------------------------- class labels (priors that pool classes)
+    def with_labels(self, labels) -> DiffusionPrior:
+        """The prior a batch is evaluated with: one that pools classes (``pooled_labels``) bound to
+        one class label per image of the batch; any other prior is itself, and takes none."""
+        if labels is None:
+            return self
+        raise ValueError(f"prior {self.name!r} does not pool classes: it takes no class labels (got {len(labels)})")
+
+    def for_rows(self, rows) -> DiffusionPrior:
+        """The prior of the rows ``rows`` (indices or a slice) of the batch it is bound to: itself
+        unless it binds one class label per image (:meth:`with_labels`)."""
+        return self
+
+    def for_class(self, label: int) -> DiffusionPrior:
+        """The density of one class of a prior that pools classes (any batch size)."""
+        raise ValueError(f"prior {self.name!r} does not pool classes (asked for class {label})")
 
     @property
     def dim(self) -> int:

@@ -49,10 +49,13 @@ gives double precision.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from prior_landscape.priors.base import DiffusionPrior, NetworkPrior, sigma_batch
@@ -127,9 +130,11 @@ class _NetworkPrior(NetworkPrior):
 class EDMPrior(_NetworkPrior):
     """An EDM network (Karras et al. 2022) on the EDM schedule σ(t) = t; images in [−1, 1].
 
-    ``class_label`` (an int in [0, label_dim)) is required for class-conditional
-    networks (``edm-imagenet-64x64-cond-adm``; P uses classes 0–9) and refused
-    for unconditional ones.
+    A class-conditional network (``edm-imagenet-64x64-cond-adm``) is one class's density with
+    ``class_label`` (an int in [0, label_dim)), or pools the classes ``pooled_labels`` (P pools
+    classes 0–9): then every image is evaluated under its own class, bound by :meth:`with_labels`
+    (``base.DiffusionPrior``), and an evaluation without labels is refused. Both are refused for
+    unconditional networks.
     """
 
     data_range = (-1.0, 1.0)
@@ -140,21 +145,31 @@ class EDMPrior(_NetworkPrior):
         *,
         name: str = "edm",
         class_label: int | None = None,
+        pooled_labels: Sequence[int] | None = None,
         schedule: EDMSchedule | None = None,
         metadata: dict | None = None,
         data_statistics: dict | None = None,
     ):
         label_dim = denoiser.label_dim
         if label_dim:
-            if class_label is None:
-                raise ValueError(f"{name}: the network is class-conditional ({label_dim} classes): give class_label")
-            if not 0 <= int(class_label) < label_dim:
-                raise ValueError(f"{name}: class_label {class_label} is not in [0, {label_dim})")
-            class_label = int(class_label)
-        elif class_label is not None:
-            raise ValueError(f"{name}: the network is unconditional; class_label must be None")
+            if (class_label is None) == (pooled_labels is None):
+                raise ValueError(
+                    f"{name}: the network is class-conditional ({label_dim} classes): give class_label (one class) "
+                    "or class_labels (the classes it pools, one label per image)"
+                )
+            labels = [class_label] if pooled_labels is None else list(pooled_labels)
+            bad = [c for c in labels if not (float(c).is_integer() and 0 <= int(c) < label_dim)]
+            if bad:
+                raise ValueError(f"{name}: class label(s) {bad} not in [0, {label_dim})")
+            if not labels or len(set(labels)) != len(labels):
+                raise ValueError(f"{name}: the pooled class labels {labels} must be distinct, at least one")
+            class_label = None if class_label is None else int(class_label)
+            pooled_labels = None if pooled_labels is None else tuple(int(c) for c in pooled_labels)
+        elif class_label is not None or pooled_labels is not None:
+            raise ValueError(f"{name}: the network is unconditional; it takes no class label")
         self._setup(denoiser)
-        self.class_label = class_label
+        self.class_label, self.pooled_labels = class_label, pooled_labels
+        self._row_labels: torch.Tensor | None = None  # one class per image of the bound batch (with_labels)
         self.schedule = schedule or EDMSchedule(sigma_max=EDM_SIGMA_MAX, t_eps=PAPER_T_EPS)
         self.metadata = dict(metadata or {})
         res = int(self.metadata.get("img_resolution", 0)) or _infer_resolution(denoiser)
@@ -171,6 +186,7 @@ class EDMPrior(_NetworkPrior):
         *,
         name: str | None = None,
         class_label: int | None = None,
+        pooled_labels: Sequence[int] | None = None,
         t_eps: float = PAPER_T_EPS,
         sigma_max: float = EDM_SIGMA_MAX,
     ) -> EDMPrior:
@@ -179,16 +195,73 @@ class EDMPrior(_NetworkPrior):
         name = name or Path(path).stem
         if class_label is not None:
             name = f"{name}-class{int(class_label)}"
-        return cls(denoiser, name=name, class_label=class_label, schedule=EDMSchedule(sigma_max, t_eps), metadata=meta)
+        return cls(
+            denoiser,
+            name=name,
+            class_label=class_label,
+            pooled_labels=pooled_labels,
+            schedule=EDMSchedule(sigma_max, t_eps),
+            metadata=meta,
+        )
 
     def defining_values(self) -> dict:
-        """The network's weights, its preconditioning (the pickle's metadata) and the class label."""
-        return {"net": self.net, "metadata": self.metadata, "class_label": self.class_label}
+        """The network's weights, its preconditioning (the pickle's metadata) and the class label
+        (the pooled labels and the labels bound to a batch, where there are any)."""
+        out = {"net": self.net, "metadata": self.metadata, "class_label": self.class_label}
+        if self.pooled_labels is not None:
+            out["pooled_labels"] = list(self.pooled_labels)
+        if self._row_labels is not None:
+            out["row_labels"] = self._row_labels
+        return out
+
+    # ---------------------------------------------- pooled classes (base.DiffusionPrior)
+    def _view(self, **changes) -> EDMPrior:
+        view = copy.copy(self)  # shares the network
+        view.__dict__.update(changes)
+        return view
+
+    def with_labels(self, labels) -> EDMPrior:
+        if self.pooled_labels is None:
+            return super().with_labels(labels)
+        if labels is None:
+            raise ValueError(
+                f"prior {self.name!r} pools classes {list(self.pooled_labels)}: give each image's class label"
+            )
+        lab = torch.as_tensor(np.asarray(labels, dtype=np.int64)).reshape(-1)
+        outside = sorted({int(c) for c in lab} - set(self.pooled_labels))
+        if outside:
+            raise ValueError(
+                f"prior {self.name!r} pools classes {list(self.pooled_labels)}, not {outside} (labels given per image)"
+            )
+        return self._view(_row_labels=lab)
+
+    def for_rows(self, rows) -> EDMPrior:
+        if self._row_labels is None:
+            return self
+        rows = rows.cpu() if isinstance(rows, torch.Tensor) else rows
+        return self._view(_row_labels=self._row_labels[rows])
+
+    def for_class(self, label: int) -> EDMPrior:
+        if self.pooled_labels is None or int(label) not in self.pooled_labels:
+            return super().for_class(label)
+        return self._view(class_label=int(label), pooled_labels=None, _row_labels=None)
 
     def _labels(self, batch: int, like: torch.Tensor):
-        if self.class_label is None:
+        if self.class_label is not None:
+            return torch.full((batch,), self.class_label, dtype=torch.long, device=like.device)
+        if self.pooled_labels is None:
             return None
-        return torch.full((batch,), self.class_label, dtype=torch.long, device=like.device)
+        if self._row_labels is None:
+            raise ValueError(
+                f"prior {self.name!r} pools classes {list(self.pooled_labels)}: evaluate it with each image's "
+                "class label (with_labels) or for one class (for_class)"
+            )
+        if len(self._row_labels) != batch:
+            raise ValueError(
+                f"prior {self.name!r} is bound to the class labels of {len(self._row_labels)} images, "
+                f"evaluated on {batch}: a sub-batch takes its rows' prior (for_rows)"
+            )
+        return self._row_labels.to(like.device)
 
     def score(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         """(D(x; σ) − x)/σ² ≈ ∇log p_σ(x), x in [−1, 1] scale; computed in the network's dtype, returned in x's."""
@@ -202,6 +275,7 @@ class EDMPrior(_NetworkPrior):
         return {
             "kind": "edm",
             "class_label": self.class_label,
+            "pooled_labels": None if self.pooled_labels is None else list(self.pooled_labels),
             "metadata": self.metadata,
             "state_dict": {k: v.detach().cpu() for k, v in self.net.net.state_dict().items()},
             "data_statistics": self.data_statistics,
@@ -219,6 +293,7 @@ class EDMPrior(_NetworkPrior):
             den,
             name=state["name"],
             class_label=state["class_label"],
+            pooled_labels=state.get("pooled_labels"),  # absent before classes could be pooled
             schedule=schedule_from_config(state["schedule"]),
             metadata=meta,
             data_statistics=state.get("data_statistics"),  # absent before it was stored: P's p_T
@@ -339,10 +414,27 @@ class UnitScalePrior(DiffusionPrior):
 
     def score(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         u, sig = self.base.from_unit(x), sigma_batch(sigma, x) * self.scale
-        m = self.max_batch
+        m, base = self.max_batch, self.base
         if m is None or x.shape[0] <= m:
-            return self.scale * self.base.score(u, sig)
-        return self.scale * torch.cat([self.base.score(u[i : i + m], sig[i : i + m]) for i in range(0, x.shape[0], m)])
+            return self.scale * base.score(u, sig)
+        chunks = [slice(i, i + m) for i in range(0, x.shape[0], m)]
+        return self.scale * torch.cat([base.for_rows(c).score(u[c], sig[c]) for c in chunks])
+
+    # the base's class labels (base.DiffusionPrior): views wrapping the base's views
+    @property
+    def pooled_labels(self) -> tuple[int, ...] | None:
+        return self.base.pooled_labels
+
+    def with_labels(self, labels) -> UnitScalePrior:
+        view = self.base.with_labels(labels)
+        return self if view is self.base else UnitScalePrior(view, self.max_batch)
+
+    def for_rows(self, rows) -> UnitScalePrior:
+        view = self.base.for_rows(rows)
+        return self if view is self.base else UnitScalePrior(view, self.max_batch)
+
+    def for_class(self, label: int) -> UnitScalePrior:
+        return UnitScalePrior(self.base.for_class(label), self.max_batch)
 
     def terminal_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         return self.base.terminal_log_prob(self.base.from_unit(x)) + self.base.unit_log_det
@@ -403,13 +495,14 @@ def load_pretrained_prior(
     config: ScoreSDENCSNppConfig | dict | None = None,
     t_eps: float = PAPER_T_EPS,
     device: str | torch.device = "cpu",
+    pooled_labels: Sequence[int] | None = None,
 ) -> DiffusionPrior:
     """An EDM ``.pkl`` or a score_sde ``.pth`` as a prior (see :func:`checkpoint_format`)."""
     kind = checkpoint_format(path)
     if kind == "edm_pickle":
-        prior = EDMPrior.from_pickle(path, name=name, class_label=class_label, t_eps=t_eps)
+        prior = EDMPrior.from_pickle(path, name=name, class_label=class_label, pooled_labels=pooled_labels, t_eps=t_eps)
     elif kind == "score_sde":
-        if class_label is not None:
+        if class_label is not None or pooled_labels is not None:
             raise ValueError("score_sde checkpoints are unconditional; class_label must be None")
         prior = ScoreSDEPrior.from_checkpoint(
             path, config or FFHQ256_NCSNPP_CONTINUOUS, name=name or "ffhq256", t_eps=t_eps
@@ -425,6 +518,7 @@ def convert_pretrained_prior(
     *,
     name: str,
     class_label: int | None = None,
+    pooled_labels: Sequence[int] | None = None,
     schedule: dict | None = None,
     network: dict | None = None,
     images: torch.Tensor | None = None,
@@ -437,10 +531,13 @@ def convert_pretrained_prior(
     ``images`` (N, C, H, W) in [0, 1]: images of the data the network models (the prior's
     ``images``), whose mean and (co)variance, in the network's scale, are stored for the
     data-Gaussian terminal density (P eq. 7; :mod:`prior_landscape.priors.terminal`); None: none
-    stored (P's N(0, σ_T² I) only). Returns the converted prior (in its own scale)."""
+    stored (P's N(0, σ_T² I) only; a prior pooling classes, ``pooled_labels``, gets the statistics
+    of the images of all its classes). Returns the converted prior (in its own scale)."""
     from prior_landscape.priors.terminal import data_statistics
 
-    prior = load_pretrained_prior(checkpoint, name=name, class_label=class_label, config=network)
+    prior = load_pretrained_prior(
+        checkpoint, name=name, class_label=class_label, pooled_labels=pooled_labels, config=network
+    )
     prior.name = name
     if schedule is not None:
         prior.schedule = schedule_from_config(schedule)
