@@ -433,11 +433,13 @@ def posterior_images(wildcards):
 
 def deblur_units(wildcards):
     """The number of a case's images (its units when sharded): deblur.images.n, or the Köhler case's
-    shots (real data) or photographs (the stand-in)."""
+    shots (real data) or photographs (the stand-in): prior_landscape.inverse.cases.n_kohler_images."""
+    from prior_landscape.inverse.cases import n_kohler_images
+
     setup = deblur_setup(wildcards)
     if setup["kind"] != "kohler":
         return setup["images"]["n"]
-    return len(KOHLER_DATA["shots"]) if KOHLER_DATA else len(KOHLER["photographs"])
+    return n_kohler_images(KOHLER)
 
 
 def deblur_denoiser(wildcards):
