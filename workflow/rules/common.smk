@@ -331,8 +331,15 @@ def used_resources():
 
 
 POSTERIOR_PRIORS = list(config["posterior"]["priors"])
-# the outputs of posterior_profiles (and the inputs of its gather), output name -> file under posterior/<prior>/
-POSTERIOR_OUTPUTS = {"noiseless": "noiseless", "noisy": "noisy", "lam": "lambda", "points": "points"}
+# the file of an output of posterior_profiles and of its gather (SHARDED_STAGES["posterior_profiles"]):
+# posterior/<prior>/<name>.parquet, but lambda.parquet for P eq. 14's λ table (output lam)
+POSTERIOR_FILES = {"lam": "lambda"}
+
+
+def posterior_file(name):
+    return f"{RESULTS}/posterior/{{prior}}/{POSTERIOR_FILES.get(name, name)}.parquet"
+
+
 DEBLUR = config["deblur"]
 
 
