@@ -527,9 +527,11 @@ def _stage_jobs(cfg: Mapping, book: CostBook, source: str, where: list[str]) -> 
         comp = Component("deblur_runs", "Algorithm 1", case, n, "images", iters, "iteration", cost)
         jobs.append(Job("deblur_runs", case, [comp], after(dp)))
     if kohler:
+        from prior_landscape.inverse.cases import n_kohler_images
+
         where[0] = "deblur.kohler"
         budget = {**deblur, **kohler}
-        runs = len(kohler["data"]["shots"]) if kohler.get("data") else len(kohler.get("photographs", [1]))
+        runs = n_kohler_images(kohler)
         den = kohler.get("denoiser")
         if den:
             names = tuple(dict.fromkeys(n for n in (den.get("kind"), den.get("resource")) if n))

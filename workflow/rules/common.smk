@@ -331,8 +331,15 @@ def used_resources():
 
 
 POSTERIOR_PRIORS = list(config["posterior"]["priors"])
-# the outputs of posterior_profiles (and the inputs of its gather), output name -> file under posterior/<prior>/
-POSTERIOR_OUTPUTS = {"noiseless": "noiseless", "noisy": "noisy", "lam": "lambda", "points": "points"}
+# the file of an output of posterior_profiles and of its gather (SHARDED_STAGES["posterior_profiles"]):
+# posterior/<prior>/<name>.parquet, but lambda.parquet for P eq. 14's λ table (output lam)
+POSTERIOR_FILES = {"lam": "lambda"}
+
+
+def posterior_file(name):
+    return f"{RESULTS}/posterior/{{prior}}/{POSTERIOR_FILES.get(name, name)}.parquet"
+
+
 DEBLUR = config["deblur"]
 
 
@@ -433,11 +440,13 @@ def posterior_images(wildcards):
 
 def deblur_units(wildcards):
     """The number of a case's images (its units when sharded): deblur.images.n, or the Köhler case's
-    shots (real data) or photographs (the stand-in)."""
+    shots (real data) or photographs (the stand-in): prior_landscape.inverse.cases.n_kohler_images."""
+    from prior_landscape.inverse.cases import n_kohler_images
+
     setup = deblur_setup(wildcards)
     if setup["kind"] != "kohler":
         return setup["images"]["n"]
-    return len(KOHLER_DATA["shots"]) if KOHLER_DATA else len(KOHLER["photographs"])
+    return n_kohler_images(KOHLER)
 
 
 def deblur_denoiser(wildcards):

@@ -13,8 +13,8 @@ rule posterior_profiles:
         unpack(prior_inputs),
     output:
         **{
-            name: shard_output("posterior_profiles", "{prior}", f"{RESULTS}/posterior/{{prior}}/{file}.parquet", name)
-            for name, file in POSTERIOR_OUTPUTS.items()
+            name: shard_output("posterior_profiles", "{prior}", posterior_file(name), name)
+            for name in SHARDED_STAGES["posterior_profiles"]
         },
     log:
         per_shard("posterior_profiles", f"{RESULTS}/logs/posterior_profiles/{{prior}}.log"),
@@ -46,10 +46,10 @@ if sharded("posterior_profiles"):
         input:
             **{
                 name: shard_inputs("posterior_profiles", "{prior}", posterior_images, name)
-                for name in POSTERIOR_OUTPUTS
+                for name in SHARDED_STAGES["posterior_profiles"]
             },
         output:
-            **{name: f"{RESULTS}/posterior/{{prior}}/{file}.parquet" for name, file in POSTERIOR_OUTPUTS.items()},
+            **{name: posterior_file(name) for name in SHARDED_STAGES["posterior_profiles"]},
         log:
             f"{RESULTS}/logs/posterior_profiles/{{prior}}.gather.log",
         threads: 1
@@ -74,7 +74,7 @@ rule deblur_runs:
     output:
         **{
             name: shard_output("deblur_runs", "{case}", f"{RESULTS}/deblur/{{case}}/{name}.parquet", name)
-            for name in ("trajectory", "metrics", "images")
+            for name in SHARDED_STAGES["deblur_runs"]
         },
     log:
         per_shard("deblur_runs", f"{RESULTS}/logs/deblur_runs/{{case}}.log"),
@@ -107,10 +107,10 @@ if sharded("deblur_runs"):
         input:
             **{
                 name: shard_inputs("deblur_runs", "{case}", deblur_units, name)
-                for name in ("trajectory", "metrics", "images")
+                for name in SHARDED_STAGES["deblur_runs"]
             },
         output:
-            **{name: f"{RESULTS}/deblur/{{case}}/{name}.parquet" for name in ("trajectory", "metrics", "images")},
+            **{name: f"{RESULTS}/deblur/{{case}}/{name}.parquet" for name in SHARDED_STAGES["deblur_runs"]},
         log:
             f"{RESULTS}/logs/deblur_runs/{{case}}.gather.log",
         threads: 1

@@ -40,7 +40,7 @@ from prior_landscape.inverse.kernels import (
 from prior_landscape.inverse.operators import fft_blur
 from prior_landscape.metrics import aligned_psnr, centred_kernels, collapse_distance, kernel_error, mnc, psnr, ssim
 
-__all__ = ["DeblurCase", "build_case", "run_case", "case_tables", "alternating_settings"]
+__all__ = ["DeblurCase", "build_case", "run_case", "case_tables", "alternating_settings", "n_kohler_images"]
 
 DT = torch.float64
 
@@ -116,6 +116,13 @@ def _simplex(setup, x, device):
         "small": simplex_initialisation(k, "small", sigma=m["gaussian_sigma"]),
     }
     return SimplexKernel(k), h_bar.to(device), inits
+
+
+def n_kohler_images(kohler: dict) -> int:
+    """The Köhler case's number of images (configuration ``deblur.kohler``): its real shots (``data``),
+    else the stand-in's photographs (one crop each). The workflow's units of the case (what its shards
+    split) and the plan's items both ask this function."""
+    return len(kohler["data"]["shots"]) if kohler.get("data") else len(kohler["photographs"])
 
 
 def _kohler_shots(setup, resource_root, channels):

@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
 import numpy as np
@@ -106,12 +106,6 @@ class PotentialSettings:
         if isinstance(kw.get("dtype"), str):
             kw["dtype"] = getattr(torch, kw["dtype"])
         return cls(**kw)
-
-    def accuracy(self) -> dict:
-        """The settings that define the value, JSON-able (for artefact parameters and fingerprints)."""
-        out = {k: v for k, v in asdict(self).items() if k not in self.SPEED_ONLY}
-        out["dtype"] = str(self.dtype).removeprefix("torch.")
-        return out
 
 
 class NonFiniteODEError(FloatingPointError):
