@@ -75,6 +75,16 @@ def test_profile_rules():
     assert [r["verdict"] for r in rows] == ["reproduced", "reproduced", "partly"]
     assert "75%" in rows[1]["measured"] and "50%" in rows[2]["measured"]
     assert profile_claims(pd.DataFrame(), pd.DataFrame())[0]["verdict"] == "not run"
+    # two priors profiled (the demo: the patch prior and the score network): rows for each, never pooled —
+    # the same image numbers of another prior would otherwise mix into one profile
+    other = [t.assign(prior="net", ell=t.ell[::-1].to_numpy()) for t in (data, crit, noisy)]
+    both = profile_claims(
+        pd.concat([data.assign(prior="epll"), crit.assign(prior="epll"), other[0], other[1]]),
+        pd.concat([noisy.assign(prior="epll"), other[2]]),
+    )
+    assert [r["measured"].split(":")[0] for r in both] == ["epll"] * 3 + ["net"] * 3
+    assert [r["verdict"] for r in both[:3]] == ["reproduced", "reproduced", "partly"]
+    assert [r["verdict"] for r in both[3:]] == ["not reproduced", "not reproduced", "reproduced"]
 
 
 def _runs(ke_down, better, no_blur, n=4):

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from prior_landscape.config import ConfigError, theta_grid, validate_config
+from prior_landscape.config import ConfigError, posterior_settings, theta_grid, validate_config
 
 
 @pytest.fixture()
@@ -55,6 +55,18 @@ def test_default_config_is_valid(config):
             r"shards\.likelihood_sweep: 2\.5 is not of type 'integer'",
         ),
         (lambda c: c["shards"].update(sweeps=4), r"shards: Additional properties are not allowed \('sweeps'"),
+        (
+            lambda c: c["posterior"]["by_prior"]["scorenet-natural"].update(n_images=0),
+            r"posterior\.by_prior\.scorenet-natural\.n_images: 0 is less than the minimum of 1",
+        ),
+        (
+            lambda c: c["posterior"]["by_prior"]["scorenet-natural"].update(priors=["gmm-natural"]),
+            r"posterior\.by_prior\.scorenet-natural: Additional properties are not allowed \('priors'",
+        ),
+        (
+            lambda c: c["posterior"]["by_prior"]["scorenet-natural"].update(inner={"tol": 2}),
+            r"posterior\.by_prior\.scorenet-natural\.inner\.tol: 2 is greater than or equal to the maximum of 1",
+        ),
     ],
 )
 def test_bad_values_are_named(config, edit, message):
@@ -109,3 +121,16 @@ def test_real_blur_datasets_take_pairs_instead_of_kernels():
         edit(bad["benchmark"]["datasets"])
         with pytest.raises(ConfigError, match=message):
             validate_config(bad)
+
+
+def test_a_prior_s_posterior_settings_replace_the_section_s_key_by_key(config):
+    """posterior.by_prior: the score network profiles fewer points than the patch prior; nested sections
+    merge key by key; a prior without an entry gets the section as it is (without by_prior)."""
+    post = config["posterior"]
+    post["by_prior"]["scorenet-natural"]["inner"] = {"max_steps": 50}
+    net, patch = posterior_settings(post, "scorenet-natural"), posterior_settings(post, "epll-natural")
+    assert "by_prior" not in net and "by_prior" not in patch
+    assert patch == {k: v for k, v in post.items() if k != "by_prior"}
+    assert net["families"] == ["gaussian", "defocus"] and net["n_images"] == 2 and net["noise_levels"] == [0.01]
+    assert net["inner"] == {**post["inner"], "max_steps": 50}  # starts and tol kept
+    assert net["theta_bar"] == post["theta_bar"] and net["critical_points"] == post["critical_points"]

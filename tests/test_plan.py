@@ -10,6 +10,7 @@ import yaml
 from conftest import REPO
 
 from prior_landscape import cli
+from prior_landscape.config import theta_grid
 from prior_landscape.plan import P_TABLE1, PlanError, build_plan, lpt_makespan, read_gpu_check, wall_time
 
 DATE, DEVICE = "2026-11-30", "NVIDIA H200"
@@ -228,3 +229,21 @@ def test_a_damaged_configuration_or_timing_artefact_is_refused(tmp_path, setup, 
     assert cli.main(["plan", "--gpus", "8", "--config", str(config), "--timing", str(timing)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and str(timing) in err and "measurement" in err, err
+
+
+def test_a_prior_s_own_posterior_settings_size_its_profiles():
+    """posterior.by_prior (config.yaml: the score network profiles 2 families, 2 images, 1 noise level)
+    sizes that prior's profile job; the patch prior's keeps the section's own sizes."""
+    from prior_landscape.plan import CostBook, stage_jobs
+
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    jobs = {j.key: j for j in stage_jobs(cfg, CostBook()) if j.stage == "posterior_profiles"}
+    parts = {k: {c.part: c for c in j.components} for k, j in jobs.items()}
+    grid = 7  # θ ∈ linspace(0, 5, 6) ∪ {θ̄ = 2.5}
+    net, patch = parts["scorenet-natural"], parts["epll-natural"]
+    assert net["noiseless"].items == 2 and net["noiseless"].per_item == 2 * 2 * grid
+    assert net["noisy, q at minimisers"].per_item == 2 * 2 * grid * 1 * 2  # σ_y × inner starts
+    post = cfg["posterior"]
+    n_theta = len(set(theta_grid(post["theta"])) | {post["theta_bar"]})
+    assert patch["noiseless"].items == post["n_images"]
+    assert patch["noiseless"].per_item == 2 * len(post["families"]) * n_theta

@@ -4,15 +4,17 @@ with its caption beside it."""
 
 import base64
 import re
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 import torch
+import yaml
 from conftest import REPO
 
 from prior_landscape.landscape.potential import PotentialSettings
 from prior_landscape.landscape.timing import cost_summary, measure_costs
-from prior_landscape.report.pages import CaptionError, caption_labels, render_caption, write_figure_page
+from prior_landscape.report.pages import CaptionError, caption_labels, caption_text, render_caption, write_figure_page
 from prior_landscape.report.tables import prior_table, write_table_files
 
 CAPTIONS = sorted(p for p in (REPO / "workflow/report").glob("*.rst") if p.stem != "workflow")
@@ -109,6 +111,21 @@ def test_every_caption_titles_its_report_entry():
         "table": "Table 1",
         "title": "The priors of this run",
     }
+
+
+@pytest.mark.parametrize("config_file", ["config.yaml", "config/paper.yaml"])
+def test_every_caption_renders_every_value_it_names_under_the_shipped_configurations(config_file):
+    """A caption's Jinja names configuration keys; one the configuration lacks (a stale key) is an
+    error, not a blank in the report — Fig. 10's once named inner.n_steps and inner.momentum."""
+    config = yaml.safe_load((REPO / config_file).read_text())
+    wildcards = SimpleNamespace(dataset=next(iter(config["benchmark"]["datasets"])))
+    for path in CAPTIONS:
+        text = caption_text(path.read_text(), config, path.name, wildcards=wildcards)
+        assert "{{" not in text and "{%" not in text and text.startswith("**"), path.name
+    stale = '**Figure 10 (P §4.2).** At most {{ snakemake.config["posterior"]["inner"]["n_steps"] }} steps.'
+    for render in (caption_text, render_caption):
+        with pytest.raises(CaptionError, match=r"fig10.rst: the caption names a value .*n_steps"):
+            render(stale, config, "fig10.rst")
 
 
 def test_a_caption_without_a_heading_is_named():

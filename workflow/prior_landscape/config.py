@@ -34,6 +34,16 @@ def speed(section: dict, name: str) -> dict:
     return {k: v for k, v in section.items() if k in SPEED_ONLY.get(name, ())}
 
 
+def posterior_settings(posterior: dict, prior: str) -> dict:
+    """The posterior section as it applies to ``prior``: its ``by_prior[prior]`` entries over the
+    section's own (nested sections merged key by key), ``by_prior`` itself removed — a costly prior
+    (a score network) can profile fewer families, images or noise levels than a cheap exact one."""
+    out = {k: v for k, v in posterior.items() if k != "by_prior"}
+    for key, value in (posterior.get("by_prior") or {}).get(prior, {}).items():
+        out[key] = {**out[key], **value} if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or out of range."""
 

@@ -50,6 +50,8 @@ from pathlib import Path
 
 import yaml
 
+from prior_landscape.config import posterior_settings
+
 __all__ = [
     "P_TABLE1",
     "PlanError",
@@ -497,6 +499,7 @@ def _stage_jobs(cfg: Mapping, book: CostBook, source: str, where: list[str]) -> 
     for p in post.get("priors", []):
         if p not in priors:
             raise PlanError(f"{source}: posterior.priors: {p!r} is not a prior of priors")
+        post = posterior_settings(cfg["posterior"], p)  # its by_prior entries
         n = int(post["n_images"])
         points = 2 * len(post["families"]) * _posterior_thetas(post)  # per image: 2 x̄ × families × θ
         noisy = points * len(post["noise_levels"]) * len(post["inner"]["starts"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from prior_landscape.config import ConfigError, accuracy, validate_config, theta_grid
+from prior_landscape.config import ConfigError, accuracy, posterior_settings, theta_grid, validate_config
 from prior_landscape.io.images import check_photographs
 from prior_landscape.io.downloads import (
     DEFAULT_LOCK_FILE,
@@ -234,7 +234,9 @@ def rendered_captions(wildcards):
     of the configuration it quotes, renders its page again)."""
     from prior_landscape.report.pages import render_caption
 
-    return {f: render_caption((REPORT_DIR / f"{f}.rst").read_text(encoding="utf-8"), config) for f in FIGURES}
+    return {
+        f: render_caption((REPORT_DIR / f"{f}.rst").read_text(encoding="utf-8"), config, f"{f}.rst") for f in FIGURES
+    }
 
 
 # ------------------------------------------------------------------ paper-scale resources
@@ -331,6 +333,25 @@ def used_resources():
 
 
 POSTERIOR_PRIORS = list(config["posterior"]["priors"])
+for _p in config["posterior"].get("by_prior", {}):
+    _check_prior(f"posterior.by_prior.{_p}", _p)
+
+
+def posterior_config(wildcards):
+    """The posterior section as it applies to the job's prior (its posterior.by_prior entries)."""
+    return posterior_settings(config["posterior"], wildcards.prior)
+
+
+def posterior_categories(wildcards):
+    """What every gathered shard of a prior's profiles must cover (prior_landscape.shards)."""
+    post = posterior_config(wildcards)
+    return {
+        "family": post["families"],
+        "x_bar": ["dataset", "critical point"],
+        "sigma_y": post["noise_levels"],
+    }
+
+
 # the file of an output of posterior_profiles and of its gather (SHARDED_STAGES["posterior_profiles"]):
 # posterior/<prior>/<name>.parquet, but lambda.parquet for P eq. 14's λ table (output lam)
 POSTERIOR_FILES = {"lam": "lambda"}
@@ -435,7 +456,7 @@ def deblur_images(wildcards):
 
 def posterior_images(wildcards):
     """The number of the posterior profiles' images (their units when sharded)."""
-    return config["posterior"]["n_images"]
+    return posterior_config(wildcards)["n_images"]
 
 
 def deblur_units(wildcards):

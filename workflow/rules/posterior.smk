@@ -30,7 +30,7 @@ rule posterior_profiles:
         runtime=more_time(60),  # minutes × attempt: a retry after a time-out gets more
         gpu=1 if config["scale"] == "paper" else 0,
     params:
-        posterior=config["posterior"],
+        posterior=posterior_config,
         potential=accuracy(config["potential"], "potential"),
         data=config["data"],
         images=image_source,
@@ -58,11 +58,7 @@ if sharded("posterior_profiles"):
             runtime=10,
         params:
             stage="posterior_profiles",
-            categories={
-                "family": config["posterior"]["families"],
-                "x_bar": ["dataset", "critical point"],
-                "sigma_y": config["posterior"]["noise_levels"],
-            },
+            categories=posterior_categories,
         script:
             "../scripts/gather_shards.py"
 

@@ -117,9 +117,21 @@ def _local_min_at_bar(g: pd.DataFrame) -> bool:
 
 
 def profile_claims(noiseless: pd.DataFrame, noisy: pd.DataFrame) -> list[dict]:
-    """Fig. 9: θ = 0 minimal for data images, a local minimum at θ̄ for critical points; Fig. 10: noise erases it."""
+    """Fig. 9: θ = 0 minimal for data images, a local minimum at θ̄ for critical points; Fig. 10: noise
+    erases it — for each prior that was profiled (its rows named ``<prior>: …``)."""
     if noiseless.empty:
         return [_row("noiseless profile: no blur is optimal for data images", "Fig. 9", "", RULES["most"], "not run")]
+    if "prior" not in noiseless:
+        return _profile_claims_of_one(noiseless, noisy)
+    rows = []
+    for prior, own in noiseless.groupby("prior", sort=False):
+        theirs = noisy[noisy.prior == prior] if "prior" in noisy else noisy
+        for row in _profile_claims_of_one(own, theirs):
+            rows.append({**row, "measured": f"{prior}: {row['measured']}"})
+    return rows
+
+
+def _profile_claims_of_one(noiseless: pd.DataFrame, noisy: pd.DataFrame) -> list[dict]:
     rows = []
     keys = ["family", "image"]
     data = noiseless[noiseless.x_bar == "dataset"]

@@ -98,13 +98,25 @@ def caption_labels(rst: str, kind: str = "figure", source: str = "caption") -> d
     return {kind: label, "title": _short(sentence)}
 
 
-def render_caption(rst: str, config: dict) -> str:
-    """The caption as ``snakemake --report`` shows it: Jinja (``snakemake.config``), then
-    reStructuredText to an HTML fragment."""
+def caption_text(rst: str, config: dict, source: str = "caption", **namespace) -> str:
+    """A caption's Jinja rendered (``snakemake.config`` and ``namespace``, e.g. ``wildcards``). A value
+    the configuration lacks raises :class:`CaptionError` naming it (``snakemake --report`` would print
+    nothing in its place, as a stale key once left Fig. 10's inner minimisation blank)."""
     import jinja2
+
+    template = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(rst)
+    try:
+        return template.render(snakemake=SimpleNamespace(config=config, **namespace))
+    except jinja2.UndefinedError as err:
+        raise CaptionError(f"{source}: the caption names a value the configuration lacks: {err}") from None
+
+
+def render_caption(rst: str, config: dict, source: str = "caption", **namespace) -> str:
+    """The caption as ``snakemake --report`` shows it: :func:`caption_text`, then reStructuredText to an
+    HTML fragment."""
     from docutils.core import publish_parts
 
-    text = jinja2.Environment().from_string(rst).render(snakemake=SimpleNamespace(config=config))
+    text = caption_text(rst, config, source, **namespace)
     return publish_parts(text, writer="html", settings_overrides={"report_level": 4})["body"]
 
 
