@@ -65,9 +65,9 @@ def _config() -> dict:
     cfg["priors"] = {k: v for k, v in cfg["priors"].items() if k != "scorenet-digits"}
     # batches large enough that the 50 steps after the first checkpoint take seconds, so the job is still
     # running when the test scancels it (it polls every 0.2 s); no larger: the training runs three and a
-    # half times in this module (the local reference, the SLURM run, the killed and resumed run) and was
-    # most of its time at 512 (≈0.8 s a step on 2 CPUs, ≈0.25 s at 128). What is compared (artefacts
-    # equal between runs, the resumed run's records) holds for any batch size.
+    # half times in this module (the local reference, the SLURM run, the killed and resumed run), and at
+    # 512 it was three quarters of the local run; at 128 a step takes ≈0.2–0.5 s on 2 free CPUs. What is
+    # compared (artefacts equal between runs, the resumed run's records) holds for any batch size.
     cfg["priors"]["scorenet-natural"]["training"].update(steps=100, checkpoint_every=50, batch_size=128)
     # the sweeps in shards of one image each: each shard and each gather an sbatch job of its own (issue 16)
     cfg["sweep"].update(theta={"start": 0.0, "stop": 4.0, "num": 2}, n_images=2)
