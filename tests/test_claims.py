@@ -137,3 +137,26 @@ def test_benchmark_rules():
     assert benchmark_claims(beaten, methods)[1]["verdict"] == "not reproduced"
     floor_high = pd.DataFrame(rows).assign(psnr=lambda r: r.psnr.where(r.method != "blurry", 30.0))
     assert benchmark_claims(floor_high, methods)[1]["verdict"] == "reproduced"
+
+
+def test_profile_figures_draw_priors_profiled_on_different_families_and_noise_levels():
+    """Figs. 9–10 with the patch prior (two families, two σ_y) beside the score network (one family, one
+    σ_y: posterior.by_prior): one row per prior (Fig. 9) or per prior and family (Fig. 10), each panel
+    with a curve per noise level that prior was profiled at — an absent level draws nothing."""
+    from prior_landscape.report.posterior_figures import plot_noiseless_profiles, plot_noisy_profiles, plt
+
+    def noisy(shape, sigma):
+        return _profile("critical point", shape, sigma=sigma)
+
+    patch = [t.assign(prior="epll", family=f) for f in ("gaussian", "airy")
+             for t in (noisy(["min0"] * 4, 1e-3), noisy(["localbar"] * 4, 1e-2))]  # fmt: skip
+    net = noisy(["localbar"] * 4, 1e-2).assign(prior="net")
+    fig = plot_noisy_profiles(pd.concat([*patch, net], ignore_index=True))
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title().split(":")[0] for ax in panels] == ["epll, Gaussian", "epll, Airy disk", "net, Gaussian"]
+    assert [len(ax.get_legend_handles_labels()[1]) for ax in panels] == [2, 2, 1]
+    plt.close(fig)
+    data = _profile("dataset", ["min0"] * 4)
+    fig = plot_noiseless_profiles(pd.concat([data.assign(prior="epll"), data.assign(prior="net", family="defocus")]))
+    assert len([ax for ax in fig.axes if ax.get_title()]) == 2  # one row per prior, x̄ from the data
+    plt.close(fig)

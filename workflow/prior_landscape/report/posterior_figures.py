@@ -48,6 +48,8 @@ def _median_band(ax, g: pd.DataFrame, value: str, colour, label) -> None:
     """Median and IQR over images; a star at the median curve's argmin, a cross over θ points where some
     image's inner minimisation did not meet its tolerance (noisy profiles: never drawn as a plain value)."""
     g = g[np.isfinite(g[value])]
+    if g.empty:  # e.g. a noise level this prior was not profiled at (posterior.by_prior)
+        return
     qs = g.groupby("theta")[value].quantile([0.25, 0.5, 0.75]).unstack()
     ax.plot(qs.index, qs[0.5], "-o", ms=2.5, color=colour, label=label)
     ax.fill_between(qs.index, qs[0.25], qs[0.75], color=colour, alpha=0.18, lw=0)
