@@ -232,11 +232,12 @@ def test_a_damaged_configuration_or_timing_artefact_is_refused(tmp_path, setup, 
 
 
 def test_a_prior_s_own_posterior_settings_size_its_profiles():
-    """posterior.by_prior (config.yaml: the score network profiles 2 families, 2 images, 1 noise level)
-    sizes that prior's profile job; the patch prior's keeps the section's own sizes."""
+    """posterior.by_prior (config.yaml: the score network, when profiled, on 2 families, 2 images, 1 noise
+    level) sizes that prior's profile job; the patch prior's keeps the section's own sizes."""
     from prior_landscape.plan import CostBook, stage_jobs
 
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["posterior"]["priors"] = ["epll-natural", "scorenet-natural"]
     jobs = {j.key: j for j in stage_jobs(cfg, CostBook()) if j.stage == "posterior_profiles"}
     parts = {k: {c.part: c for c in j.components} for k, j in jobs.items()}
     grid = 7  # θ ∈ linspace(0, 5, 6) ∪ {θ̄ = 2.5}
