@@ -499,16 +499,16 @@ def _stage_jobs(cfg: Mapping, book: CostBook, source: str, where: list[str]) -> 
     for p in post.get("priors", []):
         if p not in priors:
             raise PlanError(f"{source}: posterior.priors: {p!r} is not a prior of priors")
-        post = posterior_settings(cfg["posterior"], p)  # its by_prior entries
-        n = int(post["n_images"])
-        points = 2 * len(post["families"]) * _posterior_thetas(post)  # per image: 2 x̄ × families × θ
-        noisy = points * len(post["noise_levels"]) * len(post["inner"]["starts"])
+        own = posterior_settings(post, p)  # with its by_prior entries
+        n = int(own["n_images"])
+        points = 2 * len(own["families"]) * _posterior_thetas(own)  # per image: 2 x̄ × families × θ
+        noisy = points * len(own["noise_levels"]) * len(own["inner"]["starts"])
         comps = [
-            Component("posterior_profiles", "x̄ descent", p, n, "images", int(post["critical_points"]["n_steps"]),
+            Component("posterior_profiles", "x̄ descent", p, n, "images", int(own["critical_points"]["n_steps"]),
                       "model eval", model(p)),
             Component("posterior_profiles", "noiseless", p, n, "images", points, "potential eval", potential(p)),
             Component("posterior_profiles", "noisy, inner steps (at most)", p, n, "images",
-                      noisy * int(post["inner"]["max_steps"]), "model eval", model(p)),
+                      noisy * int(own["inner"]["max_steps"]), "model eval", model(p)),
             Component("posterior_profiles", "noisy, q at minimisers", p, n, "images", noisy, "potential eval",
                       potential(p)),
         ]  # fmt: skip

@@ -62,7 +62,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, fields
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -81,9 +80,7 @@ class PotentialSettings:
     rtol: float = 1e-5
     max_steps: int = 20_000  # per image; beyond it the solve fails, naming the image
     dtype: torch.dtype = torch.float32  # the ODE state's precision
-    batch_size: int = 16  # images per solve: speed only
-
-    SPEED_ONLY: ClassVar[tuple[str, ...]] = ("batch_size",)
+    batch_size: int = 16  # images per solve: speed only (config.SPEED_ONLY)
 
     def __post_init__(self):
         if not (isinstance(self.n_probes, int) and self.n_probes >= 1):
@@ -534,8 +531,8 @@ def potential_batched(
     parts = []
     for start in range(0, len(images), cfg.batch_size):
         stop = start + cfg.batch_size
-        batch, rows = images[start:stop].to(device), prior.for_rows(slice(start, stop))
-        parts.append(potential(rows, batch, cfg, seed=seed, first_index=start, probe_keys=keys[start:stop]))
+        batch, of_batch = images[start:stop].to(device), prior.for_rows(slice(start, stop))  # its class labels
+        parts.append(potential(of_batch, batch, cfg, seed=seed, first_index=start, probe_keys=keys[start:stop]))
         if progress is not None:
             progress(min(stop, len(images)), len(images))
     cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731

@@ -503,7 +503,7 @@ def load_pretrained_prior(
         prior = EDMPrior.from_pickle(path, name=name, class_label=class_label, pooled_labels=pooled_labels, t_eps=t_eps)
     elif kind == "score_sde":
         if class_label is not None or pooled_labels is not None:
-            raise ValueError("score_sde checkpoints are unconditional; class_label must be None")
+            raise ValueError("score_sde checkpoints are unconditional: they take no class_label or pooled_labels")
         prior = ScoreSDEPrior.from_checkpoint(
             path, config or FFHQ256_NCSNPP_CONTINUOUS, name=name or "ffhq256", t_eps=t_eps
         )
