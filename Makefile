@@ -4,6 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CORES  ?= 2
 # the demo's outputs: config.yaml's `results` (results/demo); a paper run keeps its own (results/paper)
+# malloc backs large tensors by huge pages (workflow/prior_landscape/jobenv.py; Snakemake's jobs get it from
+# common.smk): here for the test suite's own process
+export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
 RESULTS ?= $(shell sed -n 's/^results: *\([^ #]*\).*/\1/p' config.yaml)
 
 .PHONY: install demo report test lint format benchmark clean

@@ -1,6 +1,7 @@
 """The workflow end to end on a tiny configuration: artefacts, figures, report,
 caching, and clean failures. These run Snakemake in a scratch copy of the workflow."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from conftest import REPO
 from test_paper_scale import _job_counts
 
 from prior_landscape.io.artefacts import read_table
+from prior_landscape.jobenv import HUGEPAGES
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # the whole tiny run is the first test's setup: 5–10 min on 2 free cores, up to 20 on the shared
@@ -51,7 +53,9 @@ def _snakemake(work: Path, *args: str, check: bool = True, timeout: int = 900) -
         "2",
         *args,
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    # started without GLIBC_TUNABLES (`make test` exports it): the jobs get it from the workflow itself
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
@@ -82,6 +86,18 @@ def test_run_leaves_artefacts_figures_tables(finished_run):
         assert (res / rel).stat().st_size > 0, rel
     assert not list(res.rglob("*.part")), "a temporary file was left behind"
     assert not (res / "priors/scorenet-natural/training_state.pt").exists()
+
+
+def test_every_job_starts_with_mallocs_huge_pages(finished_run):
+    """common.smk gives the jobs GLIBC_TUNABLES (prior_landscape.jobenv), though Snakemake was started without."""
+    starts = [
+        line
+        for log in (finished_run / "results/logs").rglob("*.log")
+        for line in log.read_text().splitlines()
+        if " started on " in line
+    ]
+    assert len(starts) >= 10, starts
+    assert all(HUGEPAGES in line.partition("GLIBC_TUNABLES=")[2].split(":") for line in starts), starts
 
 
 def test_descent_trajectory_has_engine_and_exact_potentials(finished_run):

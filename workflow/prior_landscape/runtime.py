@@ -4,6 +4,7 @@ timing and provenance. Kept here so that the scripts under workflow/scripts stay
 from __future__ import annotations
 
 import logging
+import os
 import random
 import sys
 import time
@@ -89,5 +90,11 @@ def start_job(snakemake, config_slice: dict, seeds: dict | None = None) -> Job:
     workflow_config = dict(getattr(snakemake, "config", {}) or {})
     device = resolve_device(str(workflow_config.get("device", "cpu")))
     job = Job(config=config_slice, device=device, seeds=seeds, workflow_config=workflow_config)
-    job.log.info("rule %s started on %s with %d thread(s)", snakemake.rule, job.device, torch.get_num_threads())
+    job.log.info(
+        "rule %s started on %s with %d thread(s), GLIBC_TUNABLES=%s",
+        snakemake.rule,
+        job.device,
+        torch.get_num_threads(),
+        os.environ.get("GLIBC_TUNABLES", ""),
+    )
     return job

@@ -11,6 +11,7 @@ from snakemake.exceptions import WorkflowError
 
 from prior_landscape.config import ConfigError, accuracy, posterior_settings, theta_grid, validate_config
 from prior_landscape.io.images import check_photographs
+from prior_landscape.jobenv import set_job_environment
 from prior_landscape.io.downloads import (
     DEFAULT_LOCK_FILE,
     TRAINING_RESOURCES,
@@ -21,6 +22,8 @@ from prior_landscape.io.downloads import (
     resource_outputs,
 )
 
+# Every job starts with malloc backing large tensors by huge pages (prior_landscape.jobenv: 25 % faster on CPU).
+set_job_environment()
 # Stops the run before any job starts, naming every bad key.
 validate_config(config, source="config (config.yaml and --config overrides)")
 # Image files named by the configuration are read now, as the jobs will read them: a

@@ -24,6 +24,7 @@ rule posterior_profiles:
         prior="|".join(re.escape(p) for p in POSTERIOR_PRIORS),
         shard=r"\d+",
         shards=r"\d+",
+    priority: 5  # a network's profiles are among the longest jobs: not left for last
     threads: 1
     resources:
         mem_mb=4000,

@@ -36,6 +36,7 @@ rule train_score_network:
         f"{RESULTS}/benchmarks/train_score_network/{{prior}}.tsv"
     wildcard_constraints:
         prior=priors_of_kind("score_network"),
+    priority: 10  # first: the longest chain of the demo (sweeps, descents, profiles, Table 1) needs the network
     threads: 2
     resources:
         mem_mb=4000,
