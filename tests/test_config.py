@@ -131,6 +131,6 @@ def test_a_prior_s_posterior_settings_replace_the_section_s_key_by_key(config):
     net, patch = posterior_settings(post, "scorenet-natural"), posterior_settings(post, "epll-natural")
     assert "by_prior" not in net and "by_prior" not in patch
     assert patch == {k: v for k, v in post.items() if k != "by_prior"}
-    assert net["families"] == ["gaussian", "defocus"] and net["n_images"] == 2 and net["noise_levels"] == [0.01]
+    assert net["families"] == ["gaussian"] and net["n_images"] == 2 and net["noise_levels"] == [0.01]
     assert net["inner"] == {**post["inner"], "max_steps": 50}  # starts and tol kept
     assert net["theta_bar"] == post["theta_bar"] and net["critical_points"] == post["critical_points"]

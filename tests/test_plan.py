@@ -232,18 +232,18 @@ def test_a_damaged_configuration_or_timing_artefact_is_refused(tmp_path, setup, 
 
 
 def test_a_prior_s_own_posterior_settings_size_its_profiles():
-    """posterior.by_prior (config.yaml: the score network, when profiled, on 2 families, 2 images, 1 noise
-    level) sizes that prior's profile job; the patch prior's keeps the section's own sizes."""
+    """posterior.by_prior (config.yaml: the score network on 1 family, 2 images, 1 noise level) sizes that
+    prior's profile job; the patch prior's keeps the section's own sizes."""
     from prior_landscape.plan import CostBook, stage_jobs
 
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    cfg["posterior"]["priors"] = ["epll-natural", "scorenet-natural"]
+    assert cfg["posterior"]["priors"] == ["epll-natural", "scorenet-natural"]
     jobs = {j.key: j for j in stage_jobs(cfg, CostBook()) if j.stage == "posterior_profiles"}
     parts = {k: {c.part: c for c in j.components} for k, j in jobs.items()}
     grid = 7  # θ ∈ linspace(0, 5, 6) ∪ {θ̄ = 2.5}
     net, patch = parts["scorenet-natural"], parts["epll-natural"]
-    assert net["noiseless"].items == 2 and net["noiseless"].per_item == 2 * 2 * grid
-    assert net["noisy, q at minimisers"].per_item == 2 * 2 * grid * 1 * 2  # σ_y × inner starts
+    assert net["noiseless"].items == 2 and net["noiseless"].per_item == 2 * 1 * grid  # x̄ kinds × families × θ
+    assert net["noisy, q at minimisers"].per_item == 2 * 1 * grid * 1 * 2  # … × σ_y × inner starts
     post = cfg["posterior"]
     n_theta = len(set(theta_grid(post["theta"])) | {post["theta_bar"]})
     assert patch["noiseless"].items == post["n_images"]
