@@ -83,19 +83,14 @@ PHOTO_DATA = {
 
 @pytest.fixture(scope="module")
 def brief_networks():
-    """Score networks of photographs and of binary digits, 400 DSM steps each (~1 min on 2 cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        nets = {
-            src: train_dsm(
-                training_images(src, PHOTO_DATA, 0), SCHEDULE, steps=400, batch_size=64, lr=2e-3, seed=0, name=src
-            )[0]
-            for src in ("photographs", "binary_digits")
-        }
-    finally:
-        torch.set_num_threads(threads)
-    return nets
+    """Score networks of photographs and of binary digits, 400 DSM steps each, on the suite's threads
+    (2 cores: 43 s each; on one thread 65 s)."""
+    return {
+        src: train_dsm(
+            training_images(src, PHOTO_DATA, 0), SCHEDULE, steps=400, batch_size=64, lr=2e-3, seed=0, name=src
+        )[0]
+        for src in ("photographs", "binary_digits")
+    }
 
 
 def _dq(prior, images_at):
