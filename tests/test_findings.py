@@ -83,8 +83,8 @@ PHOTO_DATA = {
 
 @pytest.fixture(scope="module")
 def brief_networks():
-    """Score networks of photographs and of binary digits, 400 DSM steps each, on the suite's threads
-    (2 cores: 43 s each; on one thread 65 s)."""
+    """Score networks of photographs and of binary digits, 400 DSM steps each, on torch's current threads:
+    43 s each on 2, 65 s on 1 (in `make test` one, as test_denoisers leaves torch at one thread)."""
     return {
         src: train_dsm(
             training_images(src, PHOTO_DATA, 0), SCHEDULE, steps=400, batch_size=64, lr=2e-3, seed=0, name=src
